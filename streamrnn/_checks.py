@@ -1,0 +1,103 @@
+"""Input validation shared by Stream, StreamBank and the learner (private).
+
+Every check raises ``ValueError`` naming the parameter, the rule and the value seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["as_chunk", "first_nonfinite", "model_dtype", "model_device", "all_finite"]
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """Floating dtype of the model's parameters (float32 if it has none)."""
+    for p in model.parameters():
+        return p.dtype
+    return torch.get_default_dtype()
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of the model's parameters (CPU if it has none)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def all_finite(x: Tensor) -> bool:
+    """Whether every value of ``x`` is finite.
+
+    A sum is one cheap reduction; a non-finite sum is confirmed element-wise, so a
+    finite chunk whose sum overflows is never rejected.
+    """
+    if x.numel() == 0:
+        return True
+    if math.isfinite(float(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())
+
+
+def first_nonfinite(x: Tensor) -> tuple[int, ...]:
+    """Index of the first non-finite value of ``x``."""
+    bad = (~torch.isfinite(x)).nonzero()
+    return tuple(int(i) for i in bad[0])
+
+
+def as_chunk(
+    chunk,
+    *,
+    features: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    name: str = "chunk",
+) -> tuple[Tensor, bool]:
+    """Validate one stream's chunk and return it as ``(T, F)`` plus whether it was one step.
+
+    Accepts a torch tensor, a numpy array or a (nested) list of floats. A tensor or array
+    must already have the model's floating dtype: nothing is cast silently. A list is
+    read in the model's dtype.
+
+    Shape
+    -----
+    ``(T, F)`` or one step ``(F,)`` -> ``(T, F)``.
+    """
+    if isinstance(chunk, Tensor):
+        x = chunk
+    elif isinstance(chunk, np.ndarray):
+        if chunk.dtype.kind != "f":
+            raise ValueError(f"{name} must hold floats of dtype {dtype}, got numpy {chunk.dtype}")
+        x = torch.from_numpy(chunk)
+    elif isinstance(chunk, list | tuple):
+        try:
+            x = torch.tensor(chunk, dtype=dtype)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{name} must be a rectangular list of numbers: {err}") from None
+    else:
+        raise ValueError(
+            f"{name} must be a torch.Tensor, numpy array or list, got {type(chunk).__name__}"
+        )
+    if x.dtype != dtype:
+        raise ValueError(
+            f"{name} must have dtype {dtype} (the model's), got {x.dtype}; cast it explicitly"
+        )
+    one_step = x.dim() == 1
+    if one_step:
+        x = x.unsqueeze(0)
+    if x.dim() != 2:
+        raise ValueError(
+            f"{name} must have shape (T, F) or (F,) with F = {features}, got {tuple(chunk.shape)}"
+        )
+    if x.shape[1] != features:
+        raise ValueError(
+            f"{name} must have {features} features per step, got {x.shape[1]} "
+            f"(shape {tuple(x.shape)})"
+        )
+    if x.device != device:
+        x = x.to(device)
+    if not all_finite(x):
+        raise ValueError(f"{name} has a non-finite value (NaN or inf) at {first_nonfinite(x)}")
+    return x, one_step

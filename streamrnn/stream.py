@@ -1,0 +1,154 @@
+"""Stream: one live stream with its hidden state carried between chunks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from streamrnn._checks import as_chunk, model_device, model_dtype
+from streamrnn.state import State
+
+__all__ = ["Stream", "check_model"]
+
+
+def check_model(model) -> None:
+    """Raise ``ValueError`` unless ``model`` follows the recurrent-model protocol.
+
+    The protocol: ``input_size``, ``initial_state(batch_size, device=, dtype=)`` and
+    ``forward(x, state) -> (y, state)`` with x ``(B, T, F)``.
+    """
+    for attr in ("input_size", "initial_state", "forward"):
+        if not hasattr(model, attr):
+            raise ValueError(
+                f"model must be a streamrnn recurrent model (LSTM, GRU, RNN or one with "
+                f"input_size, initial_state and forward(x, state)); {type(model).__name__} "
+                f"has no {attr!r}"
+            )
+
+
+class Stream:
+    """One live stream: push chunks, get their outputs, the state is carried over.
+
+    Parameters
+    ----------
+    model : RecurrentLayer or recurrent model
+        Anything with ``input_size``, ``initial_state`` and ``forward(x, state)``,
+        such as :class:`~streamrnn.LSTM`.
+    grad : bool
+        ``False`` (default) runs under ``torch.inference_mode``. ``True`` keeps the
+        autograd graph of each push's outputs; the carried state is detached between
+        pushes, so memory does not grow.
+    max_chunk : int
+        A longer chunk is processed in slices of at most this many steps (bounded
+        memory for the intermediate buffers); the result is the same.
+
+    Attributes
+    ----------
+    state : State
+        The live state, readable and settable (validated on set).
+    steps : int
+        Steps pushed since construction or the last :meth:`reset`.
+
+    Shape
+    -----
+    push: ``(T, F)`` -> ``(T, O)``; one step ``(F,)`` -> ``(O,)``.
+
+    Examples
+    --------
+    >>> import torch, streamrnn
+    >>> model = streamrnn.GRU(2, 4, seed=0)
+    >>> stream = streamrnn.Stream(model)
+    >>> x = torch.randn(6, 2, generator=torch.Generator().manual_seed(1))
+    >>> a = torch.cat([stream.push(x[:2]), stream.push(x[2]).unsqueeze(0), stream.push(x[3:])])
+    >>> b = model(x.unsqueeze(0))[0][0]
+    >>> torch.allclose(a, b, atol=1e-6), stream.steps
+    (True, 6)
+    >>> stream.push(torch.zeros(3, 5))
+    Traceback (most recent call last):
+    ...
+    ValueError: chunk must have 2 features per step, got 5 (shape (3, 5))
+    """
+
+    def __init__(self, model, *, grad: bool = False, max_chunk: int = 65536) -> None:
+        check_model(model)
+        if not isinstance(grad, bool):
+            raise ValueError(f"grad must be a bool, got {grad!r}")
+        if isinstance(max_chunk, bool) or not isinstance(max_chunk, int) or max_chunk < 1:
+            raise ValueError(f"max_chunk must be a positive int, got {max_chunk!r}")
+        self.model = model
+        self.grad = grad
+        self.max_chunk = max_chunk
+        self._dtype = model_dtype(model)
+        self._device = model_device(model)
+        self._features = model.input_size
+        self.reset()
+
+    def reset(self) -> None:
+        """Start over from the initial (zero) state."""
+        self._state = self.model.initial_state(1, device=self._device, dtype=self._dtype)
+        self.steps = 0
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, value: State) -> None:
+        ref = self._state
+        if not isinstance(value, State):
+            raise ValueError(f"state must be a streamrnn.State, got {type(value).__name__}")
+        for part, want, got in (("h", ref.h, value.h), ("c", ref.c, value.c)):
+            if (want is None) != (got is None):
+                raise ValueError(f"state.{part} must be {'a tensor' if got is None else 'None'}")
+            if want is not None and (want.shape != got.shape or want.dtype != got.dtype):
+                raise ValueError(
+                    f"state.{part} must be {want.dtype} of shape {tuple(want.shape)}, "
+                    f"got {got.dtype} of shape {tuple(got.shape)}"
+                )
+            if got is not None and not bool(torch.isfinite(got).all()):
+                raise ValueError(f"state.{part} has non-finite values")
+        self._state = value.to(self._device)
+
+    def push(self, chunk) -> Tensor:
+        """Run one chunk through the model from the live state and keep the new state.
+
+        Parameters
+        ----------
+        chunk : Tensor, numpy array or list
+            T steps of F features, or one step of F features. Empty chunks (T = 0) are
+            allowed and leave the state as it is. A chunk with a NaN or inf raises
+            ``ValueError`` and leaves the state untouched.
+
+        Returns
+        -------
+        Tensor
+            The outputs of this chunk's steps.
+
+        Shape
+        -----
+        ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``.
+        """
+        x, one_step = as_chunk(
+            chunk, features=self._features, dtype=self._dtype, device=self._device
+        )
+        if self.grad:
+            y = self._run(x)
+        else:
+            with torch.inference_mode():
+                y = self._run(x)
+        return y[0] if one_step else y
+
+    def _run(self, x: Tensor) -> Tensor:
+        steps = x.shape[0]
+        if steps <= self.max_chunk:
+            y, state = self.model(x.unsqueeze(0), self._state)
+            out = y[0]
+        else:
+            state, parts = self._state, []
+            for start in range(0, steps, self.max_chunk):
+                y, state = self.model(x[start : start + self.max_chunk].unsqueeze(0), state)
+                parts.append(y[0])
+            out = torch.cat(parts)
+        self._state = state.detach() if self.grad else state
+        self.steps += steps
+        return out
