@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ from streamrnn._io import (
 from streamrnn.state import State
 from streamrnn.stream import check_model
 
-__all__ = ["StreamBank", "model_config"]
+__all__ = ["BankOutputs", "StreamBank", "model_config"]
 
 _FORMAT = "streamrnn.StreamBank"
 _VERSION = 1
@@ -38,6 +40,54 @@ def model_config(model) -> dict:
             "cell": probe.c is not None,
         },
     }
+
+
+_dtype_of = operator.attrgetter("dtype")
+
+
+class BankOutputs(Mapping):
+    """The outputs of one :meth:`StreamBank.push`: a read-only ``{key: outputs}`` mapping.
+
+    Rows are handed out as views on first access, so a push over thousands of streams
+    does not pay for thousands of tensor objects nobody reads. ``tensor`` is the whole
+    batch in key order when all chunks had the same shape (else ``None``).
+
+    Shape
+    -----
+    ``out[key]``: ``(T, O)`` or ``(O,)``; ``tensor``: ``(N, T, O)`` or ``(N, O)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> out = BankOutputs(["a", "b"], torch.arange(6.0).reshape(2, 3))
+    >>> out["b"], list(out), len(out), out.tensor.shape
+    (tensor([3., 4., 5.]), ['a', 'b'], 2, torch.Size([2, 3]))
+    """
+
+    def __init__(self, keys: list, rows: Tensor | list) -> None:
+        self._keys = keys
+        self._rows = rows
+        self._pos: dict | None = None
+        self.tensor = rows if isinstance(rows, Tensor) else None
+
+    def __getitem__(self, key):
+        if self._pos is None:
+            self._pos = dict(zip(self._keys, range(len(self._keys)), strict=True))
+        return self._rows[self._pos[key]]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"BankOutputs({len(self._keys)} streams)"
+
+
+def _all_finite_state(state: State) -> bool:
+    # Two cheap reductions; non-finite sums are confirmed element-wise.
+    return all_finite(state.h) and (state.c is None or all_finite(state.c))
 
 
 def _check_key(key, name: str = "key") -> None:
@@ -119,6 +169,8 @@ class StreamBank:
         self._last_used = np.zeros(capacity, dtype=np.int64)
         self._tick = 0
         self._state = self.model.initial_state(capacity, device=self._device, dtype=self._dtype)
+        self._generation = 0  # bumped whenever the key -> slot mapping changes
+        self._cache: tuple = (-1, None, None, None)  # generation, keys, slots, rows
 
     def _grow(self, need: int) -> None:
         old = len(self._key_of)
@@ -162,8 +214,30 @@ class StreamBank:
                 self._key_of[slot] = keys[i]
                 slots[i] = slot
             self._zero_rows(taken)
+            self._generation += 1
         self._last_used[slots] = self._tick
         return slots
+
+    def _rows_for(self, keys: list) -> tuple[np.ndarray, Tensor | slice]:
+        """Slots of ``keys`` as an index for numpy and one for the state tensors.
+
+        The same key list pushed again (the steady state of a live bank) reuses the last
+        index; a contiguous run of slots becomes a slice, so gather and scatter are views
+        and copies instead of index operations.
+        """
+        generation, cached_keys, slots, rows = self._cache
+        if generation == self._generation and keys == cached_keys:
+            self._tick += 1
+            self._last_used[slots] = self._tick
+            return slots, rows
+        slots = np.asarray(self._slots_for(keys), dtype=np.int64)
+        first = int(slots[0])
+        if np.array_equal(slots, np.arange(first, first + len(slots))):
+            rows: Tensor | slice = slice(first, first + len(slots))
+        else:
+            rows = torch.from_numpy(slots).to(self._device)
+        self._cache = (self._generation, list(keys), slots, rows)
+        return slots, rows
 
     def _evict(self, n: int) -> None:
         # Live slots not touched by this push have ticks below the current one.
@@ -174,6 +248,7 @@ class StreamBank:
             self._key_of[slot] = None
             self._free.append(slot)
         self.counts["evicted"] += len(victims)
+        self._generation += 1
 
     # -- the hot path --------------------------------------------------------------
     def push(self, chunks: dict) -> dict:
@@ -188,8 +263,9 @@ class StreamBank:
 
         Returns
         -------
-        dict
-            ``{key: outputs}`` in the same order.
+        BankOutputs
+            A read-only mapping ``{key: outputs}`` in the same order (``dict(out)``
+            makes it a dict); ``out.tensor`` is the whole batch when shapes agree.
 
         Shape
         -----
@@ -205,16 +281,19 @@ class StreamBank:
         if x is not None:
             one_step = x.dim() == 2
             y = self.push_many(keys, x.unsqueeze(1) if one_step else x, _checked=True)
-            return dict(zip(keys, (y[:, 0] if one_step else y).unbind(0), strict=True))
+            return BankOutputs(keys, y[:, 0] if one_step else y)
         return self._push_ragged(keys, values)
 
     def _stack_uniform(self, values: list) -> Tensor | None:
         """All chunks as one ``(N, T, F)`` / ``(N, F)`` tensor when they share a shape."""
-        if not all(type(v) is Tensor for v in values):
+        if set(map(type, values)) != {Tensor}:
             return None
-        if {v.dtype for v in values} != {self._dtype} or len({v.shape for v in values}) != 1:
+        if set(map(_dtype_of, values)) != {self._dtype}:
             return None
-        x = torch.stack(values)
+        try:
+            x = torch.stack(values)
+        except RuntimeError:  # unequal shapes
+            return None
         if x.dim() not in (2, 3) or x.shape[-1] != self._features:
             return None  # the per-chunk path names the key and the rule
         return x.to(self._device)
@@ -240,7 +319,7 @@ class StreamBank:
             y = self.push_many([keys[i] for i in members], x, _checked=True)
             for i, yi in zip(members, y.unbind(0), strict=True):
                 out[i] = yi[0] if steps[i] == 0 and length == 1 else yi
-        return dict(zip(keys, out, strict=True))
+        return BankOutputs(keys, out)
 
     def push_many(self, keys: list, x: Tensor, *, _checked: bool = False) -> Tensor:
         """Step N distinct streams with one ``(N, T, F)`` tensor: the zero-copy path.
@@ -276,31 +355,53 @@ class StreamBank:
         if not all_finite(x):
             row = first_nonfinite(x)[0]
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
-        slots = self._slots_for(keys)
+        slots, rows = self._rows_for(keys)
+        self.last_reset = []
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self._output_size())
-        idx = torch.tensor(slots, dtype=torch.long, device=self._device)
         if self.grad:
-            y = self._step(idx, x, keys)
+            y = self._step(rows, x)
         else:
             with torch.inference_mode():
-                y = self._step(idx, x, keys)
+                y = self._step(rows, x)
         self.counts["steps"] += x.shape[0] * x.shape[1]
-        return y
-
-    def _step(self, idx: Tensor, x: Tensor, keys: list) -> Tensor:
-        y, new = self.model(x, self._state.select(idx))
-        if self.grad:
-            new = new.detach()
-        self._state.scatter_(idx, new)
-        self.last_reset = []
-        ok = new.is_finite()
-        if not bool(ok.all()):
-            bad = (~ok).nonzero().flatten().tolist()
+        if y is None:  # a state went non-finite: reset those streams, report them
+            with torch.inference_mode():
+                y, bad = self._recover(rows, x)
             self.last_reset = [keys[i] for i in bad]
-            self._zero_rows([int(idx[i]) for i in bad])
+            self._zero_rows([int(slots[i]) for i in bad])
             self.counts["nonfinite_resets"] += len(bad)
         return y
+
+    def _step(self, rows: Tensor | slice, x: Tensor) -> Tensor | None:
+        """One batched call; ``None`` (and no state written) if a new state is non-finite."""
+        state = self._state
+        if isinstance(rows, slice):
+            entering = State(state.h[:, rows], None if state.c is None else state.c[:, rows])
+        else:
+            entering = state.select(rows)
+        y, new = self.model(x, entering)
+        if self.grad:
+            new = new.detach()
+        if not _all_finite_state(new):
+            return None
+        if isinstance(rows, slice):
+            state.h[:, rows].copy_(new.h)
+            if state.c is not None:
+                state.c[:, rows].copy_(new.c)
+        else:
+            state.scatter_(rows, new)
+        return y
+
+    def _recover(self, rows: Tensor | slice, x: Tensor) -> tuple[Tensor, list[int]]:
+        # Rare path: keep the finite streams' new states, report the others.
+        if isinstance(rows, slice):
+            rows = torch.arange(rows.start, rows.stop, device=self._device)
+        y, new = self.model(x, self._state.select(rows))
+        new = new.detach()
+        ok = new.is_finite()
+        self._state.scatter_(rows, new)
+        return y, (~ok).nonzero().flatten().tolist()
 
     def _output_size(self) -> int:
         size = getattr(self.model, "output_size", None)
@@ -333,6 +434,7 @@ class StreamBank:
         del self._slot_of[key]
         self._key_of[slot] = None
         self._free.append(slot)
+        self._generation += 1
 
     def get_state(self, key) -> State:
         """A copy of one stream's state (B = 1)."""

@@ -88,6 +88,7 @@ class RecurrentLayer(nn.Module):
         if seed is not None:
             self.reset_parameters(seed)
         self._kernel = _CELL_KERNELS[self._mode]
+        self._weights_per_layer = 4 if bias else 2
 
     def _torch_extra(self) -> dict:
         # Keyword arguments of the wrapped torch module beyond the shared ones.
@@ -209,7 +210,8 @@ class RecurrentLayer(nn.Module):
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
         if steps == 1:
-            return self._one_step(x[:, 0], state)
+            h, state = self._one_step(x[:, 0], state)
+            return h.unsqueeze(1), state
         if steps == 0:
             return x.new_zeros(batch, 0, self.hidden_size), state
         hx = (state.h, state.c) if self._mode == "LSTM" else state.h
@@ -219,27 +221,35 @@ class RecurrentLayer(nn.Module):
         return y, State(hn)
 
     def _one_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        # One step through the per-layer cell kernel (the fast path for T == 1).
-        rnn, kernel, lstm = self.rnn, self._kernel, self._mode == "LSTM"
-        hs, cs = [], []
-        inp = x
+        """One step through the per-layer cell kernel: the fast path for T == 1.
+
+        Shape
+        -----
+        x: ``(B, F)`` -> top-layer output ``(B, H)``; state ``(L, B, H)``.
+        """
+        w, n = self.rnn._flat_weights, self._weights_per_layer
+        kernel = self._kernel
+        if self.num_layers == 1:  # the common case, without per-layer lists
+            b_ih, b_hh = (w[2], w[3]) if n == 4 else (None, None)
+            if state.c is not None:
+                h, c = kernel(x, (state.h[0], state.c[0]), w[0], w[1], b_ih, b_hh)
+                return h, State(h.unsqueeze(0), c.unsqueeze(0))
+            h = kernel(x, state.h[0], w[0], w[1], b_ih, b_hh)
+            return h, State(h.unsqueeze(0))
+        hs, cs, inp = [], [], x
         for layer in range(self.num_layers):
-            w = rnn._flat_weights[layer * (4 if self.bias else 2) :][:4 if self.bias else 2]
-            b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
-            if lstm:
-                h, c = kernel(inp, (state.h[layer], state.c[layer]), w[0], w[1], b_ih, b_hh)
+            lw = w[layer * n : layer * n + n]
+            b_ih, b_hh = (lw[2], lw[3]) if n == 4 else (None, None)
+            if state.c is not None:
+                h, c = kernel(inp, (state.h[layer], state.c[layer]), lw[0], lw[1], b_ih, b_hh)
                 cs.append(c)
             else:
-                h = kernel(inp, state.h[layer], w[0], w[1], b_ih, b_hh)
+                h = kernel(inp, state.h[layer], lw[0], lw[1], b_ih, b_hh)
             hs.append(h)
             inp = h
             if self.dropout and self.training and layer < self.num_layers - 1:
                 inp = F.dropout(inp, self.dropout, training=True)
-        if self.num_layers == 1:
-            new = State(hs[0].unsqueeze(0), cs[0].unsqueeze(0) if lstm else None)
-        else:
-            new = State(torch.stack(hs), torch.stack(cs) if lstm else None)
-        return inp.unsqueeze(1), new
+        return inp, State(torch.stack(hs), torch.stack(cs) if cs else None)
 
 
 class LSTM(RecurrentLayer):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from streamrnn._checks import as_chunk, model_device, model_dtype
+from streamrnn.cells import RecurrentLayer
 from streamrnn.state import State
 
 __all__ = ["Stream", "check_model"]
@@ -81,6 +84,9 @@ class Stream:
         self._dtype = model_dtype(model)
         self._device = model_device(model)
         self._features = model.input_size
+        self._step_shape = torch.Size([model.input_size])
+        fast = isinstance(model, RecurrentLayer) and not grad
+        self._fast_step = model._one_step if fast else None
         self.reset()
 
     def reset(self) -> None:
@@ -128,6 +134,19 @@ class Stream:
         -----
         ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``.
         """
+        if (
+            type(chunk) is Tensor
+            and self._fast_step is not None
+            and chunk.shape == self._step_shape
+            and chunk.dtype == self._dtype
+            and chunk.device == self._device
+            and math.isfinite(float(chunk.sum()))
+        ):
+            # One (F,) step on a built-in layer: the measured fast path, same result.
+            with torch.inference_mode():
+                h, self._state = self._fast_step(chunk.unsqueeze(0), self._state)
+            self.steps += 1
+            return h[0]
         x, one_step = as_chunk(
             chunk, features=self._features, dtype=self._dtype, device=self._device
         )
