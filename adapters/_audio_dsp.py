@@ -1,0 +1,122 @@
+"""Chunk-invariant signal steps of the audio front end (private).
+
+Each step is written once and used by both the streaming path (with carried state) and
+the offline path (with the initial state), which is what makes them agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torchaudio.functional as taf
+from torch import Tensor
+
+__all__ = ["WINDOWS", "FrameFeatures", "padded_length", "preemphasize", "running_normalize"]
+
+WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
+
+#: Running-normalisation state: (frames seen, shift, sum of shifted, sum of squared shifted).
+Stats = tuple[int, Tensor, Tensor, Tensor]
+
+
+def preemphasize(x: np.ndarray, coef: float, prev: float) -> np.ndarray:
+    """``y[n] = x[n] - coef * x[n - 1]``, with ``prev`` standing for ``x[-1]``.
+
+    Element-wise in float32, so any chunking gives bit-identical samples.
+
+    Shape
+    -----
+    ``(samples,)`` -> ``(samples,)`` float32.
+    """
+    if coef == 0.0 or len(x) == 0:
+        return x
+    shifted = np.empty_like(x)
+    shifted[0] = prev
+    shifted[1:] = x[:-1]
+    return (x - np.float32(coef) * shifted).astype(np.float32, copy=False)
+
+
+def padded_length(n_samples: int, win_length: int, hop_length: int, tail: str) -> int:
+    """Length of a stream of ``n_samples`` after the ``tail`` rule.
+
+    ``"drop"`` keeps it; ``"pad"`` extends it with zeros to the shortest length at which
+    every sample lies in some frame: ``win_length`` for ``0 < n <= win_length``, else
+    ``(ceil((n - win_length) / hop_length)) * hop_length + win_length``.
+    """
+    if tail == "drop" or n_samples == 0:
+        return n_samples
+    if n_samples <= win_length:
+        return win_length
+    frames = math.ceil((n_samples - win_length) / hop_length) + 1
+    return (frames - 1) * hop_length + win_length
+
+
+def running_normalize(feats: Tensor, stats: Stats | None, eps: float) -> tuple[Tensor, Stats]:
+    """Standardise each frame by the statistics of all frames up to and including it.
+
+    ``out_t = (f_t - mean_t) / sqrt(var_t + eps)`` with the population variance. Sums
+    run in float64 over values shifted by the stream's first frame (stable for long
+    streams); a chunk continues the sums of ``stats``, ``None`` starts a stream.
+
+    Shape
+    -----
+    ``(T, F)`` -> ``(T, F)`` float32, plus the new statistics.
+    """
+    f = feats.to(torch.float64)
+    if stats is None:
+        count, shift = 0, f[0].clone()
+        s1 = s2 = torch.zeros_like(shift)
+    else:
+        count, shift, s1, s2 = stats
+    d = f - shift  # (T, F)
+    c1 = torch.cumsum(d, 0) + s1
+    c2 = torch.cumsum(d * d, 0) + s2
+    t = torch.arange(count + 1, count + len(f) + 1, dtype=torch.float64)[:, None]  # (T, 1)
+    mean = c1 / t
+    var = (c2 / t - mean * mean).clamp_min(0.0)  # rounding can dip just below 0
+    out = ((d - mean) / torch.sqrt(var + eps)).to(torch.float32)
+    return out, (count + len(f), shift, c1[-1], c2[-1])
+
+
+class FrameFeatures:
+    """Log-mel or MFCC of every frame of a segment, in one batched torchaudio call.
+
+    Frame ``k`` of a segment covers ``seg[k * hop : k * hop + win]``; it is windowed and
+    zero-padded on the right to ``n_fft`` (the window is padded, and ``n_fft - win`` zeros
+    are appended to the segment), then ``torchaudio.functional.spectrogram`` with
+    ``center=False`` gives the power spectrum of all frames at once.
+
+    Shape
+    -----
+    segment ``((T - 1) * hop + win,)`` float32 numpy -> ``(T, F)`` float32 tensor.
+    """
+
+    def __init__(
+        self, sample_rate, kind, win_length, hop_length, n_fft, n_mels, n_mfcc,
+        f_min, f_max, mel_scale, mel_norm, window, log_offset,
+    ) -> None:  # fmt: skip
+        self.kind, self.hop_length, self.n_fft = kind, hop_length, n_fft
+        self.offset = torch.full((1, n_mels), float(log_offset))  # (1, n_mels)
+        win = WINDOWS[window](win_length, dtype=torch.float32)
+        self.window = torch.nn.functional.pad(win, (0, n_fft - win_length))  # (n_fft,)
+        self.fb = taf.melscale_fbanks(
+            n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm=mel_norm, mel_scale=mel_scale
+        )  # (n_fft // 2 + 1, n_mels)
+        self.dct = taf.create_dct(n_mfcc, n_mels, norm="ortho")  # (n_mels, n_mfcc)
+        self.fft_pad = np.zeros(n_fft - win_length, dtype=np.float32)
+
+    def __call__(self, seg: np.ndarray) -> Tensor:
+        if len(self.fft_pad):
+            seg = np.concatenate((seg, self.fft_pad))
+        # No autograd context needed: nothing here requires grad, and entering one costs
+        # more than the ops of a 20 ms chunk.
+        spec = taf.spectrogram(
+            torch.from_numpy(seg), 0, self.window, self.n_fft, self.hop_length, self.n_fft,
+            2.0, False, center=False,
+        )  # (n_fft // 2 + 1, T)  # fmt: skip
+        feats = torch.addmm(self.offset, spec.T, self.fb).log_()  # log(mel + offset): (T, n_mels)
+        if self.kind == "mfcc":
+            feats = torch.matmul(feats, self.dct)  # (T, n_mfcc)
+        return feats
