@@ -11,6 +11,7 @@ import wave
 import numpy as np
 import pytest
 import torch
+
 from streamrnn.adapters.audio import (
     AudioFeatures,
     RawPCMSource,

@@ -14,6 +14,7 @@ import soxr
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from streamrnn.adapters.audio import AudioFeatures
 
 RESAMPLE_ATOL = 1e-6

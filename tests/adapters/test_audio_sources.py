@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from streamrnn.adapters.audio import (
     AudioFeatures,
     MicrophoneSource,

@@ -13,6 +13,7 @@ import torch
 import torchaudio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from streamrnn.adapters.audio import AudioFeatures
 
 SR = 16000
