@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streamrnn._checks import model_dtype
 from streamrnn._io import check_config, decode_key, encode_key, read_state_file, write_state_file
 from streamrnn.state import State
 
-__all__ = ["BankOutputs", "SlotTable", "model_config"]
+__all__ = ["BankOutputs", "SlotTable", "check_key", "model_config"]
 
 _FORMAT = "streamrnn.StreamBank"
 _VERSION = 1
@@ -29,6 +30,7 @@ def model_config(model) -> dict:
     return {
         "type": type(model).__name__,
         **config,
+        "dtype": str(model_dtype(model)),
         "state": {
             "num_layers": probe.num_layers,
             "hidden_size": probe.hidden_size,
@@ -77,11 +79,14 @@ class BankOutputs(Mapping):
         return f"BankOutputs({len(self._keys)} streams)"
 
 
-def _check_key(key, name: str = "key") -> None:
+def _is_key(key) -> bool:
     if isinstance(key, tuple):
-        for part in key:
-            _check_key(part, name)
-    elif isinstance(key, bool) or not isinstance(key, str | int):
+        return all(_is_key(part) for part in key)
+    return type(key) is str or type(key) is int
+
+
+def check_key(key, name: str = "key") -> None:
+    if not _is_key(key):
         raise ValueError(
             f"{name} must be a str, an int, or a tuple of them, got {type(key).__name__} {key!r}"
         )
@@ -102,7 +107,7 @@ class SlotTable:
         self._tick = 0
         self._state = self.model.initial_state(capacity, device=self._device, dtype=self._dtype)
         self._generation = 0  # bumped whenever the key -> slot mapping changes
-        self._cache: tuple = (-1, None, None, None)  # generation, keys, slots, rows
+        self._cache: tuple = (-1, None, None, None, None)  # generation, keys, types, slots, rows
 
     def _grow(self, need: int) -> None:
         old = len(self._key_of)
@@ -118,25 +123,33 @@ class SlotTable:
         fresh = self.model.initial_state(len(slots), device=self._device, dtype=self._dtype)
         self._state.scatter_(idx, fresh)
 
+    def _stamp(self, slots) -> None:
+        # Each key of a push gets its own tick, in push order: recency is a strict order.
+        n = len(slots)
+        self._last_used[slots] = np.arange(self._tick + 1, self._tick + n + 1)
+        self._tick += n
+
     def _slots_for(self, keys: list) -> list[int]:
-        """Slots of ``keys``, allocating (and evicting least recently used) for new ones."""
-        self._tick += 1
+        """Slots of ``keys``, allocating (and evicting least recently used) for new ones.
+
+        Every key is validated before anything changes.
+        """
+        for key in keys:
+            check_key(key)
+        if len(keys) > self.max_streams:
+            raise ValueError(
+                f"a push may hold at most max_streams = {self.max_streams} streams, "
+                f"got {len(keys)}"
+            )
         get = self._slot_of.get
         slots = [get(k, -1) for k in keys]
         new = [i for i, s in enumerate(slots) if s < 0]
         if new:
-            for i in new:
-                _check_key(keys[i])
-            if len(keys) > self.max_streams:
-                raise ValueError(
-                    f"a push may hold at most max_streams = {self.max_streams} streams, "
-                    f"got {len(keys)}"
-                )
             live = len(self._slot_of)
             if live + len(new) > len(self._key_of) and len(self._key_of) < self.max_streams:
                 self._grow(live + len(new))
-            known = np.asarray([s for s in slots if s >= 0], dtype=np.int64)
-            self._last_used[known] = self._tick
+            known = [s for s in slots if s >= 0]
+            self._last_used[known] = self._tick + len(keys) + 1  # never evicted by this push
             shortfall = len(new) - len(self._free)
             if shortfall > 0:
                 self._evict(shortfall)
@@ -147,20 +160,24 @@ class SlotTable:
                 slots[i] = slot
             self._zero_rows(taken)
             self._generation += 1
-        self._last_used[slots] = self._tick
+        self._stamp(slots)
         return slots
 
     def _rows_for(self, keys: list) -> tuple[np.ndarray, Tensor | slice]:
         """Slots of ``keys`` as an index for numpy and one for the state tensors.
 
         The same key list pushed again (the steady state of a live bank) reuses the last
-        index; a contiguous run of slots becomes a slice, so gather and scatter are views
-        and copies instead of index operations.
+        index (keys compared by value and type, so ``True`` is never the stream ``1``);
+        a contiguous run of slots becomes a slice, so gather and scatter are views and
+        copies instead of index operations.
         """
-        generation, cached_keys, slots, rows = self._cache
-        if generation == self._generation and keys == cached_keys:
-            self._tick += 1
-            self._last_used[slots] = self._tick
+        generation, cached_keys, cached_types, slots, rows = self._cache
+        if (
+            generation == self._generation
+            and keys == cached_keys
+            and list(map(type, keys)) == cached_types
+        ):
+            self._stamp(slots)
             return slots, rows
         slots = np.asarray(self._slots_for(keys), dtype=np.int64)
         first = int(slots[0])
@@ -168,7 +185,7 @@ class SlotTable:
             rows: Tensor | slice = slice(first, first + len(slots))
         else:
             rows = torch.from_numpy(slots).to(self._device)
-        self._cache = (self._generation, list(keys), slots, rows)
+        self._cache = (self._generation, list(keys), list(map(type, keys)), slots, rows)
         return slots, rows
 
     def _evict(self, n: int) -> None:
@@ -187,16 +204,21 @@ class SlotTable:
         return len(self._slot_of)
 
     def __contains__(self, key) -> bool:
-        return key in self._slot_of
+        return _is_key(key) and key in self._slot_of
 
     def keys(self) -> list:
         """Live keys, least recently used first."""
         return sorted(self._slot_of, key=lambda k: self._last_used[self._slot_of[k]])
 
     def _slot(self, key) -> int:
+        if not _is_key(key):
+            raise ValueError(
+                f"key {key!r} is not a live stream in this bank (keys are str, int, or "
+                f"tuples of them; got {type(key).__name__})"
+            )
         try:
             return self._slot_of[key]
-        except (KeyError, TypeError):
+        except KeyError:
             raise ValueError(f"key {key!r} is not a live stream in this bank") from None
 
     def reset(self, key) -> None:
@@ -243,7 +265,13 @@ class SlotTable:
             )
         check_config(state_dict["config"], self._config)
         keys = [decode_key(k) for k in state_dict["keys"]]
+        for key in keys:
+            check_key(key, "a key in the state")
+        if len(set(keys)) != len(keys):
+            raise ValueError("the state lists a key twice")
         state = State.from_tensors(state_dict["tensors"])
+        if not bool(state.is_finite().all()):
+            raise ValueError("the state has non-finite values (NaN or inf); refusing to load it")
         want = (state.num_layers, len(keys), state.hidden_size)
         probe = self.model.initial_state(len(keys), device="cpu", dtype=self._dtype)
         if tuple(probe.h.shape) != tuple(state.h.shape) or (probe.c is None) != (state.c is None):
@@ -252,9 +280,7 @@ class SlotTable:
             raise ValueError(f"state holds {len(keys)} streams, max_streams is {self.max_streams}")
         self._clear(max(min(self.max_streams, 64), len(keys)))
         if keys:
-            self._slots_for(keys)  # allocates slots 0..n-1 in order
-            self._last_used[: len(keys)] = np.arange(1, len(keys) + 1)
-            self._tick = len(keys)
+            self._slots_for(keys)  # allocates slots 0..n-1 in order, stamps 1..n
             idx = torch.arange(len(keys), device=self._device)
             self._state.scatter_(idx, state.to(device=self._device, dtype=self._dtype))
         self.counts = {**self.counts, **state_dict["counts"]}

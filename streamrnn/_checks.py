@@ -70,8 +70,10 @@ def as_chunk(
     elif isinstance(chunk, np.ndarray):
         if chunk.dtype.kind != "f":
             raise ValueError(f"{name} must hold floats of dtype {dtype}, got numpy {chunk.dtype}")
-        x = torch.from_numpy(chunk)
+        x = torch.from_numpy(np.ascontiguousarray(chunk))
     elif isinstance(chunk, list | tuple):
+        if len(chunk) == 0:  # an empty list is an empty chunk
+            return torch.zeros(0, features, dtype=dtype, device=device), False
         try:
             x = torch.tensor(chunk, dtype=dtype)
         except (TypeError, ValueError, RuntimeError) as err:
@@ -89,7 +91,7 @@ def as_chunk(
         x = x.unsqueeze(0)
     if x.dim() != 2:
         raise ValueError(
-            f"{name} must have shape (T, F) or (F,) with F = {features}, got {tuple(chunk.shape)}"
+            f"{name} must have shape (T, F) or (F,) with F = {features}, got {tuple(x.shape)}"
         )
     if x.shape[1] != features:
         raise ValueError(

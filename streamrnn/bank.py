@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from streamrnn._bank_slots import BankOutputs, SlotTable, model_config
+from streamrnn._bank_slots import BankOutputs, SlotTable, check_key, model_config
 from streamrnn._checks import all_finite, as_chunk, first_nonfinite, model_device, model_dtype
 from streamrnn.state import State
 from streamrnn.stream import check_model
@@ -107,7 +108,7 @@ class StreamBank(SlotTable):
         if not isinstance(chunks, dict):
             raise ValueError(f"chunks must be a dict {{key: chunk}}, got {type(chunks).__name__}")
         if not chunks:
-            return {}
+            return BankOutputs([], [])
         keys = list(chunks)
         values = list(chunks.values())
         x = self._stack_uniform(values)
@@ -131,8 +132,10 @@ class StreamBank(SlotTable):
             return None  # the per-chunk path names the key and the rule
         return x.to(self._device)
 
-    def _push_ragged(self, keys: list, values: list) -> dict:
-        xs, steps = [], []
+    def _push_ragged(self, keys: list, values: list) -> BankOutputs:
+        # Chunks of unequal length: validate all, allocate all keys at once (one LRU
+        # decision for the whole push), then one batched call per distinct length.
+        xs, one_step = [], []
         for key, value in zip(keys, values, strict=True):
             x, one = as_chunk(
                 value,
@@ -142,16 +145,19 @@ class StreamBank(SlotTable):
                 name=f"chunk for key {key!r}",
             )
             xs.append(x)
-            steps.append(0 if one else x.shape[0])  # 0 marks a one-step (F,) chunk
+            one_step.append(one)
+        slots = np.asarray(self._slots_for(keys), dtype=np.int64)
         groups: dict[int, list[int]] = {}
         for i, x in enumerate(xs):
             groups.setdefault(x.shape[0], []).append(i)
         out: list = [None] * len(keys)
+        self.last_reset = []
         for length, members in groups.items():
             x = torch.stack([xs[i] for i in members])
-            y = self.push_many([keys[i] for i in members], x, _checked=True)
+            rows = torch.from_numpy(slots[members]).to(self._device)
+            y = self._run(slots[members], rows, x, [keys[i] for i in members])
             for i, yi in zip(members, y.unbind(0), strict=True):
-                out[i] = yi[0] if steps[i] == 0 and length == 1 else yi
+                out[i] = yi[0] if one_step[i] and length == 1 else yi
         return BankOutputs(keys, out)
 
     def push_many(self, keys: list, x: Tensor, *, _checked: bool = False) -> Tensor:
@@ -179,6 +185,10 @@ class StreamBank(SlotTable):
                 raise ValueError(f"x must be (N, T, F) with F = {self._features}, got {shape}")
             if x.dtype != self._dtype:
                 raise ValueError(f"x must have dtype {self._dtype}, got {x.dtype}")
+            if not isinstance(keys, list | tuple):
+                raise ValueError(f"keys must be a list, got {type(keys).__name__}")
+            for key in keys:
+                check_key(key)
             if len(keys) != x.shape[0] or len(set(keys)) != len(keys):
                 raise ValueError(
                     f"keys must be {x.shape[0]} distinct keys (one per row of x), got "
@@ -188,8 +198,12 @@ class StreamBank(SlotTable):
         if not all_finite(x):
             row = first_nonfinite(x)[0]
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
-        slots, rows = self._rows_for(keys)
+        slots, rows = self._rows_for(list(keys))
         self.last_reset = []
+        return self._run(slots, rows, x, keys)
+
+    def _run(self, slots: np.ndarray, rows: Tensor | slice, x: Tensor, keys: list) -> Tensor:
+        """Step the streams at ``rows`` with ``x``; reset and report non-finite states."""
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self._output_size())
         if self.grad:
@@ -201,7 +215,7 @@ class StreamBank(SlotTable):
         if y is None:  # a state went non-finite: reset those streams, report them
             with torch.inference_mode():
                 y, bad = self._recover(rows, x)
-            self.last_reset = [keys[i] for i in bad]
+            self.last_reset += [keys[i] for i in bad]
             self._zero_rows([int(slots[i]) for i in bad])
             self.counts["nonfinite_resets"] += len(bad)
         return y

@@ -74,17 +74,19 @@ class RecurrentLayer(nn.Module):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
         self.seed = seed
-        self.rnn = self._torch_class(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias=bias,
-            batch_first=True,
-            dropout=self.dropout if num_layers > 1 else 0.0,
-            device=device,
-            dtype=dtype,
-            **self._torch_extra(),
-        )
+        # With a seed, torch's own initial draw must not consume the global RNG.
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            self.rnn = self._torch_class(
+                input_size,
+                hidden_size,
+                num_layers,
+                bias=bias,
+                batch_first=True,
+                dropout=self.dropout if num_layers > 1 else 0.0,
+                device=device,
+                dtype=dtype,
+                **self._torch_extra(),
+            )
         if seed is not None:
             self.reset_parameters(seed)
         self._kernel = _CELL_KERNELS[self._mode]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
-from streamrnn._checks import as_chunk, model_device, model_dtype
+from streamrnn._checks import all_finite, as_chunk, model_device, model_dtype
 from streamrnn.cells import RecurrentLayer
 from streamrnn.state import State
 
@@ -51,6 +52,9 @@ class Stream:
         The live state, readable and settable (validated on set).
     steps : int
         Steps pushed since construction or the last :meth:`reset`.
+    counts : dict
+        ``nonfinite_resets``: times the state overflowed to NaN / inf and was reset to
+        the initial state (with a ``RuntimeWarning``); never kept silently.
 
     Shape
     -----
@@ -85,8 +89,12 @@ class Stream:
         self._device = model_device(model)
         self._features = model.input_size
         self._step_shape = torch.Size([model.input_size])
-        fast = isinstance(model, RecurrentLayer) and not grad
-        self._fast_step = model._one_step if fast else None
+        plain = isinstance(model, RecurrentLayer) and all(
+            getattr(type(model), name) is getattr(RecurrentLayer, name)
+            for name in ("forward", "_one_step")
+        )  # a subclass that changes forward must not be bypassed
+        self._fast_step = model._one_step if plain and not grad else None
+        self.counts = {"nonfinite_resets": 0}
         self.reset()
 
     def reset(self) -> None:
@@ -144,8 +152,8 @@ class Stream:
         ):
             # One (F,) step on a built-in layer: the measured fast path, same result.
             with torch.inference_mode():
-                h, self._state = self._fast_step(chunk.unsqueeze(0), self._state)
-            self.steps += 1
+                h, state = self._fast_step(chunk.unsqueeze(0), self._state)
+            self._commit(state, 1)
             return h[0]
         x, one_step = as_chunk(
             chunk, features=self._features, dtype=self._dtype, device=self._device
@@ -168,6 +176,20 @@ class Stream:
                 y, state = self.model(x[start : start + self.max_chunk].unsqueeze(0), state)
                 parts.append(y[0])
             out = torch.cat(parts)
-        self._state = state.detach() if self.grad else state
-        self.steps += steps
+        self._commit(state.detach() if self.grad else state, steps)
         return out
+
+    def _commit(self, state: State, steps: int) -> None:
+        """Keep the new state, or reset and report a non-finite one (overflow)."""
+        self.steps += steps
+        if all_finite(state.h) and (state.c is None or all_finite(state.c)):
+            self._state = state
+            return
+        self.counts["nonfinite_resets"] += 1
+        self._state = self.model.initial_state(1, device=self._device, dtype=self._dtype)
+        warnings.warn(
+            "the stream's state became non-finite (numeric overflow); it was reset to the "
+            "initial state and counted in counts['nonfinite_resets']",
+            RuntimeWarning,
+            stacklevel=3,
+        )
