@@ -1,0 +1,185 @@
+"""streamrnn's RNNForecaster next to river's forecasters and deep-river, side by side.
+
+Every model is scored by river's own forecasting evaluation (``evaluate.evaluate``:
+learn one value, then forecast the next ``horizon`` values) on three real series that
+ship inside wheels: river's AirlinePassengers (144 monthly) and TrumpApproval (1,001
+daily, with 6 pollster columns as exogenous features), and statsmodels' weekly Mauna
+Loa co2 (2,284 weeks; the 59 missing weeks are dropped). MAE at horizons +1 and +3,
+and samples per second (values learned per second of the whole evaluation), 1 thread.
+
+deep-river pins torch < 2.6 and river < 0.26, so it runs in its own virtual
+environment, never in the project's (``--deep-river-python``; make one with
+``python3 -m venv /opt/deepriver-venv && /opt/deepriver-venv/bin/pip install
+deep-river==0.3.4 pytest``). Its LSTMForecaster uses its benchmark's settings
+(window 12, hidden 16).
+
+Run::
+
+    python benchmarks/bench_river.py [--deep-river-python /opt/deepriver-venv/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from river import datasets, linear_model, metrics, optim, preprocessing, time_series
+from river import evaluate as river_evaluate
+from river.time_series.base import Forecaster
+
+from streamrnn.river import RNNForecaster
+
+HORIZON = 3
+
+
+class LastValue(Forecaster):
+    """The naive forecast: every future value equals the last one seen."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def learn_one(self, y, x=None):
+        self.last = y
+
+    def forecast(self, horizon, xs=None):
+        return [self.last] * horizon
+
+
+def load_series() -> dict:
+    """name -> (list of (x, y), seasonal period)."""
+    import statsmodels.api as sm
+
+    co2 = sm.datasets.co2.load_pandas().data["co2"].dropna()
+
+    def numeric(dataset):  # every model gets the same numeric exogenous features
+        return [({k: v for k, v in x.items() if isinstance(v, int | float)}, y)
+                for x, y in dataset]
+
+    return {
+        "AirlinePassengers": (numeric(datasets.AirlinePassengers()), 12),
+        "TrumpApproval": (numeric(datasets.TrumpApproval()), 7),
+        "co2 (weekly)": ([({}, float(v)) for v in co2.to_numpy()], 52),
+    }
+
+
+def snarimax(m: int, first: float):
+    # river's documented AirlinePassengers configuration, with the series' own period.
+    return time_series.SNARIMAX(
+        p=12, d=1, q=12, m=m, sd=1,
+        regressor=preprocessing.StandardScaler() | linear_model.LinearRegression(
+            intercept_init=first, optimizer=optim.SGD(0.01), intercept_lr=0.3
+        ),
+    )
+
+
+class WarmHoltWinters(time_series.HoltWinters):
+    """river's HoltWinters, forecasting the last value until it has initialised.
+
+    HoltWinters cannot forecast before it has seen a full season; river's evaluation
+    asks from step ``horizon`` on.
+    """
+
+    def learn_one(self, y, x=None):
+        self._last = y
+        super().learn_one(y, x)
+
+    def forecast(self, horizon, xs=None):
+        if not self.level:
+            return [getattr(self, "_last", 0.0)] * horizon
+        return super().forecast(horizon, xs)
+
+
+def holt_winters(m: int):
+    return WarmHoltWinters(alpha=0.3, beta=0.1, gamma=0.6, seasonality=m)
+
+
+def score(model, data) -> tuple[list[float], float]:
+    """MAE at each horizon step and samples per second under river's evaluation."""
+    t0 = time.perf_counter()
+    result = river_evaluate.evaluate(data, model, metrics.MAE(), horizon=HORIZON)
+    seconds = time.perf_counter() - t0
+    maes = [m.get() for m in result.metrics]
+    return maes, len(data) / seconds
+
+
+_DEEP_RIVER_SCRIPT = r"""
+import json, sys, time, torch
+torch.set_num_threads(1)
+from river import metrics, time_series
+from deep_river.forecasting import LSTMForecaster
+series = json.load(sys.stdin)
+out = {}
+for name, rows in series.items():
+    data = [(x, y) for x, y in rows]
+    model = LSTMForecaster(window_size=12, hidden_size=16, seed=42)
+    t0 = time.perf_counter()
+    result = time_series.evaluate(data, model, metrics.MAE(), horizon=HORIZON)
+    seconds = time.perf_counter() - t0
+    out[name] = {"mae": [m.get() for m in result.metrics], "rate": len(data) / seconds}
+print(json.dumps(out))
+""".replace("HORIZON", str(HORIZON))
+
+
+def run_deep_river(python: str, series: dict) -> dict:
+    payload = {name: rows for name, (rows, _) in series.items()}
+    proc = subprocess.run(
+        [python, "-c", _DEEP_RIVER_SCRIPT], input=json.dumps(payload),
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"deep-river run failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deep-river-python", default="/opt/deepriver-venv/bin/python")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats for the rates")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    series = load_series()
+    models = {
+        "streamrnn RNNForecaster": lambda m, first: RNNForecaster(seed=0),
+        "river SNARIMAX": snarimax,
+        "river HoltWinters": lambda m, first: holt_winters(m),
+        "last value": lambda m, first: LastValue(),
+    }
+    table: dict = {}
+    for name, (data, m) in series.items():
+        for label, make in models.items():
+            runs = [score(make(m, data[0][1]), data) for _ in range(args.repeats)]
+            table[(name, label)] = (runs[0][0], statistics.median(r[1] for r in runs))
+    if Path(args.deep_river_python).exists():
+        rates: dict = {}
+        for _ in range(args.repeats):
+            for name, r in run_deep_river(args.deep_river_python, series).items():
+                rates.setdefault(name, []).append(r["rate"])
+                table[(name, "deep-river LSTMForecaster")] = (r["mae"], None)
+        for name, rs in rates.items():
+            mae = table[(name, "deep-river LSTMForecaster")][0]
+            table[(name, "deep-river LSTMForecaster")] = (mae, statistics.median(rs))
+    else:
+        print(f"(deep-river skipped: {args.deep_river_python} not found)", file=sys.stderr)
+
+    print(f"| series | model | MAE +1 | MAE +{HORIZON} | samples/s |")
+    print("|---|---|---:|---:|---:|")
+    for (name, label), (maes, rate) in table.items():
+        rate_s = f"{rate:,.0f}" if rate and math.isfinite(rate) else "-"
+        print(f"| {name} | {label} | {maes[0]:.2f} | {maes[-1]:.2f} | {rate_s} |")
+    for name in series:
+        ours = table[(name, "streamrnn RNNForecaster")]
+        deep = table.get((name, "deep-river LSTMForecaster"))
+        if deep:
+            print(f"{name}: streamrnn samples/s / deep-river = {ours[1] / deep[1]:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""Per-stream rows of the online learner: slots, states and window rings (private).
+
+Every live stream owns one slot, i.e. one row of each preallocated buffer:
+
+- ``live``: the state after the stream's last step (``State``, rows on dim 1);
+- ``enter_h`` / ``enter_c``: a ring of R = k2 // k1 + 1 live states, each the state that
+  enters a future learning window (stored when the stream's step count s satisfies
+  ``(s + k2) % k1 == 0``, in ring slot ``((s + k2) // k1) % R``);
+- ``xbuf``: the last k2 inputs (step t at ring position ``t % k2``);
+- ``ybuf`` / ``tstat``: the targets of those steps and their status (``NONE``, ``PENDING``
+  not yet learned from, ``LEARNED``);
+- ``count``: steps seen; ``due``: a learning window ended and its update is pending.
+
+Slots are allocated like :class:`~streamrnn.StreamBank`'s (grown by doubling up to
+``max_streams``, least recently used evicted at the limit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streamrnn.state import State
+
+__all__ = ["NONE", "PENDING", "LEARNED", "Span", "StreamRows"]
+
+NONE, PENDING, LEARNED = 0, 1, 2
+
+
+def check_key(key, name: str = "key") -> None:
+    """Raise ``ValueError`` unless ``key`` is a str, an int or a tuple of them."""
+    if isinstance(key, tuple):
+        for part in key:
+            check_key(part, name)
+    elif isinstance(key, bool) or not isinstance(key, str | int):
+        raise ValueError(
+            f"{name} must be a str, an int, or a tuple of them, got {type(key).__name__} {key!r}"
+        )
+
+
+class Span:
+    """Ring positions of ``width`` consecutive steps of some streams, from step ``start``.
+
+    When every stream starts at the same ring position and the span does not wrap, reads
+    and writes are a slice plus ``index_select`` / ``index_copy_`` on the stream rows
+    (the lockstep case, e.g. batchified streams); otherwise an advanced-index gather.
+    """
+
+    def __init__(self, idx: Tensor, start: np.ndarray, width: int, k2: int) -> None:
+        self.idx, self.width = idx, width
+        first = start % k2
+        self.p0 = int(first[0]) if (first == first[0]).all() and first[0] + width <= k2 else -1
+        if self.p0 < 0:
+            ring = (start[:, None] + np.arange(width)) % k2
+            self.ring = torch.as_tensor(ring, device=idx.device)
+            self.rowi = idx.unsqueeze(1).expand(len(start), width)
+
+    def read(self, buf: Tensor) -> Tensor:
+        """``(N, width, ...)`` values of ``buf``."""
+        if self.p0 >= 0:
+            return buf[:, self.p0:self.p0 + self.width].index_select(0, self.idx)
+        return buf[self.rowi, self.ring]
+
+    def write(self, buf: Tensor, values) -> None:
+        """Set the span of ``buf`` to ``values`` (a tensor ``(N, width, ...)`` or a scalar)."""
+        if self.p0 >= 0:
+            view = buf[:, self.p0:self.p0 + self.width]
+            if isinstance(values, Tensor):
+                view.index_copy_(0, self.idx, values)
+            else:
+                view.index_fill_(0, self.idx, values)
+        else:
+            buf[self.rowi, self.ring] = values
+
+    def write_masked(self, buf: Tensor, mask: Tensor, values: Tensor) -> None:
+        """Set the entries of the span where ``mask`` (``(N, width)``) holds."""
+        rowi = self.idx.unsqueeze(1).expand(mask.shape)
+        ring = self.ring if self.p0 < 0 else (
+            torch.arange(self.p0, self.p0 + self.width, device=mask.device).expand(mask.shape))
+        buf[rowi[mask], ring[mask]] = values[mask]
+
+
+class StreamRows:
+    """Slots and per-stream buffers of :class:`~streamrnn.learn.OnlineLearner`."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        k1: int,
+        k2: int,
+        max_streams: int,
+        in_shape: tuple,
+        in_dtype: torch.dtype,
+        target_shape: tuple,
+        target_dtype: torch.dtype,
+        device: torch.device,
+        dtype: torch.dtype,
+        counts: dict,
+    ) -> None:
+        self.model = model
+        self.k1, self.k2 = k1, k2
+        self.ring = k2 // k1 + 1
+        self.max_streams = max_streams
+        self.in_shape, self.in_dtype = in_shape, in_dtype
+        self.target_shape, self.target_dtype = target_shape, target_dtype
+        self.device, self.dtype = device, dtype
+        self.counts = counts  # shared with the learner: evicted, lost_pending
+        self.clear(min(max_streams, 16))
+
+    # -- allocation ----------------------------------------------------------------
+    def _blank(self, n: int) -> dict:
+        live = self.model.initial_state(n, device=self.device, dtype=self.dtype)
+        enter_h = live.h.new_zeros((self.ring, *live.h.shape))
+        enter_c = None if live.c is None else live.c.new_zeros((self.ring, *live.c.shape))
+        return {
+            "live": live,
+            "enter_h": enter_h,
+            "enter_c": enter_c,
+            "xbuf": torch.zeros((n, self.k2, *self.in_shape), dtype=self.in_dtype,
+                                device=self.device),
+            "ybuf": torch.zeros((n, self.k2, *self.target_shape), dtype=self.target_dtype,
+                                device=self.device),
+            "tstat": torch.zeros((n, self.k2), dtype=torch.uint8, device=self.device),
+            "count": np.zeros(n, dtype=np.int64),
+            "due": np.zeros(n, dtype=bool),
+            "last_used": np.zeros(n, dtype=np.int64),
+        }
+
+    def clear(self, capacity: int) -> None:
+        """Forget every stream; ``capacity`` empty slots."""
+        self.slot_of: dict = {}
+        self.key_of: list = [None] * capacity
+        self.free = list(range(capacity - 1, -1, -1))
+        self.tick = 0
+        for name, value in self._blank(capacity).items():
+            setattr(self, name, value)
+
+    @property
+    def capacity(self) -> int:
+        return len(self.key_of)
+
+    def _grow(self, need: int) -> None:
+        old = self.capacity
+        new = min(self.max_streams, max(need, 2 * old))
+        extra = self._blank(new - old)
+        self.live = State.cat([self.live, extra["live"]])
+        self.enter_h = torch.cat([self.enter_h, extra["enter_h"]], dim=2)
+        if self.enter_c is not None:
+            self.enter_c = torch.cat([self.enter_c, extra["enter_c"]], dim=2)
+        for name in ("xbuf", "ybuf", "tstat"):
+            setattr(self, name, torch.cat([getattr(self, name), extra[name]]))
+        for name in ("count", "due", "last_used"):
+            setattr(self, name, np.concatenate([getattr(self, name), extra[name]]))
+        self.key_of.extend([None] * (new - old))
+        self.free = list(range(new - 1, old - 1, -1)) + self.free
+
+    def slots_for(self, keys: list) -> list[int]:
+        """Slots of ``keys`` (validated, distinct), allocating and evicting for new ones."""
+        self.tick += 1
+        slots = [self.slot_of.get(k, -1) for k in keys]
+        new = [i for i, s in enumerate(slots) if s < 0]
+        if new:
+            if len(keys) > self.max_streams:
+                raise ValueError(
+                    f"a push may hold at most max_streams = {self.max_streams} streams, "
+                    f"got {len(keys)}"
+                )
+            live = len(self.slot_of)
+            if live + len(new) > self.capacity and self.capacity < self.max_streams:
+                self._grow(live + len(new))
+            known = np.asarray([s for s in slots if s >= 0], dtype=np.int64)
+            self.last_used[known] = self.tick
+            shortfall = len(new) - len(self.free)
+            if shortfall > 0:
+                self._evict(shortfall)
+            taken = [self.free.pop() for _ in new]
+            for i, slot in zip(new, taken, strict=True):
+                self.slot_of[keys[i]] = slot
+                self.key_of[slot] = keys[i]
+                slots[i] = slot
+            self.zero_rows(taken)
+        self.last_used[slots] = self.tick
+        return slots
+
+    def _evict(self, n: int) -> None:
+        order = np.argsort(self.last_used, kind="stable")
+        victims = [int(s) for s in order if self.key_of[s] is not None][:n]
+        for slot in victims:
+            self.release(slot)
+        self.counts["evicted"] += len(victims)
+
+    def release(self, slot: int) -> None:
+        """Free ``slot``; its pending targets are counted as lost."""
+        self.zero_rows([slot])
+        del self.slot_of[self.key_of[slot]]
+        self.key_of[slot] = None
+        self.free.append(slot)
+
+    def zero_rows(self, slots: list[int]) -> None:
+        """Put streams back to step 0: initial state, empty window, nothing due."""
+        if not slots:
+            return
+        idx = torch.tensor(slots, dtype=torch.long, device=self.device)
+        self.counts["lost_pending"] += int((self.tstat.index_select(0, idx) == PENDING).sum())
+        fresh = self.model.initial_state(len(slots), device=self.device, dtype=self.dtype)
+        self.live.scatter_(idx, fresh)
+        self.tstat.index_fill_(0, idx, NONE)
+        self.count[slots] = 0
+        self.due[slots] = False
+
+    def keys_by_slot(self) -> list:
+        """Live keys in slot order."""
+        return [self.key_of[s] for s in sorted(self.slot_of.values())]
+
+    # -- entering states -----------------------------------------------------------
+    def store_enter(self, slots: np.ndarray, idx: Tensor, rows: State) -> None:
+        """Keep the live state of streams whose count makes it a future window's start."""
+        count = self.count[slots]
+        keep = (count + self.k2) % self.k1 == 0
+        if not keep.any():
+            return
+        sel = np.nonzero(keep)[0]
+        ring = torch.as_tensor((count[sel] + self.k2) // self.k1 % self.ring, device=self.device)
+        where = torch.as_tensor(sel, device=self.device)
+        cols = idx.index_select(0, where)
+        self.enter_h[ring, :, cols] = rows.h.index_select(1, where).transpose(0, 1)
+        if self.enter_c is not None:
+            self.enter_c[ring, :, cols] = rows.c.index_select(1, where).transpose(0, 1)
+
+    def enter_state(self, slots: np.ndarray, ends: np.ndarray) -> State:
+        """The state entering the windows that end at step counts ``ends``.
+
+        Streams whose window starts at step 0 get the initial state.
+        """
+        n = len(slots)
+        start = ends - self.k2
+        state = self.model.initial_state(n, device=self.device, dtype=self.dtype)
+        if (start > 0).any():
+            sel = np.nonzero(start > 0)[0]
+            ring = torch.as_tensor(ends[sel] // self.k1 % self.ring, device=self.device)
+            cols = torch.as_tensor(slots[sel], device=self.device)
+            where = torch.as_tensor(sel, device=self.device)
+            state.h.index_copy_(1, where, self.enter_h[ring, :, cols].transpose(0, 1))
+            if state.c is not None:
+                state.c.index_copy_(1, where, self.enter_c[ring, :, cols].transpose(0, 1))
+        return state

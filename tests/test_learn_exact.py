@@ -1,0 +1,280 @@
+"""Exactness of online learning (invariant 5).
+
+- k1 == k2 gives bitwise the weights and predictions of the canonical loop of
+  pytorch/examples word_language_model (repackage hidden, zero_grad, forward, loss,
+  backward, clip_grad_norm_, optimizer step), on real text;
+- k1 < k2 gives the gradients of a brute-force autograd reference of the same
+  truncation, written here independently with a Python loop of the LSTM equations
+  (float64, 1e-10), for any split of the stream into chunks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from streamrnn.cells import GRU, LSTM
+from streamrnn.heads import Readout, RecurrentModel
+from streamrnn.learn import OnlineLearner
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEXT = DATA / "text" / "tinyshakespeare.txt"
+ETT = DATA / "sensors" / "ett" / "ETTh1.csv"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest, and much faster on busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def shakespeare(chars: int) -> tuple[torch.Tensor, int]:
+    if not TEXT.exists():
+        pytest.skip(f"{TEXT} is absent")
+    text = TEXT.read_text()[:chars]
+    vocab = sorted(set(TEXT.read_text()))
+    lookup = {ch: i for i, ch in enumerate(vocab)}
+    return torch.tensor([lookup[ch] for ch in text]), len(vocab)
+
+
+def ett(rows: int, dtype=torch.float64) -> torch.Tensor:
+    if not ETT.exists():
+        pytest.skip(f"{ETT} is absent")
+    data = np.loadtxt(ETT, delimiter=",", skiprows=1, usecols=range(1, 8), max_rows=rows)
+    data = (data - data.mean(0)) / data.std(0)
+    return torch.tensor(data, dtype=dtype)
+
+
+def batchify(ids: torch.Tensor, batch: int) -> torch.Tensor:
+    """word_language_model's batchify, batch first: (B, N)."""
+    n = ids.shape[0] // batch
+    return ids[: n * batch].reshape(batch, n)
+
+
+# -- k1 == k2: the canonical loop --------------------------------------------------------
+def lm(vocab: int) -> RecurrentModel:
+    return RecurrentModel(LSTM(16, 32, num_layers=2, seed=0), Readout(32, vocab, seed=1),
+                          num_tokens=vocab, seed=2)
+
+
+def canonical(model, x, y, k, windows, optimizer, clip):
+    """pytorch/examples word_language_model's train loop (batch first)."""
+    criterion = nn.CrossEntropyLoss()
+    hidden = model.initial_state(x.shape[0])
+    outs = []
+    for i in range(windows):
+        data, targets = x[:, i * k:(i + 1) * k], y[:, i * k:(i + 1) * k]
+        hidden = hidden.detach()  # repackage_hidden
+        model.zero_grad()
+        output, hidden = model(data, hidden)
+        loss = criterion(output.reshape(-1, output.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        outs.append(output.detach())
+    return torch.cat(outs, 1)
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+@pytest.mark.parametrize("chunking", ["one_push", "per_window"])
+def test_k1_equals_k2_is_the_canonical_loop(opt, chunking):
+    ids, vocab = shakespeare(8000)
+    data = batchify(ids, 4)
+    x, y = data[:, :-1], data[:, 1:]
+    k, windows = 12, 7
+    ref = lm(vocab)
+    make = (lambda p: torch.optim.Adam(p, lr=3e-3)) if opt == "adam" else (
+        lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9))
+    want = canonical(ref, x, y, k, windows, make(ref.parameters()), clip=0.25)
+
+    learner = OnlineLearner(lm(vocab), optimizer=make, k1=k, clip=0.25)
+    keys = ["a", "b", "c", "d"]
+    if chunking == "one_push":
+        got = learner.push_many(keys, x[:, : k * windows], y[:, : k * windows])
+    else:
+        got = torch.cat([learner.push_many(keys, x[:, i * k:(i + 1) * k],
+                                           y[:, i * k:(i + 1) * k]) for i in range(windows)], 1)
+    learner.flush()
+    assert torch.equal(got, want)
+    for (name, a), b in zip(learner.model.named_parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert learner.counts["updates"] == windows
+    assert learner.counts["learned"] == windows * k * len(keys)
+
+
+def test_k1_equals_k2_regression_matches_canonical_on_sensor_data():
+    series = ett(400, dtype=torch.float32)
+    x, y = series[None, :-1], series[None, 1:, 6:]  # all 7 columns -> next oil temperature
+    k, windows = 16, 10
+
+    def model():
+        return RecurrentModel(GRU(7, 24, seed=3), Readout(24, 1, seed=4))
+
+    ref = model()
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    hidden, outs = ref.initial_state(1), []
+    for i in range(windows):
+        hidden = hidden.detach()
+        ref.zero_grad()
+        out, hidden = ref(x[:, i * k:(i + 1) * k], hidden)
+        loss = nn.MSELoss()(out.reshape(-1, 1), y[:, i * k:(i + 1) * k].reshape(-1, 1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        opt.step()
+        outs.append(out.detach())
+    learner = OnlineLearner(model(), k1=k, lr=1e-2)
+    got = learner.push(x[0, : k * windows], y[0, : k * windows])
+    learner.flush()
+    assert torch.equal(got, torch.cat(outs, 1)[0])
+    assert all(torch.equal(a, b) for a, b in zip(learner.model.parameters(), ref.parameters(),
+                                                 strict=True))
+
+
+# -- k1 < k2: brute-force reference --------------------------------------------------------
+def lstm_step(w: dict, layers: int, x: torch.Tensor, h: list, c: list):
+    """One step of the LSTM equations (torch's gate order i, f, g, o), every layer."""
+    h2, c2, inp = [], [], x
+    for i in range(layers):
+        gates = (inp @ w[f"cell.rnn.weight_ih_l{i}"].T + w[f"cell.rnn.bias_ih_l{i}"]
+                 + h[i] @ w[f"cell.rnn.weight_hh_l{i}"].T + w[f"cell.rnn.bias_hh_l{i}"])
+        gi, gf, gg, go = gates.chunk(4, dim=1)
+        cc = torch.sigmoid(gf) * c[i] + torch.sigmoid(gi) * torch.tanh(gg)
+        hh = torch.sigmoid(go) * torch.tanh(cc)
+        h2.append(hh)
+        c2.append(cc)
+        inp = hh
+    return h2, c2
+
+
+def readout(w: dict, h_top: torch.Tensor) -> torch.Tensor:
+    return h_top @ w["head.linear.weight"].T + w["head.linear.bias"]
+
+
+def reference_tbptt(w0: dict, layers: int, hidden: int, x, y, k1, k2, lr, terms_at):
+    """TBPTT(k1, k2) by brute force: live states from a plain loop; at each window end n,
+    recompute steps [n-k2, n) from the live state that entered step n-k2 (detached), take
+    the loss of the terms ``terms_at(n)`` (mean squared error over all of them), autograd
+    the gradient, SGD step. Returns the live predictions and each update's gradients."""
+    w = {k: v.clone() for k, v in w0.items()}
+    batch, steps = x.shape[:2]
+    zeros = [torch.zeros(batch, hidden, dtype=x.dtype) for _ in range(layers)]
+    live = [(zeros, zeros)]  # live[t]: the state entering step t
+    preds, grads = [], []
+    for t in range(steps):
+        with torch.no_grad():
+            h, c = lstm_step(w, layers, x[:, t], *live[t])
+            preds.append(readout(w, h[-1]))
+        live.append((h, c))
+        n = t + 1
+        if n % k1:
+            continue
+        terms = terms_at(n)
+        if not terms:
+            continue
+        params = {k: v.clone().requires_grad_(True) for k, v in w.items()}
+        start = max(0, n - k2)
+        h, c = [s.detach() for s in live[start][0]], [s.detach() for s in live[start][1]]
+        out = {}
+        for j in range(start, n):
+            h, c = lstm_step(params, layers, x[:, j], h, c)
+            out[j] = readout(params, h[-1])
+        pred = torch.stack([torch.stack([out[j][b] for j in terms]) for b in range(batch)])
+        target = torch.stack([torch.stack([y[b, j] for j in terms]) for b in range(batch)])
+        loss = ((pred - target) ** 2).mean()
+        g = torch.autograd.grad(loss, list(params.values()))
+        grads.append(dict(zip(params, g, strict=True)))
+        w = {k: (v - lr * gk).detach() for (k, v), gk in zip(w.items(), g, strict=True)}
+    return torch.stack(preds, 1), grads
+
+
+class RecordingSGD(torch.optim.SGD):
+    """SGD that keeps a copy of the gradients of every step it takes."""
+
+    def __init__(self, params, lr):
+        params = list(params)
+        super().__init__(params, lr=lr)
+        self.records = []
+
+    def step(self, closure=None):
+        self.records.append([p.grad.clone() for p in self.param_groups[0]["params"]])
+        return super().step(closure)
+
+
+def model64(features: int, hidden: int, layers: int) -> RecurrentModel:
+    return RecurrentModel(LSTM(features, hidden, num_layers=layers, seed=5, dtype=torch.float64),
+                          Readout(hidden, 1, seed=6, dtype=torch.float64))
+
+
+def splits(steps: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    cuts, pos = [], 0
+    while pos < steps:
+        size = int(rng.choice([0, 1, 2, 3, 7, 11]))
+        cuts.append(min(size, steps - pos))
+        pos += cuts[-1]
+    return cuts
+
+
+@pytest.mark.parametrize("k1,k2,layers,batch", [(3, 7, 1, 1), (4, 12, 2, 2), (5, 5, 2, 2),
+                                                 (2, 9, 1, 3)])
+def test_k1_below_k2_gradients_equal_brute_force(k1, k2, layers, batch):
+    series = ett(100)
+    x = torch.stack([series[i * 7: i * 7 + 80, :3] for i in range(batch)])  # (B, 80, 3)
+    y = torch.stack([series[i * 7 + 1: i * 7 + 81, 6:] for i in range(batch)])
+    hidden, lr = 6, 0.05
+    learner = OnlineLearner(model64(3, hidden, layers), optimizer=RecordingSGD, lr=lr,
+                            k1=k1, k2=k2, clip=None)
+    names = [k for k, _ in learner.model.named_parameters()]
+    w0 = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
+    want_pred, want_grads = reference_tbptt(
+        w0, layers, hidden, x, y, k1, k2, lr, lambda n: list(range(n - k1, n)))
+    keys = list(range(batch))
+    got_pred, pos = [], 0
+    for size in splits(80, seed=k1 * 10 + k2):  # chunks of 0 to 11 steps, across windows
+        got_pred.append(learner.push_many(keys, x[:, pos:pos + size], y[:, pos:pos + size]))
+        pos += size
+    learner.flush()
+    got_grads = [dict(zip(names, g, strict=True)) for g in learner.optimizer.records]
+    assert len(got_grads) == len(want_grads) == 80 // k1
+    for got, want in zip(got_grads, want_grads, strict=True):
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-10)
+    torch.testing.assert_close(torch.cat(got_pred, 1), want_pred, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("delay", [0, 2, 5])
+def test_late_targets_equal_brute_force(delay):
+    """The target of step t arrives (via learn) after step t + delay; with k2 >= k1 + delay
+    none is dropped and each update learns the targets that arrived since the last one."""
+    k1, k2, hidden, lr = 4, 10, 5, 0.05
+    series = ett(70)
+    x, y = series[None, :64, :3], series[None, 1:65, 6:]
+    learner = OnlineLearner(model64(3, hidden, 1), optimizer=RecordingSGD, lr=lr,
+                            k1=k1, k2=k2, clip=None)
+    names = [k for k, _ in learner.model.named_parameters()]
+    w0 = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
+
+    def terms_at(n):  # learned by the update at n: arrived at count t + delay + 1 in (n-k1, n]
+        return [t for t in range(n) if n - k1 < t + delay + 1 <= n]
+
+    want_pred, want_grads = reference_tbptt(w0, 1, hidden, x, y, k1, k2, lr, terms_at)
+    got_pred = []
+    for t in range(64):
+        got_pred.append(learner.step(x[0, t]))
+        if t - delay >= 0:
+            assert learner.learn(t - delay, y[0, t - delay])
+    learner.flush()
+    got_grads = [dict(zip(names, g, strict=True)) for g in learner.optimizer.records]
+    assert learner.counts["late_dropped"] == 0
+    assert len(got_grads) == len(want_grads) == 64 // k1 - (delay + 1 > k1)
+    for got, want in zip(got_grads, want_grads, strict=True):
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-10)
+    torch.testing.assert_close(torch.stack(got_pred)[None], want_pred, rtol=0, atol=1e-10)

@@ -1,0 +1,158 @@
+"""Targets that arrive late, from the inputs (horizon), masked, or for many streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamrnn.cells import GRU, LSTM
+from streamrnn.heads import Readout, RecurrentModel
+from streamrnn.learn import OnlineLearner
+
+ETT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sensors" / "ett" / "ETTh1.csv"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest, and much faster on busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ett(rows: int, dtype=torch.float64) -> torch.Tensor:
+    if not ETT.exists():
+        pytest.skip(f"{ETT} is absent")
+    data = np.loadtxt(ETT, delimiter=",", skiprows=1, usecols=range(1, 8), max_rows=rows)
+    return torch.tensor((data - data.mean(0)) / data.std(0), dtype=dtype)
+
+
+def model(features=7, out=1, dtype=torch.float64, hidden=8):
+    return RecurrentModel(GRU(features, hidden, seed=0, dtype=dtype),
+                          Readout(hidden, out, seed=1, dtype=dtype))
+
+
+def weights(learner):
+    return [p.detach().clone() for p in learner.model.parameters()]
+
+
+# -- late targets ------------------------------------------------------------------------
+def test_late_target_accepted_inside_the_next_window_dropped_and_counted_outside():
+    learner = OnlineLearner(model(), k1=4, k2=4, optimizer=torch.optim.SGD, lr=0.1)
+    learner.push(ett(8)[:8])  # the update at 8 is due: its window is steps 4..7
+    assert not learner.learn(3, [1.0])
+    assert learner.learn(4, [1.0]) and learner.learn(7, [0.5])
+    assert not learner.learn(7, [0.0])
+    assert learner.counts["late_dropped"] == 1
+    assert learner.counts["duplicate_dropped"] == 1
+    with pytest.raises(ValueError, match=r"step_index must be .* 0 <= step_index < 8, got 8"):
+        learner.learn(8, [1.0])
+    with pytest.raises(ValueError, match="key 'nope' is not a live stream"):
+        learner.learn(0, [1.0], key="nope")
+    learner.flush()
+    assert learner.counts["updates"] == 1 and learner.counts["learned"] == 2
+
+
+def test_a_target_arriving_after_its_window_moved_on_is_dropped():
+    learner = OnlineLearner(model(), k1=4, k2=6)
+    learner.push(ett(12)[:9])  # next update at 12: window steps 6..11
+    assert [learner.learn(t, [0.0]) for t in (5, 6, 8)] == [False, True, True]
+    assert learner.counts["late_dropped"] == 1
+
+
+@pytest.mark.parametrize("k2,dropped", [(4, 18), (6, 0)])
+def test_horizon_drops_and_counts_targets_that_miss_their_window(k2, dropped):
+    """Horizon 2, k1 = 4: the targets of the last 2 steps of a window arrive after its
+    update; with k2 = k1 they are dropped (2 per window), with k2 >= k1 + 2 none is."""
+    learner = OnlineLearner(model(), k1=4, k2=k2, horizon=2, horizon_column=6)
+    learner.push(ett(40))
+    assert learner.counts["late_dropped"] == dropped
+    learner.flush()
+    assert learner.counts["learned"] == 38 - dropped
+
+
+def test_horizon_mode_equals_the_same_targets_given_late_with_learn():
+    series = ett(60)
+    a = OnlineLearner(model(), k1=4, k2=9, horizon=3, horizon_column=[6], lr=1e-2)
+    b = OnlineLearner(model(), k1=4, k2=9, lr=1e-2)
+    pa, pb = [], []
+    for t in range(60):
+        pa.append(a.step(series[t]))
+        pb.append(b.step(series[t]))
+        if t >= 3:
+            assert b.learn(t - 3, series[t, 6:])
+    a.flush()
+    b.flush()
+    assert torch.equal(torch.stack(pa), torch.stack(pb))
+    assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
+    assert a.counts == b.counts
+
+
+# -- chunk invariance of learning ------------------------------------------------------------
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=30))
+def test_learning_is_chunk_invariant(sizes):
+    """Updates happen at window ends whatever the chunking, so predictions and weights
+    equal those of one push (float64, to rounding)."""
+    series = ett(64)
+    whole = OnlineLearner(model(), k1=3, k2=7, horizon=1, horizon_column=6, lr=1e-2)
+    want = whole.push(series)
+    whole.flush()
+    parts = OnlineLearner(model(), k1=3, k2=7, horizon=1, horizon_column=6, lr=1e-2)
+    got, pos = [], 0
+    for size in [*sizes, 64]:
+        got.append(parts.push(series[pos:pos + size]))
+        pos = min(64, pos + size)
+    parts.flush()
+    torch.testing.assert_close(torch.cat(got), want, rtol=0, atol=1e-10)
+    for x, y in zip(weights(parts), weights(whole), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-10)
+    assert parts.counts == whole.counts
+
+
+# -- many streams ----------------------------------------------------------------------------
+def test_streams_completing_a_window_together_share_one_optimizer_step():
+    series = ett(40, dtype=torch.float32)
+    learner = OnlineLearner(model(dtype=torch.float32), k1=5)
+    x = torch.stack([series[:20], series[20:40]])
+    learner.push_many(["s1", "s2"], x, x[:, :, 6:])
+    learner.flush()
+    assert learner.counts["updates"] == 4 and learner.counts["learned"] == 40
+    learner.push(series[:3], key="s3")  # out of phase: its windows end elsewhere
+    learner.push_many(["s1", "s2", "s3"], torch.stack([series[:2]] * 3))
+    assert learner.counts["updates"] == 4  # no window ended with a target
+
+
+def test_push_many_order_of_keys_does_not_matter():
+    series = ett(30)
+    x = torch.stack([series[:15], series[15:30]])
+    a = OnlineLearner(model(), k1=5, lr=1e-2)
+    b = OnlineLearner(model(), k1=5, lr=1e-2)
+    a.push_many(["p", "q"], x[:, :1], x[:, :1, 6:])  # slots: p=0, q=1
+    b.push_many(["p", "q"], x[:, :1], x[:, :1, 6:])
+    ya = a.push_many(["p", "q"], x[:, 1:], x[:, 1:, 6:])
+    yb = b.push_many(["q", "p"], x[[1, 0], 1:], x[[1, 0], 1:, 6:])
+    assert torch.equal(ya, yb[[1, 0]])
+    a.flush()
+    b.flush()
+    assert all(torch.equal(p, q) for p, q in zip(weights(a), weights(b), strict=True))
+
+
+def test_masked_class_targets_learn_only_the_given_steps():
+    torch.manual_seed(0)
+    clf = RecurrentModel(LSTM(7, 8, seed=0), Readout(8, 3, seed=1))
+    learner = OnlineLearner(clf, k1=6, target_kind="classes")
+    series = ett(12, dtype=torch.float32)
+    labels = (series[:, 6] > 0).long() + (series[:, 6] > 1).long()
+    mask = torch.zeros(12, dtype=torch.bool)
+    mask[[2, 5, 11]] = True
+    logits = learner.push(series, labels, mask=mask)
+    learner.flush()
+    assert logits.shape == (12, 3)
+    assert learner.counts["learned"] == 3 and learner.counts["updates"] == 2
