@@ -2,7 +2,8 @@
 
 Stateful RNN / LSTM / GRU layers keep their hidden state across the chunks of a stream
 (:class:`Stream`) or of thousands of keyed streams stepped as one batch
-(:class:`StreamBank`).
+(:class:`StreamBank`); :class:`OnlineLearner` keeps learning on them with truncated
+backpropagation through time, TBPTT(k1, k2), predict-then-learn.
 
 Examples
 --------
@@ -13,8 +14,12 @@ torch.Size([5, 8])
 """
 
 from streamrnn._version import __version__
-from streamrnn.bank import StreamBank
+from streamrnn.bank import BankOutputs, StreamBank
 from streamrnn.cells import GRU, LSTM, RNN, RecurrentLayer
+from streamrnn.heads import Readout, RecurrentModel, pool
+from streamrnn.learn import OnlineLearner
+from streamrnn.lookahead import Bidirectional, Lookahead
+from streamrnn.shapes import ManyToOne, PooledStream, Seq2Seq, rollout
 from streamrnn.state import State
 from streamrnn.stream import Stream
 
@@ -22,9 +27,20 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "BankOutputs",
+    "Bidirectional",
+    "Lookahead",
+    "ManyToOne",
+    "OnlineLearner",
+    "PooledStream",
+    "Readout",
     "RecurrentLayer",
+    "RecurrentModel",
+    "Seq2Seq",
     "State",
     "Stream",
     "StreamBank",
     "__version__",
+    "pool",
+    "rollout",
 ]
