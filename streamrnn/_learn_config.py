@@ -148,7 +148,11 @@ class LearnerConfig:
                 f"step is {self._out_shape} (targets {tuple(target_shape)}); pick "
                 f"horizon_column / horizon_path to match"
             )
-        return None if cols is None else torch.tensor(cols, device=self._device)
+        if cols is None:
+            return None
+        if cols == list(range(cols[0], cols[-1] + 1)):  # a slice: a view, no gather
+            return slice(cols[0], cols[-1] + 1)
+        return torch.tensor(cols, device=self._device)
 
     def _make_optimizer(self, optimizer):
         opt_cls = torch.optim.Optimizer
@@ -180,7 +184,8 @@ class LearnerConfig:
             "k1": self.k1,
             "k2": self.k2,
             "horizon": self.horizon,
-            "horizon_column": self.horizon_column,
+            "horizon_column": (list(self.horizon_column)
+                               if isinstance(self.horizon_column, tuple) else self.horizon_column),
             "horizon_path": self.horizon_path,
             "target_kind": self.target_kind,
             "optimizer": type(self.optimizer).__name__,

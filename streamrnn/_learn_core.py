@@ -1,6 +1,7 @@
 """The online learner's stepping and learning machinery (private).
 
-See :mod:`streamrnn.learn` for the semantics this implements.
+See :mod:`streamrnn.learn` for the semantics this implements. One step of one stream
+takes the fast lane of :mod:`streamrnn._learn_lane`; everything else comes here.
 """
 
 from __future__ import annotations
@@ -11,37 +12,47 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from streamrnn._checks import all_finite
+from streamrnn._learn_lane import OneStepLane
 from streamrnn._learn_store import LEARNED, NONE, PENDING, Span
+from streamrnn.state import State
 
 __all__ = ["LearnerCore"]
 
 
-class LearnerCore:
+class LearnerCore(OneStepLane):
     """Segmenting pushes at window ends, ring bookkeeping, and the TBPTT update."""
 
     def _push(self, keys: list, x: Tensor, tg, m) -> Tensor:
         rows = self.rows
-        slots = np.asarray(rows.slots_for(keys), dtype=np.int64)
-        back = None
-        if len(slots) > 1 and not bool((np.diff(slots) > 0).all()):
+        slots = rows.slots_for(keys)
+        steps = x.shape[1]
+        if self._fast_lane and steps == 1 and len(slots) == 1 and m is None and self.k2 > 1:
+            self.last_reset = []
+            self._update_due()
+            return self._step_one(slots[0], x, tg)
+        back, in_order = None, slots == sorted(slots)
+        slots = np.asarray(slots, dtype=np.int64)
+        if not in_order:
             order = np.argsort(slots)
             back = torch.as_tensor(np.argsort(order), device=self._device)
             slots, sel = slots[order], torch.as_tensor(order, device=self._device)
             x = x.index_select(0, sel)
             tg = None if tg is None else tg.index_select(0, sel)
             m = None if m is None else m.index_select(0, sel)
-        steps = x.shape[1]
         if steps == 0:
             return x.new_zeros((len(keys), 0, *self._out_shape), dtype=self._dtype)
         self.last_reset = []
         self._update_due()
-        idx = torch.as_tensor(slots, device=self._device)
+        idx = rows.index(slots)
         outs, pos = [], 0
         while pos < steps:
             seg = self._segment(slots, steps - pos)
-            cut = slice(pos, pos + seg)
-            outs.append(self._advance(slots, idx, x[:, cut], None if tg is None else tg[:, cut],
-                                      None if m is None else m[:, cut]))
+
+            def part(t, lo=pos, hi=pos + seg):
+                return t if t is None or (lo, hi) == (0, steps) else t[:, lo:hi]
+
+            outs.append(self._advance(slots, idx, part(x), part(tg), part(m)))
             pos += seg
             if pos < steps:
                 self._update_due()
@@ -70,7 +81,7 @@ class LearnerCore:
             with torch.no_grad():
                 y, new = self.model(x, state)
         new = new.detach()
-        span = Span(idx, count, seg, k2)
+        span = Span(rows, slots, idx, count, seg)
         span.write(rows.xbuf, x)
         if tg is None:
             span.write(rows.tstat, NONE)
@@ -78,29 +89,37 @@ class LearnerCore:
             span.write(rows.ybuf, tg)
             span.write(rows.tstat, PENDING)
         else:
-            span.write(rows.tstat, m.to(torch.uint8) * PENDING)
+            span.write(rows.tstat, m.cpu().numpy().astype(np.uint8) * PENDING)
             span.write_masked(rows.ybuf, m, tg)
         rows.live.scatter_(idx, new)
         rows.count[slots] = count + seg
         if self.horizon is not None:
-            self._horizon_targets(slots, idx, count, seg)
+            self._horizon_targets(slots, x, count, seg)
         rows.store_enter(slots, idx, new)
         rows.due[slots[(count + seg) % k1 == 0]] = True
         self.counts["steps"] += n * seg
-        ok = new.is_finite()
-        if not bool(ok.all()):
-            bad = slots[~ok.cpu().numpy()]
-            self.last_reset.extend(rows.key_of[s] for s in bad)
-            rows.zero_rows(bad.tolist())
-            self.counts["nonfinite_resets"] += len(bad)
-            self._graph = None
+        self._check_live(slots, new)
         return y.detach()
+
+    def _check_live(self, slots: np.ndarray, new: State) -> None:
+        # Reset the streams whose new live state is not finite (one reduction when all is).
+        if all_finite(new.h) and (new.c is None or all_finite(new.c)):
+            return
+        ok = new.is_finite().cpu().numpy()
+        if ok.all():
+            return
+        bad = slots[~ok]
+        self.last_reset.extend(self.rows.key_of[s] for s in bad)
+        self.rows.zero_rows(bad.tolist())
+        self.counts["nonfinite_resets"] += len(bad)
+        self._graph = None
 
     def _next_end(self, count: np.ndarray, due: np.ndarray) -> np.ndarray:
         # Step count at which each stream's next update happens.
         return np.where(due, count, (count // self.k1 + 1) * self.k1)
 
-    def _horizon_targets(self, slots, idx, count, seg) -> None:
+    def _horizon_targets(self, slots, x, count, seg) -> None:
+        # The input of step t + h (this segment's x) is the target of step t.
         rows, h, k2 = self.rows, self.horizon, self.k2
         now = count + seg
         t = count[:, None] + np.arange(seg) - h
@@ -111,31 +130,38 @@ class LearnerCore:
             return
         r, j = np.nonzero(accept)
         step = t[r, j]
-        who = idx.index_select(0, torch.as_tensor(r, device=self._device))
         if self.horizon_path:
-            ahead = torch.as_tensor((step[:, None] + 1 + np.arange(h)) % k2, device=self._device)
-            vals = rows.xbuf[who.unsqueeze(1).expand_as(ahead), ahead]
+            ahead = rows.index(((step[:, None] + 1 + np.arange(h)) % k2).ravel()).view(-1, h)
+            vals = rows.xbuf[rows.index(slots[r]).unsqueeze(1).expand_as(ahead), ahead]
+        elif accept.all():
+            vals = x.reshape(-1, *x.shape[2:])
         else:
-            vals = rows.xbuf[who, torch.as_tensor((step + h) % k2, device=self._device)]
+            vals = x[torch.from_numpy(accept).to(x.device)]
         if self._columns is not None:
             vals = vals[..., self._columns]
-        self._put_targets(who, step, vals)
+        self._put_targets(slots[r], step, vals)
 
-    def _put_targets(self, who: Tensor, step: np.ndarray, vals: Tensor) -> int:
+    def _put_targets(self, slots: np.ndarray, step: np.ndarray, vals: Tensor) -> int:
+        # Targets of steps ``step`` of streams ``slots``; a step that has one is skipped.
         rows = self.rows
-        pos = torch.as_tensor(step % self.k2, device=self._device)
-        free = rows.tstat[who, pos] == NONE
+        pos = step % self.k2
+        free = rows.tstat[slots, pos] == NONE
         n_free = int(free.sum())
         self.counts["duplicate_dropped"] += len(step) - n_free
         if n_free < len(step):
-            who, pos, vals = who[free], pos[free], vals[free]
-        rows.ybuf[who, pos] = vals.reshape(-1, *self._spec.target_shape)
-        rows.tstat[who, pos] = PENDING
+            slots, pos = slots[free], pos[free]
+            vals = vals[torch.from_numpy(free).to(vals.device)]
+        if n_free == 1:
+            rows.ybuf[int(slots[0]), int(pos[0])] = vals.reshape(self._spec.target_shape)
+        elif n_free:
+            rows.ybuf[rows.index(slots), rows.index(pos)] = vals.reshape(
+                -1, *self._spec.target_shape)
+        rows.tstat[slots, pos] = PENDING
         return n_free
 
     def _update_due(self) -> None:
         rows, k2 = self.rows, self.k2
-        due = np.nonzero(rows.due)[0]
+        due = np.flatnonzero(rows.due)
         if not len(due):
             return
         graph, self._graph = self._graph, None
@@ -144,9 +170,9 @@ class LearnerCore:
         preds, targets = [], []
         with torch.enable_grad():
             for w in sorted(set(width.tolist()), reverse=True):
-                slots, end = due[width == w], ends[width == w]
-                idx = torch.as_tensor(slots, device=self._device)
-                span = Span(idx, end - w, w, k2)
+                slots, end = (due, ends) if len(due) == 1 else (due[width == w], ends[width == w])
+                idx = rows.index(slots)
+                span = Span(rows, slots, idx, end - w, w)
                 stat = span.read(rows.tstat)
                 sel = stat == PENDING
                 terms = int(sel.sum())
@@ -157,21 +183,31 @@ class LearnerCore:
                 ) and graph[2].shape[1] == w:
                     y = graph[2]
                 else:
-                    y, _ = self.model(span.read(rows.xbuf), rows.enter_state(slots, end))
+                    y, _ = self.model(span.read(rows.xbuf), rows.enter_state(slots, idx, end))
                 tg = span.read(rows.ybuf)
-                if terms == sel.numel():
+                if terms == sel.size:
                     preds.append(y.reshape(-1, *y.shape[2:]))
                     targets.append(tg.reshape(-1, *tg.shape[2:]))
                     span.write(rows.tstat, LEARNED)
                 else:
-                    preds.append(y[sel])
-                    targets.append(tg[sel])
-                    span.write(rows.tstat, torch.where(sel, LEARNED, stat))
+                    at = self._terms_at(sel)
+                    preds.append(y[at])
+                    targets.append(tg[at])
+                    span.write(rows.tstat, np.where(sel, LEARNED, stat))
             rows.due[due] = False
             if preds:
                 pred = preds[0] if len(preds) == 1 else torch.cat(preds)
                 target = targets[0] if len(targets) == 1 else torch.cat(targets)
                 self._learn_from(pred, target)
+
+    def _terms_at(self, sel: np.ndarray):
+        # Index of the terms ``sel`` (N, W) of a window: a slice when they are one run of
+        # one stream (the same values, in the same order, as the boolean mask selects).
+        if len(sel) == 1:
+            at = np.flatnonzero(sel[0])
+            if at[-1] - at[0] + 1 == len(at):
+                return 0, slice(int(at[0]), int(at[-1]) + 1)
+        return torch.from_numpy(sel).to(self._device)
 
     def _learn_from(self, pred: Tensor, target: Tensor) -> None:
         loss = self.loss(pred, target)
@@ -198,4 +234,3 @@ class LearnerCore:
         self.counts["updates"] += 1
         self.counts["learned"] += pred.shape[0]
         self.last_loss = value
-

@@ -44,8 +44,9 @@ class LearnerCheckpoint:
         tensors["streams.enter_h"] = rows.enter_h.index_select(2, idx)
         if rows.enter_c is not None:
             tensors["streams.enter_c"] = rows.enter_c.index_select(2, idx)
-        for name in ("xbuf", "ybuf", "tstat"):
+        for name in ("xbuf", "ybuf"):
             tensors[f"streams.{name}"] = getattr(rows, name).index_select(0, idx)
+        tensors["streams.tstat"] = torch.from_numpy(rows.tstat[slots])
         tensors["streams.count"] = torch.from_numpy(rows.count[slots].copy())
         tensors["streams.due"] = torch.from_numpy(rows.due[slots].astype(np.uint8))
         tensors["streams.last_used"] = torch.from_numpy(rows.last_used[slots].copy())
@@ -124,8 +125,9 @@ class LearnerCheckpoint:
             rows.enter_h[:, :, :n] = tensors["streams.enter_h"].to(self._device)
             if rows.enter_c is not None:
                 rows.enter_c[:, :, :n] = tensors["streams.enter_c"].to(self._device)
-            for name in ("xbuf", "ybuf", "tstat"):
+            for name in ("xbuf", "ybuf"):
                 getattr(rows, name)[:n] = tensors[f"streams.{name}"].to(self._device)
+            rows.tstat[:n] = tensors["streams.tstat"].cpu().numpy()
             rows.count[:n] = tensors["streams.count"].numpy()
             rows.due[:n] = tensors["streams.due"].numpy().astype(bool)
             rows.last_used[:n] = tensors["streams.last_used"].numpy()

@@ -11,6 +11,11 @@ Every live stream owns one slot, i.e. one row of each preallocated buffer:
   not yet learned from, ``LEARNED``);
 - ``count``: steps seen; ``due``: a learning window ended and its update is pending.
 
+``live``, ``enter_*``, ``xbuf`` and ``ybuf`` hold data and live on the model's device;
+``tstat``, ``count``, ``due`` and ``last_used`` are bookkeeping and live on the host as
+numpy arrays, so deciding what to learn never waits on the device. Index tensors of slots
+and ring positions are cached (:meth:`StreamRows.index`), not rebuilt every step.
+
 Slots are allocated like :class:`~streamrnn.StreamBank`'s (grown by doubling up to
 ``max_streams``, least recently used evicted at the limit).
 """
@@ -42,41 +47,64 @@ def check_key(key, name: str = "key") -> None:
 class Span:
     """Ring positions of ``width`` consecutive steps of some streams, from step ``start``.
 
-    When every stream starts at the same ring position and the span does not wrap, reads
-    and writes are a slice plus ``index_select`` / ``index_copy_`` on the stream rows
-    (the lockstep case, e.g. batchified streams); otherwise an advanced-index gather.
+    Reads and writes device buffers (torch, streams on dim 0) and host buffers (numpy).
+    When every stream starts at the same ring position and the span does not wrap, they
+    are a slice plus ``index_select`` / ``index_copy_`` on the stream rows (the lockstep
+    case, e.g. batchified streams; plain basic indexing for one stream); otherwise a
+    gather with the ring positions of each step.
     """
 
-    def __init__(self, idx: Tensor, start: np.ndarray, width: int, k2: int) -> None:
-        self.idx, self.width = idx, width
-        first = start % k2
-        self.p0 = int(first[0]) if (first == first[0]).all() and first[0] + width <= k2 else -1
-        if self.p0 < 0:
-            ring = (start[:, None] + np.arange(width)) % k2
-            self.ring = torch.as_tensor(ring, device=idx.device)
-            self.rowi = idx.unsqueeze(1).expand(len(start), width)
-
-    def read(self, buf: Tensor) -> Tensor:
-        """``(N, width, ...)`` values of ``buf``."""
-        if self.p0 >= 0:
-            return buf[:, self.p0:self.p0 + self.width].index_select(0, self.idx)
-        return buf[self.rowi, self.ring]
-
-    def write(self, buf: Tensor, values) -> None:
-        """Set the span of ``buf`` to ``values`` (a tensor ``(N, width, ...)`` or a scalar)."""
-        if self.p0 >= 0:
-            view = buf[:, self.p0:self.p0 + self.width]
-            if isinstance(values, Tensor):
-                view.index_copy_(0, self.idx, values)
-            else:
-                view.index_fill_(0, self.idx, values)
+    def __init__(self, rows: StreamRows, slots: np.ndarray, idx: Tensor, start: np.ndarray,
+                 width: int) -> None:
+        k2 = rows.k2
+        self.rows, self.slots, self.idx, self.width = rows, slots, idx, width
+        if len(start) == 1:
+            first = int(start[0]) % k2
+            self.p0 = first if first + width <= k2 else -1
         else:
-            buf[self.rowi, self.ring] = values
+            first = start % k2
+            lockstep = (first == first[0]).all() and first[0] + width <= k2
+            self.p0 = int(first[0]) if lockstep else -1
+        if self.p0 < 0:
+            self.ring = (start[:, None] + np.arange(width)) % k2  # (N, width)
+
+    def _cut(self) -> slice:
+        return slice(self.p0, self.p0 + self.width)
+
+    def _gather_index(self) -> tuple[Tensor, Tensor]:
+        ring = self.rows.index(self.ring.ravel()).view(self.ring.shape)
+        return self.idx.unsqueeze(1).expand(self.ring.shape), ring
+
+    def read(self, buf):
+        """``(N, width, ...)`` values of ``buf`` (a copy)."""
+        if isinstance(buf, np.ndarray) and self.p0 >= 0:
+            return buf[self.slots, self._cut()]
+        if isinstance(buf, np.ndarray):
+            return buf[self.slots[:, None], self.ring]
+        if self.p0 >= 0:
+            return buf[:, self._cut()].index_select(0, self.idx)
+        if len(self.slots) == 1:
+            return buf[int(self.slots[0])].index_select(0, self.rows.index(self.ring[0]))[None]
+        return buf[self._gather_index()]
+
+    def write(self, buf, values) -> None:
+        """Set the span of ``buf`` to ``values`` (``(N, width, ...)``, or a scalar for numpy)."""
+        if isinstance(buf, np.ndarray):
+            if self.p0 >= 0:
+                buf[self.slots, self._cut()] = values
+            else:
+                buf[self.slots[:, None], self.ring] = values
+        elif self.p0 >= 0 and len(self.slots) == 1:
+            buf[int(self.slots[0]), self._cut()] = values[0]
+        elif self.p0 >= 0:
+            buf[:, self._cut()].index_copy_(0, self.idx, values)
+        else:
+            buf[self._gather_index()] = values
 
     def write_masked(self, buf: Tensor, mask: Tensor, values: Tensor) -> None:
-        """Set the entries of the span where ``mask`` (``(N, width)``) holds."""
+        """Set the entries of the span of device buffer ``buf`` where ``mask`` holds."""
         rowi = self.idx.unsqueeze(1).expand(mask.shape)
-        ring = self.ring if self.p0 < 0 else (
+        ring = self._gather_index()[1] if self.p0 < 0 else (
             torch.arange(self.p0, self.p0 + self.width, device=mask.device).expand(mask.shape))
         buf[rowi[mask], ring[mask]] = values[mask]
 
@@ -107,7 +135,23 @@ class StreamRows:
         self.target_shape, self.target_dtype = target_shape, target_dtype
         self.device, self.dtype = device, dtype
         self.counts = counts  # shared with the learner: evicted, lost_pending
+        self._index: dict[tuple, Tensor] = {}
         self.clear(min(max_streams, 16))
+
+    def index(self, ints) -> Tensor:
+        """``ints`` (slots or ring positions) as an int64 tensor on the device.
+
+        Short ones (what one or a few streams use every step) are cached.
+        """
+        if len(ints) > 64:
+            return torch.as_tensor(np.asarray(ints, dtype=np.int64), device=self.device)
+        key = tuple(ints.tolist() if isinstance(ints, np.ndarray) else ints)
+        out = self._index.get(key)
+        if out is None:
+            if len(self._index) >= 4096:
+                self._index.clear()
+            out = self._index[key] = torch.tensor(key, dtype=torch.long, device=self.device)
+        return out
 
     # -- allocation ----------------------------------------------------------------
     def _blank(self, n: int) -> dict:
@@ -122,7 +166,7 @@ class StreamRows:
                                 device=self.device),
             "ybuf": torch.zeros((n, self.k2, *self.target_shape), dtype=self.target_dtype,
                                 device=self.device),
-            "tstat": torch.zeros((n, self.k2), dtype=torch.uint8, device=self.device),
+            "tstat": np.zeros((n, self.k2), dtype=np.uint8),
             "count": np.zeros(n, dtype=np.int64),
             "due": np.zeros(n, dtype=bool),
             "last_used": np.zeros(n, dtype=np.int64),
@@ -149,9 +193,9 @@ class StreamRows:
         self.enter_h = torch.cat([self.enter_h, extra["enter_h"]], dim=2)
         if self.enter_c is not None:
             self.enter_c = torch.cat([self.enter_c, extra["enter_c"]], dim=2)
-        for name in ("xbuf", "ybuf", "tstat"):
+        for name in ("xbuf", "ybuf"):
             setattr(self, name, torch.cat([getattr(self, name), extra[name]]))
-        for name in ("count", "due", "last_used"):
+        for name in ("tstat", "count", "due", "last_used"):
             setattr(self, name, np.concatenate([getattr(self, name), extra[name]]))
         self.key_of.extend([None] * (new - old))
         self.free = list(range(new - 1, old - 1, -1)) + self.free
@@ -202,11 +246,10 @@ class StreamRows:
         """Put streams back to step 0: initial state, empty window, nothing due."""
         if not slots:
             return
-        idx = torch.tensor(slots, dtype=torch.long, device=self.device)
-        self.counts["lost_pending"] += int((self.tstat.index_select(0, idx) == PENDING).sum())
+        self.counts["lost_pending"] += int((self.tstat[slots] == PENDING).sum())
         fresh = self.model.initial_state(len(slots), device=self.device, dtype=self.dtype)
-        self.live.scatter_(idx, fresh)
-        self.tstat.index_fill_(0, idx, NONE)
+        self.live.scatter_(self.index(slots), fresh)
+        self.tstat[slots] = NONE
         self.count[slots] = 0
         self.due[slots] = False
 
@@ -222,26 +265,38 @@ class StreamRows:
         if not keep.any():
             return
         sel = np.nonzero(keep)[0]
-        ring = torch.as_tensor((count[sel] + self.k2) // self.k1 % self.ring, device=self.device)
-        where = torch.as_tensor(sel, device=self.device)
+        ring = self.index((count[sel] + self.k2) // self.k1 % self.ring)
+        where = self.index(sel)
         cols = idx.index_select(0, where)
         self.enter_h[ring, :, cols] = rows.h.index_select(1, where).transpose(0, 1)
         if self.enter_c is not None:
             self.enter_c[ring, :, cols] = rows.c.index_select(1, where).transpose(0, 1)
 
-    def enter_state(self, slots: np.ndarray, ends: np.ndarray) -> State:
-        """The state entering the windows that end at step counts ``ends``.
+    def store_enter_one(self, slot: int, count: int, rows: State) -> None:
+        """:meth:`store_enter` of one stream (``rows`` with B = 1) whose count is ``count``."""
+        if (count + self.k2) % self.k1 == 0:
+            ring = (count + self.k2) // self.k1 % self.ring
+            self.enter_h[ring, :, slot] = rows.h[:, 0]
+            if self.enter_c is not None:
+                self.enter_c[ring, :, slot] = rows.c[:, 0]
+
+    def enter_state(self, slots: np.ndarray, idx: Tensor, ends: np.ndarray) -> State:
+        """The state entering the windows that end at step counts ``ends`` (a copy).
 
         Streams whose window starts at step 0 get the initial state.
         """
         n = len(slots)
         start = ends - self.k2
+        if n == 1 and start[0] > 0:
+            ring = int(ends[0]) // self.k1 % self.ring
+            return State(self.enter_h[ring].index_select(1, idx),
+                         None if self.enter_c is None else self.enter_c[ring].index_select(1, idx))
         state = self.model.initial_state(n, device=self.device, dtype=self.dtype)
         if (start > 0).any():
             sel = np.nonzero(start > 0)[0]
-            ring = torch.as_tensor(ends[sel] // self.k1 % self.ring, device=self.device)
-            cols = torch.as_tensor(slots[sel], device=self.device)
-            where = torch.as_tensor(sel, device=self.device)
+            ring = self.index(ends[sel] // self.k1 % self.ring)
+            cols = self.index(slots[sel])
+            where = self.index(sel)
             state.h.index_copy_(1, where, self.enter_h[ring, :, cols].transpose(0, 1))
             if state.c is not None:
                 state.c.index_copy_(1, where, self.enter_c[ring, :, cols].transpose(0, 1))

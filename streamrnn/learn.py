@@ -248,12 +248,11 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
                 f"0 <= step_index < {count}, got {step_index!r}"
             )
         y = as_targets(self._spec, target, (), name="target")
-        end = int(self._next_end(np.array([count]), self.rows.due[[slot]])[0])
+        end = count if self.rows.due[slot] else (count // self.k1 + 1) * self.k1
         if step_index < end - self.k2:
             self.counts["late_dropped"] += 1
             return False
-        who = torch.tensor([slot], device=self._device)
-        return self._put_targets(who, np.array([step_index]), y.unsqueeze(0)) == 1
+        return self._put_targets(np.array([slot]), np.array([step_index]), y.unsqueeze(0)) == 1
 
     # -- learning ------------------------------------------------------------------
     def flush(self) -> None:
@@ -269,8 +268,7 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
 
     def state(self, *, key=None) -> State:
         """A copy of one stream's live state (B = 1)."""
-        idx = torch.tensor([self._slot(key)], device=self._device)
-        return self.rows.live.select(idx).clone()
+        return self.rows.live.select(self.rows.index((self._slot(key),)))
 
     def steps_seen(self, *, key=None) -> int:
         """Steps pushed on one stream since it started or was reset."""

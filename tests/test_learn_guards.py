@@ -163,3 +163,16 @@ def test_a_bidirectional_model_is_refused_with_a_pointer_to_lookahead():
     bi = Bidirectional(GRU(2, 4, seed=0), GRU(2, 4, seed=1))
     with pytest.raises(ValueError, match=r"offline .*Lookahead\(model, lookahead=L\)"):
         OnlineLearner(bi)
+
+
+def test_memory_is_bounded_least_recently_used_stream_evicted_and_counted():
+    learner = OnlineLearner(model(), k1=4, max_streams=2)
+    x = wave(3)
+    learner.push(x, x[:, :1], key="a")  # 3 pending targets
+    learner.push(x, key="b")
+    learner.push(x, key="c")  # evicts "a", the least recently used
+    assert set(learner.keys()) == {"b", "c"}
+    assert "a" not in learner and len(learner) == 2
+    assert learner.counts["evicted"] == 1 and learner.counts["lost_pending"] == 3
+    with pytest.raises(ValueError, match="a push may hold at most max_streams = 2"):
+        learner.push_many(["d", "e", "f"], torch.zeros(3, 1, 2))
