@@ -185,7 +185,10 @@ class RNNForecaster(RNNEstimator, Forecaster):
     the live state forward, feeding each forecast back as the next input; it changes
     neither weights nor state.
 
-    Parameters are those of :class:`RNNRegressor`.
+    Parameters are those of :class:`RNNRegressor`; the defaults differ (``k1=2``,
+    ``lr=2e-2``): a series gives one sample per step, so it learns from more frequent,
+    larger updates (chosen on AirlinePassengers, TrumpApproval and co2; see
+    ``benchmarks/bench_river.py``).
 
     Examples
     --------
@@ -206,9 +209,9 @@ class RNNForecaster(RNNEstimator, Forecaster):
         hidden_size: int = 32,
         num_layers: int = 1,
         cell: str = "lstm",
-        k1: int = 4,
+        k1: int = 2,
         k2: int = 16,
-        lr: float = 1e-2,
+        lr: float = 2e-2,
         clip: float = 1.0,
         max_features: int = 16,
         scale: bool = True,
@@ -219,6 +222,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
             clip=clip, max_features=max_features, scale=scale, seed=seed,
         )
         self._last_y: float | None = None
+        self._last_pred = 0.0
 
     def _outputs(self) -> int:
         return 1
@@ -241,7 +245,9 @@ class RNNForecaster(RNNEstimator, Forecaster):
         dy = 0.0 if self._last_y is None else y - self._last_y
         v = self._features_in(x or {}, learn=True)
         v[0], v[1] = self._series_inputs(y, dy, learn=True)
-        self._learner.push(torch.from_numpy(v))
+        # the prediction of the next difference, made now; updates run lazily before the
+        # next step, so it is what the current weights and state give (forecast reuses it)
+        self._last_pred = float(self._learner.push(torch.from_numpy(v))[0])
         self._last_y = y
 
     def forecast(self, horizon: int, xs: list[dict] | None = None) -> list:
@@ -251,10 +257,9 @@ class RNNForecaster(RNNEstimator, Forecaster):
             raise ValueError(f"xs must hold horizon = {horizon} dicts, got {len(xs)}")
         if self._learner is None or self._last_y is None:
             return [0.0] * horizon
-        model, state = self._learner.model, self._learner.state()
-        level, out = self._last_y, []
+        model, level, out = self._learner.model, self._last_y, []
+        pred, state = self._last_pred, None
         with torch.no_grad():
-            pred = float(model.readout(state)[0, 0])
             for i in range(horizon):
                 dy = float(self._dy_scaler.unscale(pred)) if self.scale else pred
                 level += dy
@@ -263,6 +268,8 @@ class RNNForecaster(RNNEstimator, Forecaster):
                     break
                 v = self._features_in(xs[i] if xs else {}, learn=False)
                 v[0], v[1] = self._series_inputs(level, dy, learn=False)
+                if state is None:
+                    state = self._learner.state()
                 y, state = model(torch.from_numpy(v).view(1, 1, -1), state)
                 pred = float(y[0, -1, 0])
         if not all(math.isfinite(v) for v in out):

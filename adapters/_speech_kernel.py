@@ -1,0 +1,138 @@
+"""A numpy inference kernel for one live stream of an LSTM + linear readout (private).
+
+Why: a 20 ms push carries 2 frames, and at batch 1 the cost of a step is the dispatch of
+small ops, not arithmetic. Measured on the project's 2-core machine (1 thread, 2 x 128
+LSTM, input 40): ``Stream.push`` of a 2-frame chunk ~290 us (the fused module), one-frame
+pushes ~225 us (``torch._VF.lstm_cell``: ~25-37 us per layer step); this kernel ~60-100 us.
+It computes the same equations as ``torch.nn.LSTM`` in float32 (parity-tested to 1e-5):
+
+    i, f, o = sigmoid(.), g = tanh(.),  c' = f * c + i * g,  h' = o * tanh(c')
+
+with ``sigmoid(z) = (tanh(z / 2) + 1) / 2``, so one ``tanh`` over the 4H gate block
+serves every gate: the rows of i, f, o are pre-scaled by 1/2 and reordered to i, f, o, g.
+Inputs are projected for all T steps of a chunk in one matrix product per layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["LSTMKernel"]
+
+
+def _parts(model):
+    """(lstm layer, head or None) if ``model`` is a float32 streamrnn LSTM (+ linear head)."""
+    from streamrnn.cells import LSTM
+    from streamrnn.heads import Readout, RecurrentModel
+
+    cell, head = model, None
+    if isinstance(model, RecurrentModel):
+        if model.num_tokens is not None:
+            return None
+        cell, head = model.cell, model.head
+    if not isinstance(cell, LSTM) or cell.rnn.weight_hh_l0.dtype != torch.float32:
+        return None
+    if getattr(cell.rnn, "proj_size", 0):
+        return None
+    if head is None or isinstance(head, nn.Linear):
+        return cell, head
+    if isinstance(head, Readout):
+        return cell, head.linear
+    return None
+
+
+class LSTMKernel:
+    """Frozen float32 copy of an LSTM (+ linear readout) stepping one stream in numpy.
+
+    Shape
+    -----
+    ``(T, F)`` float32 -> ``(T, O)`` float32; state ``(L, H)`` for ``h`` and ``c``.
+    """
+
+    @staticmethod
+    def supports(model) -> bool:
+        """Whether ``model`` is an LSTM layer or a RecurrentModel(LSTM, linear head)."""
+        return _parts(model) is not None
+
+    def __init__(self, model) -> None:
+        parts = _parts(model)
+        if parts is None:
+            raise ValueError(
+                f"model must be a float32 streamrnn LSTM or RecurrentModel(LSTM, Readout), "
+                f"got {type(model).__name__}"
+            )
+        cell, head = parts
+        hid = cell.hidden_size
+        order = np.r_[0:hid, hid : 2 * hid, 3 * hid : 4 * hid, 2 * hid : 3 * hid]  # i f o g
+        scale = np.ones(4 * hid, dtype=np.float32)
+        scale[: 3 * hid] = 0.5
+        self.w_ih, self.w_hh, self.bias = [], [], []
+        with torch.no_grad():
+            for k in range(cell.num_layers):
+                w_ih = getattr(cell.rnn, f"weight_ih_l{k}").numpy()[order] * scale[:, None]
+                w_hh = getattr(cell.rnn, f"weight_hh_l{k}").numpy()[order] * scale[:, None]
+                b = np.zeros(4 * hid, dtype=np.float32)
+                if cell.bias:
+                    b_ih = getattr(cell.rnn, f"bias_ih_l{k}").numpy()
+                    b_hh = getattr(cell.rnn, f"bias_hh_l{k}").numpy()
+                    b = (b_ih + b_hh)[order] * scale
+                self.w_ih.append(np.ascontiguousarray(w_ih.T, dtype=np.float32))  # (in, 4H)
+                self.w_hh.append(np.ascontiguousarray(w_hh.T, dtype=np.float32))  # (H, 4H)
+                self.bias.append(b.astype(np.float32))
+            if head is None:
+                self.w_out = self.b_out = None
+            else:
+                self.w_out = np.ascontiguousarray(head.weight.numpy().T, dtype=np.float32)
+                bias = head.bias
+                self.b_out = None if bias is None else bias.numpy().astype(np.float32)
+        self.hidden_size, self.num_layers = hid, cell.num_layers
+        self.input_size = cell.input_size
+        self._gates = np.empty(4 * hid, dtype=np.float32)
+        self._tmp = np.empty(hid, dtype=np.float32)
+        self._half = np.full(3 * hid, 0.5, dtype=np.float32)  # an array: scalars cost 2-3x more
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero state."""
+        self.h = np.zeros((self.num_layers, self.hidden_size), dtype=np.float32)
+        self.c = np.zeros((self.num_layers, self.hidden_size), dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run T steps from the carried state; keep the new state."""
+        hid, gates, tmp, half = self.hidden_size, self._gates, self._tmp, self._half
+        inp = x
+        for k in range(self.num_layers):
+            proj = inp @ self.w_ih[k]  # (T, 4H): every step's input projection at once
+            proj += self.bias[k]
+            out = np.empty((len(inp), hid), dtype=np.float32)
+            w_hh, h, c = self.w_hh[k], self.h[k], self.c[k]
+            i, f, o, g = (
+                gates[:hid],
+                gates[hid : 2 * hid],
+                gates[2 * hid : 3 * hid],
+                gates[3 * hid :],
+            )
+            ifo = gates[: 3 * hid]
+            for t in range(len(inp)):
+                np.matmul(h, w_hh, out=gates)
+                gates += proj[t]
+                np.tanh(gates, out=gates)
+                ifo *= half
+                ifo += half  # sigmoid of i, f, o; tanh of g
+                c *= f
+                np.multiply(i, g, out=tmp)
+                c += tmp
+                np.tanh(c, out=tmp)
+                h = out[t]
+                np.multiply(o, tmp, out=h)
+            if len(inp):
+                self.h[k] = h
+            inp = out
+        if self.w_out is None:
+            return inp
+        y = inp @ self.w_out
+        if self.b_out is not None:
+            y += self.b_out
+        return y
