@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 import torchaudio
+
 from streamrnn.adapters.audio import AudioFeatures
 
 SR, WIN, HOP, N_MELS = 16000, 400, 160, 40
