@@ -4,9 +4,10 @@ Each layer wraps torch's fused ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (batch firs
 that a chunk of T steps is one fused call. The path is picked per shape, measured on a
 2-core CPU (input 40, hidden 128, 1 thread, ``benchmarks/bench_core.py``):
 
-- one step (T == 1) runs the per-layer cell kernel (``torch._VF.lstm_cell`` and kin,
-  what ``nn.LSTMCell`` calls): 24 µs at B = 1, against 99 µs for ``nn.LSTM`` with
-  oneDNN on and 44 µs with it off; it is also no slower at B = 1,000;
+- one step (T == 1) of fewer than 512 streams runs the per-layer cell kernel
+  (``torch._VF.lstm_cell`` and kin, what ``nn.LSTMCell`` calls): 24 µs at B = 1,
+  against 99 µs for ``nn.LSTM`` with oneDNN on and 44 µs with it off; from B = 512 up
+  the fused oneDNN kernel is faster (3.4 ms vs 4.8 ms at B = 1,000);
 - longer chunks run the fused module with oneDNN on (the default), which wins from
   T = 10 up (136 µs vs 184 µs at B = 1, T = 10; 2x at T = 100).
 
@@ -31,6 +32,11 @@ _CELL_KERNELS = {
     "RNN_TANH": torch._VF.rnn_tanh_cell,
     "RNN_RELU": torch._VF.rnn_relu_cell,
 }
+
+
+# One step of many streams: oneDNN's fused kernel beat the per-layer cell kernel from
+# about this batch size in benchmarks/bench_core.py (B = 1,000: 3.4 ms vs 4.8 ms).
+_FUSED_FROM_BATCH = 512
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -211,7 +217,7 @@ class RecurrentLayer(nn.Module):
         batch, steps = x.shape[0], x.shape[1]
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
-        if steps == 1:
+        if steps == 1 and batch < _FUSED_FROM_BATCH:
             h, state = self._one_step(x[:, 0], state)
             return h.unsqueeze(1), state
         if steps == 0:

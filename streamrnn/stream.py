@@ -148,12 +148,21 @@ class Stream:
             and chunk.shape == self._step_shape
             and chunk.dtype == self._dtype
             and chunk.device == self._device
-            and math.isfinite(float(chunk.sum()))
         ):
-            # One (F,) step on a built-in layer: the measured fast path, same result.
+            # One (F,) step on a built-in layer: the measured fast path, same result. One
+            # reduction and one sync check the input and the new state together.
             with torch.inference_mode():
                 h, state = self._fast_step(chunk.unsqueeze(0), self._state)
-            self._commit(state, 1)
+                total = chunk.sum() + state.h.sum()
+                if state.c is not None:
+                    total = total + state.c.sum()
+            if math.isfinite(float(total)):
+                self._state = state
+                self.steps += 1
+                return h[0]
+            if not all_finite(chunk):  # the input: refuse it, the state is untouched
+                as_chunk(chunk, features=self._features, dtype=self._dtype, device=self._device)
+            self._commit(state, 1)  # a finite input overflowed the state: reset, report
             return h[0]
         x, one_step = as_chunk(
             chunk, features=self._features, dtype=self._dtype, device=self._device
