@@ -1,0 +1,144 @@
+"""Parts of the online forecaster: validation, running scales, the skip model (private)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamrnn.heads import RecurrentModel
+
+__all__ = ["MeanAbs", "RunningScaler", "SkipModel", "nonneg_int", "pos_float", "pos_int"]
+
+
+def pos_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def nonneg_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def pos_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+class RunningScaler:
+    """Per-channel running mean and standard deviation (Welford), float64.
+
+    ``update`` adds the observed values of one step; ``std`` is never below
+    ``floor * (|mean| + 1)``, so a channel that has been constant so far scales to 0, not
+    to infinity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sc = RunningScaler(2)
+    >>> for row in ([1.0, 10.0], [3.0, 10.0]):
+    ...     sc.update(np.array(row), np.array([True, True]))
+    >>> sc.mean.tolist(), np.round(sc.std, 6).tolist()
+    ([2.0, 10.0], [1.0, 1.1e-05])
+    """
+
+    def __init__(self, channels: int, *, floor: float = 1e-6) -> None:
+        self.channels = pos_int("channels", channels)
+        self.floor = pos_float("floor", floor)
+        self.n = np.zeros(channels)
+        self.mean = np.zeros(channels)
+        self._m2 = np.zeros(channels)
+
+    def update(self, values: np.ndarray, observed: np.ndarray) -> None:
+        """Add one step's values of the channels where ``observed`` is true."""
+        n = self.n + observed
+        delta = np.where(observed, values - self.mean, 0.0)
+        mean = self.mean + delta / np.maximum(n, 1.0)
+        self._m2 = self._m2 + np.where(observed, delta * (values - mean), 0.0)
+        self.n, self.mean = n, mean
+
+    @property
+    def std(self) -> np.ndarray:
+        """Running standard deviation (population), floored as described above."""
+        var = self._m2 / np.maximum(self.n, 1.0)
+        return np.maximum(np.sqrt(var), self.floor * (np.abs(self.mean) + 1.0))
+
+
+class SkipModel(nn.Module):
+    """A recurrent model plus a linear map of each step's inputs, added to its readout.
+
+    The map starts at zero. It follows the recurrent-model protocol, so the learner takes
+    it as it takes a :class:`~streamrnn.heads.RecurrentModel`.
+
+    Shape
+    -----
+    x: ``(B, T, F)`` -> y: ``(B, T, O)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from streamrnn.cells import GRU
+    >>> from streamrnn.heads import Readout
+    >>> model = SkipModel(RecurrentModel(GRU(3, 4, seed=0), Readout(4, 1, seed=1)))
+    >>> y, state = model(torch.ones(2, 5, 3))
+    >>> y.shape, model.input_size, model.output_size
+    (torch.Size([2, 5, 1]), 3, 1)
+    """
+
+    def __init__(self, inner: RecurrentModel) -> None:
+        super().__init__()
+        self.inner = inner
+        self.skip = nn.Linear(inner.input_size, inner.output_size, bias=False)
+        with torch.no_grad():
+            self.skip.weight.zero_()
+
+    input_size = property(lambda self: self.inner.input_size)
+    output_size = property(lambda self: self.inner.output_size)
+
+    def initial_state(self, batch_size, *, device=None, dtype=None):
+        """The inner model's initial state."""
+        return self.inner.initial_state(batch_size, device=device, dtype=dtype)
+
+    def forward(self, x, state=None):
+        """The inner model's outputs plus the linear map of ``x``; the new state."""
+        y, state = self.inner(x, state)
+        return y + self.skip(x), state
+
+    def config(self) -> dict:
+        """The configuration (the inner model's nested)."""
+        return {"type": "SkipModel", "inner": self.inner.config()}
+
+
+class MeanAbs:
+    """Running mean of absolute changes, floored like :class:`RunningScaler`'s std.
+
+    Examples
+    --------
+    >>> m = MeanAbs(1e-6)
+    >>> m.scale(100.0)                 # nothing seen: the floor
+    0.000101
+    >>> for change in (1.0, 3.0):
+    ...     m.update(change)
+    >>> m.scale(100.0)
+    2.0
+    """
+
+    def __init__(self, floor: float) -> None:
+        self.floor, self.n, self.mean = floor, 0, 0.0
+
+    def update(self, value: float) -> None:
+        """Add one absolute change."""
+        self.n += 1
+        self.mean += (value - self.mean) / self.n
+
+    def scale(self, level: float) -> float:
+        """The running mean, at least ``floor * (|level| + 1)``."""
+        return max(self.mean, self.floor * (abs(level) + 1.0))
