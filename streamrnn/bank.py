@@ -40,7 +40,9 @@ class StreamBank(SlotTable):
         Most live streams. A new key arriving at the limit evicts the least recently
         used stream (its state is lost); evictions are counted in ``counts``.
     grad : bool
-        ``False`` (default) steps under ``torch.inference_mode``.
+        ``False`` (default) steps under ``torch.no_grad`` (not inference mode: when
+        every stream steps, the new state tensors become the bank's, updated in place
+        later).
 
     Attributes
     ----------
@@ -210,11 +212,11 @@ class StreamBank(SlotTable):
         if self.grad:
             y = self._step(rows, x)
         else:
-            with torch.inference_mode():
+            with torch.no_grad():
                 y = self._step(rows, x)
         self.counts["steps"] += x.shape[0] * x.shape[1]
         if y is None:  # a state went non-finite: reset those streams, report them
-            with torch.inference_mode():
+            with torch.no_grad():
                 y, bad = self._recover(rows, x)
             self.last_reset += [keys[i] for i in bad]
             self._zero_rows([int(slots[i]) for i in bad])
@@ -234,9 +236,12 @@ class StreamBank(SlotTable):
         if not _all_finite_state(new):
             return None
         if isinstance(rows, slice):
-            state.h[:, rows].copy_(new.h)
-            if state.c is not None:
-                state.c[:, rows].copy_(new.c)
+            if rows.start == 0 and rows.stop == state.batch_size:
+                self._state = new  # every slot stepped: take the new tensors, no copy
+            else:
+                state.h[:, rows].copy_(new.h)
+                if state.c is not None:
+                    state.c[:, rows].copy_(new.c)
         else:
             state.scatter_(rows, new)
         return y

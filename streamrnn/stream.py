@@ -149,13 +149,18 @@ class Stream:
             and chunk.dtype == self._dtype
             and chunk.device == self._device
         ):
-            # One (F,) step on a built-in layer: the measured fast path, same result. One
-            # sync checks the input and the new state together. Checking h covers an LSTM's
-            # c too: |c_t| <= |c_t-1| + 1 cannot overflow, and a NaN in c makes h NaN.
-            with torch.inference_mode():
+            # One (F,) step on a built-in layer: the measured fast path, same result.
+            # Toggling grad mode directly and two scalar sums are the cheapest checks
+            # measured (0.6 us and 3.6 us, against 2.7 us for inference_mode and 7.5 us
+            # for one summed sync). Checking h covers an LSTM's c too: |c_t| <= |c_t-1| + 1
+            # cannot overflow, and a NaN in c makes h NaN.
+            grad = torch.is_grad_enabled()
+            torch._C._set_grad_enabled(False)
+            try:
                 h, state = self._fast_step(chunk.unsqueeze(0), self._state)
-                total = chunk.sum() + state.h.sum()
-            if math.isfinite(float(total)):
+            finally:
+                torch._C._set_grad_enabled(grad)
+            if math.isfinite(float(chunk.sum())) and math.isfinite(float(state.h.sum())):
                 self._state = state
                 self.steps += 1
                 return h[0]
