@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
+
+from streamrnn._io import atomic_write_bytes
 
 from .tokens import TokenCodec
 
@@ -82,7 +83,7 @@ def write_checkpoint(path: str | os.PathLike, learner, meta: dict) -> None:
     header = {k: v for k, v in sd.items() if k not in ("format", "version", "tensors")}
     metadata = {"format": sd["format"], "version": str(sd["version"]),
                 "header": json.dumps(header), LM_KEY: json.dumps({"version": LM_VERSION, **meta})}
-    _atomic_write(Path(path), safetensors.torch.save(tensors, metadata))
+    atomic_write_bytes(Path(path), safetensors.torch.save(tensors, metadata))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
@@ -128,18 +129,3 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
         if key not in meta:
             raise ValueError(f"checkpoint {str(path)!r} {LM_KEY} header lacks {key!r}")
     return tensors, learner, meta
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
