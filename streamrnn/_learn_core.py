@@ -56,6 +56,11 @@ class LearnerCore(OneStepLane):
             pos += seg
             if pos < steps:
                 self._update_due()
+        if self._graph is not None and tg is not None and m is None and self.horizon is None:
+            # A whole window pushed with all its targets (the classic k1 == k2 loop):
+            # learn now, while the forward's activations are still in cache, rather than
+            # at the start of the next push. Nothing of that window can still arrive.
+            self._update_due()
         y = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
         return y if back is None else y.index_select(0, back)
 

@@ -26,6 +26,14 @@ from streamrnn.state import State
 
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentLayer"]
 
+# The fused multi-step kernels nn.LSTM / nn.GRU / nn.RNN call, taken time first.
+_SEQ_KERNELS = {
+    "LSTM": torch._VF.lstm,
+    "GRU": torch._VF.gru,
+    "RNN_TANH": torch._VF.rnn_tanh,
+    "RNN_RELU": torch._VF.rnn_relu,
+}
+
 _CELL_KERNELS = {
     "LSTM": torch._VF.lstm_cell,
     "GRU": torch._VF.gru_cell,
@@ -222,11 +230,61 @@ class RecurrentLayer(nn.Module):
             return h.unsqueeze(1), state
         if steps == 0:
             return x.new_zeros(batch, 0, self.hidden_size), state
+        y, state = self._fused(x.transpose(0, 1), state)
+        return y.transpose(0, 1), state  # what nn.LSTM(batch_first=True) returns too
+
+    def forward_time_first(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """:meth:`forward` with time as the first dimension, as the fused kernel runs.
+
+        A batch-first chunk is transposed to this layout inside the kernel and its output
+        transposed back (a copy each way, in forward and backward); a caller that has its
+        data time first (an embedding of transposed ids, a per-step readout after) saves
+        both. The numbers are those of :meth:`forward`.
+
+        Shape
+        -----
+        x: ``(T, B, F)`` -> y: ``(T, B, H)``, contiguous for T > 1; state ``(L, B, H)``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> lstm = LSTM(3, 8, seed=0)
+        >>> x = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(0))
+        >>> y, _ = lstm.forward_time_first(x.transpose(0, 1))
+        >>> torch.equal(y.transpose(0, 1), lstm(x)[0])
+        True
+        """
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(
+                f"x must have shape (T, B, F) with F = {self.input_size}, got {tuple(x.shape)}"
+            )
+        steps, batch = x.shape[0], x.shape[1]
+        if state is None:
+            state = self.initial_state(batch, device=x.device, dtype=x.dtype)
+        if steps == 1 and batch < _FUSED_FROM_BATCH:
+            h, state = self._one_step(x[0], state)
+            return h.unsqueeze(0), state
+        if steps == 0:
+            return x.new_zeros(0, batch, self.hidden_size), state
+        return self._fused(x, state)
+
+    def _fused(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """The fused kernel over a time-first chunk: what ``self.rnn`` runs, minus its
+        argument checks (the state was checked by the caller's shapes).
+
+        Shape
+        -----
+        x: ``(T, B, F)`` -> y: ``(T, B, H)``; state ``(L, B, H)``.
+        """
+        rnn = self.rnn
+        if rnn._weights_have_changed():  # parameters replaced since (e.g. functional_call)
+            rnn._init_flat_weights()
         hx = (state.h, state.c) if self._mode == "LSTM" else state.h
-        y, hn = self.rnn(x, hx)
+        out = _SEQ_KERNELS[self._mode](x, hx, rnn._flat_weights, rnn.bias, rnn.num_layers,
+                                       rnn.dropout, rnn.training, False, False)
         if self._mode == "LSTM":
-            return y, State(hn[0], hn[1])
-        return y, State(hn)
+            return out[0], State(out[1], out[2])
+        return out[0], State(out[1])
 
     def _one_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One step through the per-layer cell kernel: the fast path for T == 1.

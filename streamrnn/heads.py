@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from streamrnn.cells import RecurrentLayer
 from streamrnn.state import State
 
 __all__ = ["Readout", "RecurrentModel", "pool"]
@@ -276,6 +277,10 @@ class RecurrentModel(nn.Module):
         """
         if self.embedding is None:
             return x
+        return self.embedding(self._ids(x))
+
+    def _ids(self, x: Tensor) -> Tensor:
+        # Token ids (B, T) from (B, T) or (B, T, 1), checked.
         if x.dim() == 3 and x.shape[2] == 1:
             x = x[..., 0]
         if x.dim() != 2 or x.dtype != torch.int64:
@@ -283,7 +288,7 @@ class RecurrentModel(nn.Module):
                 f"x must be token ids, an int64 tensor of shape (B, T), got "
                 f"{x.dtype} of shape {tuple(x.shape)}"
             )
-        return self.embedding(x)
+        return x
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Run a chunk of T steps for B streams and read out every step.
@@ -306,8 +311,22 @@ class RecurrentModel(nn.Module):
         -----
         x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``; state ``(L, B, H)``.
         """
+        if x.dim() >= 2 and x.shape[1] > 1 and self._time_first and (
+                self.embedding is not None or x.shape[-1] == self.cell.input_size):
+            # Time first through embedding, fused kernel and per-step readout: the kernel's
+            # layout, so neither its input nor its output is transposed by a copy.
+            xt = x.transpose(0, 1) if self.embedding is None else self.embedding(
+                self._ids(x).t())
+            y, state = self.cell.forward_time_first(xt, state)
+            return (y if self.head is None else self.head(y)).transpose(0, 1), state
         y, state = self.cell(self.embed(x), state)
         return (y if self.head is None else self.head(y)), state
+
+    @property
+    def _time_first(self) -> bool:
+        # Only for the library's layers and a head that works on each step alone.
+        return isinstance(self.cell, RecurrentLayer) and (
+            self.head is None or type(self.head) is Readout)
 
     def readout(self, state: State) -> Tensor:
         """The readout of a state: what the step that produced it predicted.

@@ -27,9 +27,13 @@ is a multiple of ``k1``; every stream's window ends are its own.
 * **k1 == k2** is the classic detach-every-k loop: when a push covers a whole window of
   its streams, their live forward is one fused call with autograd on, and if exactly
   those streams are due at the update (and no optimizer step came between), that graph
-  is the update's graph (no recompute; the recompute would give the same bits). The
-  weights are then exactly those of the canonical loop (repackage hidden, zero_grad,
-  forward, loss, backward, clip, step).
+  is the update's graph (no recompute; the recompute would give the same bits). When
+  such a push also brings every target of its window (no mask, no ``horizon``), nothing
+  of that window can still arrive, so its update runs at the end of that same push,
+  while the forward's activations are still in cache, instead of before the next step;
+  the weights and predictions are the same either way. The weights are then exactly
+  those of the canonical loop (repackage hidden, zero_grad, forward, loss, backward,
+  clip, step).
 * **Late targets.** :meth:`OnlineLearner.learn` gives the target of an earlier step
   ``t``. It is accepted while ``t`` is inside the window of the stream's next update
   (``t >= n_next - k2``) and learned by that update; otherwise it is dropped and counted

@@ -205,3 +205,43 @@ def test_seed_leaves_the_global_rng_untouched(kind):
     before = torch.random.get_rng_state()
     make_model(kind, F_IN, HIDDEN, 2, seed=7)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("steps", [2, 7])  # one step takes the cell kernel (to rounding)
+def test_time_first_path_is_bitwise_torch_nn_in_values_and_gradients(kind, layers, steps):
+    # forward_time_first skips nn's checks and the batch-first transposes; the kernel and
+    # its numbers must be those of torch.nn (batch first) exactly, backward included.
+    ref, ours = copied_pair(kind, layers, True, seed=layers + steps, dtype=torch.float32)
+    ref.batch_first = True
+    x = randn(BATCH, steps, F_IN, seed=steps, dtype=torch.float32)
+    h0, c0 = (t if t is None else t.float() for t in entering_state(kind, layers, seed=3))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_t, hn = ref(xa, (h0, c0) if kind == "LSTM" else h0)
+    y, state = ours.forward_time_first(xb.transpose(0, 1), streamrnn.State(h0, c0))
+    y = y.transpose(0, 1)
+    assert torch.equal(y, y_t)
+    assert torch.equal(state.h, hn[0] if kind == "LSTM" else hn)
+    g = randn(*y.shape, seed=9, dtype=torch.float32)
+    (y_t * g).sum().backward()
+    (y * g).sum().backward()
+    assert torch.equal(xa.grad, xb.grad)
+    for a, b in zip(ref.parameters(), ours.rnn.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_model_time_first_path_equals_the_batch_first_composition(tokens):
+    cell = streamrnn.LSTM(5, 8, num_layers=2, seed=0)
+    model = streamrnn.RecurrentModel(cell, streamrnn.Readout(8, 3, seed=1),
+                                     num_tokens=11 if tokens else None, seed=2)
+    x = (torch.randint(0, 11, (4, 6), generator=torch.Generator().manual_seed(0)) if tokens
+         else randn(4, 6, 5, seed=0, dtype=torch.float32))
+    y, state = model(x)
+    h, want_state = cell(model.embed(x))
+    assert torch.equal(y, model.head(h))
+    assert torch.equal(state.h, want_state.h) and torch.equal(state.c, want_state.c)
+    # a bad input is reported in the caller's (batch-first) layout
+    with pytest.raises(ValueError, match=r"\(4, 6" if tokens else r"got \(4, 6, 2\)"):
+        model(x.float()) if tokens else model(x[..., :2])

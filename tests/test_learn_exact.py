@@ -278,3 +278,24 @@ def test_late_targets_equal_brute_force(delay):
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-10)
     torch.testing.assert_close(torch.stack(got_pred)[None], want_pred, rtol=0, atol=1e-10)
+
+
+def test_a_whole_window_with_all_its_targets_is_learned_in_the_same_push():
+    ids, vocab = shakespeare(2000)
+    data = batchify(ids, 2)
+    x, y = data[:, :-1], data[:, 1:]
+    k = 10
+    eager, lazy = (OnlineLearner(lm(vocab), k1=k, clip=0.25) for _ in range(2))
+    eager.push_many(["a", "b"], x[:, :k], y[:, :k])
+    assert eager.counts["updates"] == 1  # no flush needed: nothing of it can still arrive
+    # With one target missing the update waits, so that target can still come late.
+    mask = torch.ones(2, k, dtype=torch.bool)
+    mask[1, 3] = False
+    lazy.push_many(["a", "b"], x[:, :k], y[:, :k], mask=mask)
+    assert lazy.counts["updates"] == 0
+    assert lazy.learn(3, y[1, 3], key="b")
+    lazy.flush()
+    assert lazy.counts["updates"] == 1 and lazy.counts["learned"] == 2 * k
+    # Both orders learned the same terms from the same graph: the same weights.
+    for a, b in zip(eager.model.parameters(), lazy.model.parameters(), strict=True):
+        assert torch.equal(a, b)
