@@ -19,33 +19,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamrnn._kernels import CELL_KERNELS, FUSED_FROM_BATCH, fused, one_step
 from streamrnn.state import State
 
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentLayer"]
-
-# The fused multi-step kernels nn.LSTM / nn.GRU / nn.RNN call, taken time first.
-_SEQ_KERNELS = {
-    "LSTM": torch._VF.lstm,
-    "GRU": torch._VF.gru,
-    "RNN_TANH": torch._VF.rnn_tanh,
-    "RNN_RELU": torch._VF.rnn_relu,
-}
-
-_CELL_KERNELS = {
-    "LSTM": torch._VF.lstm_cell,
-    "GRU": torch._VF.gru_cell,
-    "RNN_TANH": torch._VF.rnn_tanh_cell,
-    "RNN_RELU": torch._VF.rnn_relu_cell,
-}
-
-
-# One step of many streams: oneDNN's fused kernel beat the per-layer cell kernel from
-# about this batch size in benchmarks/bench_core.py (B = 1,000: 3.4 ms vs 4.8 ms).
-_FUSED_FROM_BATCH = 512
-
 
 def _check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -103,7 +82,7 @@ class RecurrentLayer(nn.Module):
             )
         if seed is not None:
             self.reset_parameters(seed)
-        self._kernel = _CELL_KERNELS[self._mode]
+        self._kernel = CELL_KERNELS[self._mode]
         self._weights_per_layer = 4 if bias else 2
 
     def _torch_extra(self) -> dict:
@@ -225,7 +204,7 @@ class RecurrentLayer(nn.Module):
         batch, steps = x.shape[0], x.shape[1]
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
-        if steps == 1 and batch < _FUSED_FROM_BATCH:
+        if steps == 1 and batch < FUSED_FROM_BATCH:
             h, state = self._one_step(x[:, 0], state)
             return h.unsqueeze(1), state
         if steps == 0:
@@ -261,61 +240,16 @@ class RecurrentLayer(nn.Module):
         steps, batch = x.shape[0], x.shape[1]
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
-        if steps == 1 and batch < _FUSED_FROM_BATCH:
+        if steps == 1 and batch < FUSED_FROM_BATCH:
             h, state = self._one_step(x[0], state)
             return h.unsqueeze(0), state
         if steps == 0:
             return x.new_zeros(0, batch, self.hidden_size), state
         return self._fused(x, state)
 
-    def _fused(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        """The fused kernel over a time-first chunk: what ``self.rnn`` runs, minus its
-        argument checks (the state was checked by the caller's shapes).
-
-        Shape
-        -----
-        x: ``(T, B, F)`` -> y: ``(T, B, H)``; state ``(L, B, H)``.
-        """
-        rnn = self.rnn
-        if rnn._weights_have_changed():  # parameters replaced since (e.g. functional_call)
-            rnn._init_flat_weights()
-        hx = (state.h, state.c) if self._mode == "LSTM" else state.h
-        out = _SEQ_KERNELS[self._mode](x, hx, rnn._flat_weights, rnn.bias, rnn.num_layers,
-                                       rnn.dropout, rnn.training, False, False)
-        if self._mode == "LSTM":
-            return out[0], State(out[1], out[2])
-        return out[0], State(out[1])
-
-    def _one_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        """One step through the per-layer cell kernel: the fast path for T == 1.
-
-        Shape
-        -----
-        x: ``(B, F)`` -> top-layer output ``(B, H)``; state ``(L, B, H)``.
-        """
-        w, n = self.rnn._flat_weights, self._weights_per_layer
-        kernel = self._kernel
-        if self.num_layers == 1:  # the common case, without per-layer lists
-            b_ih, b_hh = (w[2], w[3]) if n == 4 else (None, None)
-            if state.c is not None:
-                h, c = kernel(x, (state.h[0], state.c[0]), w[0], w[1], b_ih, b_hh)
-                return h, State(h.unsqueeze(0), c.unsqueeze(0))
-            h = kernel(x, state.h[0], w[0], w[1], b_ih, b_hh)
-            return h, State(h.unsqueeze(0))
-        hs, cs, inp = [], [], x
-        for layer in range(self.num_layers):
-            lw = w[layer * n : layer * n + n]
-            b_ih, b_hh = (lw[2], lw[3]) if n == 4 else (None, None)
-            if state.c is not None:
-                h, c = kernel(inp, (state.h[layer], state.c[layer]), lw[0], lw[1], b_ih, b_hh)
-                cs.append(c)
-            else:
-                h = kernel(inp, state.h[layer], lw[0], lw[1], b_ih, b_hh)
-            hs.append(h)
-            inp = h
-            if self.dropout and self.training and layer < self.num_layers - 1:
-                inp = F.dropout(inp, self.dropout, training=True)
-        return inp, State(torch.stack(hs), torch.stack(cs) if cs else None)
+    # The kernel paths (streamrnn/_kernels.py), as methods.
+    _fused = fused
+    _one_step = one_step
 
 
 class LSTM(RecurrentLayer):
