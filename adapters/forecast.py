@@ -70,12 +70,8 @@ from streamrnn.adapters._forecast_cli import (
     register_forecast,
 )
 from streamrnn.adapters._forecast_model import OnlineForecaster
-from streamrnn.adapters._forecast_run import (
-    ForecastResult,
-    forecast_csv,
-    make_snarimax,
-    parse_duration,
-)
+from streamrnn.adapters._forecast_result import ForecastResult, make_snarimax
+from streamrnn.adapters._forecast_run import forecast_csv, parse_duration
 
 __all__ = [
     "ForecastResult",
