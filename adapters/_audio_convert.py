@@ -14,11 +14,13 @@ import torch
 
 __all__ = [
     "CHANNEL_POLICIES",
+    "MAX_ABS_SAMPLE",
     "MAX_CHANNELS",
     "NONFINITE_POLICIES",
     "SAMPLE_FORMATS",
     "array_to_frames",
     "check_choice",
+    "check_frame_config",
     "check_int",
     "check_positive_float",
     "decode_chunk",
@@ -90,6 +92,44 @@ def check_choice(name: str, value, choices) -> str:
         listed = " | ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
     return value
+
+
+def check_frame_config(
+    sample_rate, kind, win_length, hop_length, n_fft, n_mels, n_mfcc, f_min, f_max,
+    mel_scale, mel_norm,
+) -> tuple:  # fmt: skip
+    """Validate the framing and filterbank settings of ``AudioFeatures``; fill the defaults.
+
+    ``sample_rate`` and ``kind`` are already valid. Returns ``(win_length, hop_length,
+    n_fft, n_mels, n_mfcc, f_min, f_max, mel_scale, mel_norm)``.
+    """
+    if win_length is None:
+        win_length = max(1, round(0.025 * sample_rate))
+    win_length = check_int("win_length", win_length, 1)
+    if hop_length is None:
+        hop_length = min(win_length, max(1, round(0.010 * sample_rate)))
+    hop_length = check_int("hop_length", hop_length, 1)
+    if hop_length > win_length:
+        raise ValueError(f"hop_length must be <= win_length={win_length}, got {hop_length}")
+    n_fft = check_int("n_fft", win_length if n_fft is None else n_fft, 1)
+    if n_fft < win_length:
+        raise ValueError(f"n_fft must be >= win_length={win_length}, got {n_fft}")
+    n_mels = check_int("n_mels", n_mels, 1)
+    n_mfcc = check_int("n_mfcc", n_mfcc, 1)
+    if kind == "mfcc" and n_mfcc > n_mels:
+        raise ValueError(f"n_mfcc must be <= n_mels={n_mels}, got {n_mfcc}")
+    nyquist = sample_rate / 2
+    f_min = check_positive_float("f_min", f_min, allow_zero=True)
+    f_max = nyquist if f_max is None else check_positive_float("f_max", f_max)
+    if not f_min < f_max <= nyquist:
+        raise ValueError(
+            f"f_min and f_max must satisfy 0 <= f_min < f_max <= {nyquist} (Nyquist), "
+            f"got f_min={f_min}, f_max={f_max}"
+        )
+    mel_scale = check_choice("mel_scale", mel_scale, ("htk", "slaney"))
+    if mel_norm is not None:
+        check_choice("mel_norm", mel_norm, ("slaney",))
+    return win_length, hop_length, n_fft, n_mels, n_mfcc, f_min, f_max, mel_scale, mel_norm
 
 
 # --------------------------------------------------------------------------- decoding

@@ -174,9 +174,11 @@ def test_nonfinite_zero_policy_counts():
     streamed = torch.cat([fe.push(bad[:1000]), fe.push(bad[1000:]), fe.flush()])
     assert fe.n_nonfinite == 3
     zeroed = np.where(np.isfinite(bad), bad, 0).astype(np.float32)
-    assert torch.equal(streamed, AudioFeatures(SR).offline(zeroed))
+    # small pushes take the numpy path: equal to offline up to float32 rounding
+    torch.testing.assert_close(streamed, AudioFeatures(SR).offline(zeroed), rtol=1e-5, atol=1e-5)
     assert torch.isfinite(streamed).all()
-    assert torch.equal(fe.offline(bad), streamed) and fe.n_nonfinite == 3  # offline: no count
+    torch.testing.assert_close(fe.offline(bad), streamed, rtol=1e-5, atol=1e-5)
+    assert fe.n_nonfinite == 3  # offline does not count
 
 
 def test_stereo_nonfinite_in_an_unused_channel_is_ignored_by_first():

@@ -262,3 +262,47 @@ def test_mfcc_matches_torchaudio_mfcc():
         melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 40, "center": False},
     )(torch.from_numpy(SIGNAL))  # fmt: skip
     assert_same(AudioFeatures(SR, "mfcc").offline(SIGNAL), ref.T, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- small and large pushes
+
+
+@pytest.mark.parametrize("name", ["logmel", "mfcc", "nfft512-hamming-pad", "preemph-norm"])
+@FAST
+@given(cuts=st.lists(st.one_of(st.integers(0, 400), st.integers(2800, 5000)), max_size=12))
+def test_switching_between_small_and_large_pushes(name, cuts):
+    """Pushes completing <= SMALL_FRAMES frames take the numpy path, bigger ones torchaudio;
+    any mix of the two, in any order, still equals offline."""
+    fe = AudioFeatures(SR, **CONFIGS[name])
+    x = np.concatenate([SIGNAL, SIGNAL[::-1]])  # 1 s: room for several large pushes
+    assert_same(stream(fe, split(x, cuts)), fe.offline(x))
+
+
+def test_both_paths_are_taken_and_agree_frame_by_frame(monkeypatch):
+    from streamrnn.adapters import _audio_frames
+
+    taken = []
+    for name in ("_small", "_push_large"):
+        real = getattr(_audio_frames.FrameStream, name)
+
+        def counting(self, *args, _real=real, _name=name):
+            taken.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(_audio_frames.FrameStream, name, counting)
+    fe = AudioFeatures(SR, "mfcc")
+    cap = fe.win_length + _audio_frames.SMALL_FRAMES * fe.hop_length - 1  # largest small push
+    cuts = [320, 320, cap, 5000, 1, 160, 3000]
+    assert_same(stream(fe, split(SIGNAL, cuts)), fe.offline(SIGNAL))
+    assert {"_small", "_push_large"} <= set(taken)
+
+
+def test_small_path_spectra_are_torch_stft_spectra():
+    """The numpy path runs torch.fft.rfft on the windowed frames: the same FFT as the batched
+    path, so only the mel product's rounding differs (observed: bit-identical spectra)."""
+    fe = AudioFeatures(SR, n_fft=512)
+    framer, compute = fe._framer, fe._compute
+    feats_small = framer.push(SIGNAL[:1999])  # 10 frames: the numpy path
+    assert len(feats_small) == 10
+    want = compute(SIGNAL[: 9 * 160 + 400])
+    torch.testing.assert_close(torch.from_numpy(feats_small), want, rtol=1e-6, atol=1e-6)
