@@ -89,35 +89,37 @@ class LSTMKernel:
                 self.b_out = None if bias is None else bias.numpy().astype(np.float32)
         self.hidden_size, self.num_layers = hid, cell.num_layers
         self.input_size = cell.input_size
-        self._gates = np.empty(4 * hid, dtype=np.float32)
+        self.h = np.zeros((self.num_layers, hid), dtype=np.float32)
+        self.c = np.zeros((self.num_layers, hid), dtype=np.float32)
+        gates = np.empty(4 * hid, dtype=np.float32)
         self._tmp = np.empty(hid, dtype=np.float32)
         self._half = np.full(3 * hid, 0.5, dtype=np.float32)  # an array: scalars cost 2-3x more
-        self.reset()
+        # Everything a step touches, looked up once: weights, this layer's state rows (views
+        # that stay valid: the state is only ever written in place) and the gate slices.
+        gate_views = (gates, gates[:hid], gates[hid : 2 * hid], gates[2 * hid : 3 * hid])
+        gate_views += (gates[3 * hid :], gates[: 3 * hid])  # g, then i f o together
+        self._layers = [
+            (self.w_ih[k], self.w_hh[k], self.bias[k], self.h[k], self.c[k], *gate_views)
+            for k in range(self.num_layers)
+        ]
 
     def reset(self) -> None:
-        """Zero state."""
-        self.h = np.zeros((self.num_layers, self.hidden_size), dtype=np.float32)
-        self.c = np.zeros((self.num_layers, self.hidden_size), dtype=np.float32)
+        """Zero state (in place)."""
+        self.h[:] = 0.0
+        self.c[:] = 0.0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run T steps from the carried state; keep the new state."""
-        hid, gates, tmp, half = self.hidden_size, self._gates, self._tmp, self._half
+        tmp, half, hid = self._tmp, self._half, self.hidden_size
         inp = x
-        for k in range(self.num_layers):
-            proj = inp @ self.w_ih[k]  # (T, 4H): every step's input projection at once
-            proj += self.bias[k]
+        for w_ih, w_hh, bias, h_state, c, gates, i, f, o, g, ifo in self._layers:
+            proj = inp @ w_ih  # (T, 4H): every step's input projection at once
+            proj += bias
             out = np.empty((len(inp), hid), dtype=np.float32)
-            w_hh, h, c = self.w_hh[k], self.h[k], self.c[k]
-            i, f, o, g = (
-                gates[:hid],
-                gates[hid : 2 * hid],
-                gates[2 * hid : 3 * hid],
-                gates[3 * hid :],
-            )
-            ifo = gates[: 3 * hid]
-            for t in range(len(inp)):
+            h = h_state
+            for p_t, h_new in zip(proj, out, strict=True):
                 np.matmul(h, w_hh, out=gates)
-                gates += proj[t]
+                gates += p_t
                 np.tanh(gates, out=gates)
                 ifo *= half
                 ifo += half  # sigmoid of i, f, o; tanh of g
@@ -125,10 +127,10 @@ class LSTMKernel:
                 np.multiply(i, g, out=tmp)
                 c += tmp
                 np.tanh(c, out=tmp)
-                h = out[t]
-                np.multiply(o, tmp, out=h)
+                np.multiply(o, tmp, out=h_new)
+                h = h_new
             if len(inp):
-                self.h[k] = h
+                h_state[:] = h
             inp = out
         if self.w_out is None:
             return inp

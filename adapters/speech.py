@@ -298,7 +298,7 @@ class DigitRecognizer:
         ``pcm`` is anything :meth:`AudioFeatures.push` takes (float or int arrays, int16
         bytes); a bad chunk raises ``ValueError`` and leaves the stream as it was.
         """
-        return self._frames(self.features.push(pcm, sample_rate=sample_rate))
+        return self._frames(self.features._push(pcm, sample_rate))  # numpy (T, F)
 
     def flush(self) -> list[Detection]:
         """End the stream: push ``flush_ms`` of silence, decode the rest, then :meth:`reset`."""
@@ -306,8 +306,8 @@ class DigitRecognizer:
         # int16 zero bytes: silence whatever was pushed before, and they also complete an
         # incomplete sample frame left by a bytes push (which would refuse an array)
         pad = bytes(2 * self.features.in_channels * n)
-        found = self._frames(self.features.push(pad))
-        found += self._frames(self.features.flush())
+        found = self._frames(self.features._push(pad, None))
+        found += self._frames(self.features.flush().numpy())
         self.reset()
         return found
 
@@ -332,26 +332,31 @@ class DigitRecognizer:
             return self._kernel(x)
         return self._stream.push(torch.from_numpy(x)).numpy()
 
-    def _frames(self, feats: torch.Tensor) -> list[Detection]:
-        n = feats.shape[0]
+    def _frames(self, f: np.ndarray) -> list[Detection]:
+        """Model, endpointer and decoder over the frames ``f`` ``(T, F)`` of one push."""
+        n = len(f)
         if n == 0:
             return []
-        f = feats.numpy()
-        post = softmax(self.logits(f))
+        if self._kernel is not None:
+            logits = self._kernel(f)
+        else:
+            logits = self._stream.push(torch.from_numpy(f)).numpy()
+        post = softmax(logits)
         energy = frame_energy_db(f, self._ref_db).tolist()
-        hop, win = self.features.hop_length, self.features.win_length
-        sr = self.features.sample_rate
+        endpointer, decoder, k = self.endpointer, self.decoder, self.frames
         found = []
         for t in range(n):
-            k = self.frames + t
-            self.endpointer.update(energy[t])
-            last = self.endpointer.last_voiced
-            digit = self.decoder.update(post[t], frames_since(last, k), energy[t])
+            e = energy[t]
+            endpointer.update(e)
+            last = endpointer.last_voiced
+            digit = decoder.update(post[t], frames_since(last, k), e)
             if digit is not None:
-                time_s = (k * hop + win) / sr
-                latency_ms = (k - last) * hop / sr * 1000.0
+                hop = self.features.hop_length
+                time_s = (k * hop + self.features.win_length) / self.features.sample_rate
+                latency_ms = (k - last) * hop / self.features.sample_rate * 1000.0
                 found.append(Detection(digit, time_s, latency_ms))
-        self.frames += n
+            k += 1
+        self.frames = k
         return found
 
 

@@ -192,3 +192,33 @@ def test_listen_stereo_16khz_file(demo, tmp_path, capsys):
     assert listen_main([str(path), "--json"]) == 0
     digits = [json.loads(line)["digit"] for line in capsys.readouterr().out.splitlines()]
     assert digits == expected_digits(clips)
+
+
+# ------------------------------------------------------------------ the fast path is the reference
+
+#: ``streamrnn listen`` on the demo before the numpy front end and kernel fast paths.
+DEMO_DETECTIONS = [(2, 1.265, 100.0), (7, 2.465, 110.0), (5, 3.445, 120.0), (0, 5.075, 100.0),
+                   (9, 6.085, 170.0)]  # fmt: skip
+
+
+def test_fast_path_equals_the_reference_computation(demo):
+    """What ``listen`` runs on 20 ms chunks (the front end's numpy path, the numpy LSTM kernel)
+    equals torchaudio features of the whole signal through the torch model from the warm-up
+    state, and finds the same digits at the same times as before the fast paths existed."""
+    x, sr, _ = demo
+    rec = DigitRecognizer.load()
+    feats, logits = [], []
+    for i in range(0, len(x), sr // 50):
+        f = rec.features._push(x[i : i + sr // 50], None)
+        feats.append(f)
+        logits.append(rec.logits(f))
+    feats, logits = np.concatenate(feats), np.concatenate(logits)
+    ref = rec.features.offline(x)  # one batched torchaudio call
+    assert feats.shape == ref.shape
+    np.testing.assert_allclose(feats, ref.numpy(), rtol=1e-5, atol=1e-5)
+    silence = rec.features.offline(np.zeros(round(rec.warmup_ms * sr / 1000), np.float32))
+    with torch.no_grad():
+        want = rec.model(torch.cat([silence, ref])[None])[0][0, len(silence) :].numpy()
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+    found = stream(rec, x, sr // 50)
+    assert [(d.digit, d.time_s, d.latency_ms) for d in found] == DEMO_DETECTIONS
