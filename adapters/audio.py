@@ -2,11 +2,13 @@
 
 :class:`AudioFeatures` turns PCM pushed in chunks of any size (int16 bytes, numpy or torch
 int16 / int32 / float32 / float64) into feature frames, computing all frames a push
-completes in one batched torchaudio call. It streams exactly: the frames of a signal
-pushed in any chunking equal :meth:`AudioFeatures.offline` on the whole signal (float32,
-to about 1e-5 absolute and relative; the frame count is exact). It can resample on the fly
-with ``soxr.ResampleStream`` (e.g. a 48 kHz microphone into a 16 kHz model), mix or reject
-extra channels, pre-emphasise, and standardise by running statistics.
+completes in one batched call (a few numpy calls around ``torch.fft.rfft`` for a live
+chunk of up to 16 frames, torchaudio's spectrogram beyond). It streams exactly: the
+frames of a signal pushed in any chunking equal :meth:`AudioFeatures.offline` on the
+whole signal (float32, to about 1e-5 absolute and relative; the frame count is exact).
+It can resample on the fly with ``soxr.ResampleStream`` (e.g. a 48 kHz microphone into a
+16 kHz model), mix or reject extra channels, pre-emphasise, and standardise by running
+statistics.
 
 Framing is ``center=False``: frame ``k`` covers samples ``[k * hop_length,
 k * hop_length + win_length)``, so a frame is emitted as soon as its last sample arrives.
