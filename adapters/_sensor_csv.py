@@ -60,7 +60,8 @@ def iter_csv(
     Returns
     -------
     RecordIterator
-        ``(timestamp, {column: float or None})``; empty cells are left out.
+        ``(timestamp, {column: float or None})``; empty cells are left out (a missing
+        value for the adapter's NaN policy) and counted in ``counts["empty_cells"]``.
 
     Examples
     --------
@@ -72,8 +73,8 @@ def iter_csv(
     >>> it = iter_csv(path, time_column="t", on_error="skip")
     >>> list(it)
     [(0.0, {'temp': 20.5, 'hum': 40.0}), (1.5, {'hum': 41.0}), (2.0, {'hum': 42.0})]
-    >>> it.counts["invalid_value"]
-    1
+    >>> it.counts["invalid_value"], it.counts["empty_cells"]
+    (1, 1)
     """
     if not isinstance(time_column, str):
         raise ValueError(f"time_column must be a column name, got {time_column!r}")
@@ -120,9 +121,10 @@ def iter_csv(
             except ValueError as err:
                 bad_line(str(err), on_error, counts)
                 continue
-            values = parse_fields(
-                {c: row[c] for c in header[1] if row[c].strip()}, where, on_error, counts
-            )
+            present = {c: row[c] for c in header[1] if row[c].strip()}
+            if len(present) < len(header[1]):
+                counts["empty_cells"] += len(header[1]) - len(present)
+            values = parse_fields(present, where, on_error, counts)
             counts["records"] += 1
             yield ts, values
         if header is None and not follow:

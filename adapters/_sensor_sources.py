@@ -41,7 +41,8 @@ class RecordIterator:
 
     def __init__(self, make: Callable[[dict], Iterator]) -> None:
         self.counts = dict.fromkeys(
-            ("lines", "records", "malformed", "invalid_value", "blank", "truncated"), 0
+            ("lines", "records", "malformed", "invalid_value", "empty_cells", "blank", "truncated"),
+            0,
         )
         self._gen = make(self.counts)
 
