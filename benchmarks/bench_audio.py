@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 import torchaudio
+from threadpoolctl import threadpool_limits
 
 from streamrnn.adapters.audio import AudioFeatures
 
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats (median)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    threadpool_limits(1)  # numpy's BLAS too (the front end's mel product, the kernel)
 
     x = _signal(args.seconds)
     n_frames = (len(x) - WIN) // HOP + 1
