@@ -47,8 +47,11 @@ class HFCodec(TokenCodec):
     and normalizers that act per character (NFC / NFKC / NFD / NFKD, Lowercase,
     StripAccents, BertNormalizer); rule (4) catches what the pending text shows (an added
     token with ``rstrip`` that absorbs the spaces after it, ``add_prefix_space`` before a
-    line break, a Strip normalizer). Guarantee: for such tokenizers the ids of all pushes
-    and the flush equal ``encode`` of all the text. Not covered: added tokens that
+    line break, a Strip normalizer); and (5) the text before the cut does not end with an
+    added token with ``rstrip``: whether the spaces it absorbs become tokens depends on
+    what follows them (``"<mask> <"`` vs ``"<mask> <|endoftext|>"``). Guarantee: for such
+    tokenizers the ids of all pushes and the flush equal ``encode`` of all the text. Not
+    covered: added tokens that
     contain whitespace, BPE dropout, custom pre-tokenizers that join words across
     whitespace. Without a pre-tokenizer nothing is cut before the flush. One exception
     bounds memory: when more than ``max_pending`` characters are held with no cut (a long
@@ -160,9 +163,12 @@ class HFCodec(TokenCodec):
         # (tokens that decoding skips do not end a run)
         self._byte_run_ids: frozenset[int] = frozenset()
         self._skipped_ids: frozenset[int] = frozenset()
+        added = self.tokenizer.get_added_tokens_decoder()
         if skip_special_tokens:
-            added = self.tokenizer.get_added_tokens_decoder()
             self._skipped_ids = frozenset(i for i, t in added.items() if t.special)
+        # An added token with rstrip absorbs the spaces after it, or not, depending on
+        # what follows them (another added token takes no prefix space): no cut after one.
+        self._rstrip_tokens = tuple(t.content for t in added.values() if t.rstrip)
         if "ByteFallback" in json.dumps(json.loads(serialised).get("decoder")):
             self._byte_run_ids = frozenset(i for t, i in vocab.items() if _BYTE_TOKEN.fullmatch(t))
         unk = getattr(self.tokenizer.model, "unk_token", None)
@@ -240,7 +246,7 @@ class HFCodec(TokenCodec):
         still starts with whitespace once normalised (BERT's normaliser, for one, deletes
         control characters such as U+000C, which would glue the words around it)."""
         pre, norm = self.tokenizer.pre_tokenizer, self.tokenizer.normalizer
-        if pre is None:
+        if pre is None or (self._rstrip_tokens and text[:cut].endswith(self._rstrip_tokens)):
             return False
         if norm is not None and not SPACE.match(norm.normalize_str(text[cut:])):
             return False

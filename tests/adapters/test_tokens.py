@@ -244,6 +244,16 @@ class TestStreamingEncodeEqualsOffline:
         expected = 0 if hf.unknown_id is None else ids.count(hf.unknown_id)
         assert enc.counts["unknown"] == expected
 
+    def test_no_cut_after_an_rstrip_added_token(self):
+        # Found by the property above: "<mask>" (rstrip) absorbs the space after it and
+        # the special token that follows takes no prefix space, while "<" alone does; a
+        # cut after "<mask>" made " <" + "|endoftext|>" encode as [Ġ, eot].
+        codec = HFCodec(_byte_level_bpe_added_tokens())
+        text = "ab <mask> <|endoftext|>"
+        enc = codec.encoder()
+        ids = enc.push(text[:-12]) + enc.push(text[-12:]) + enc.flush()
+        assert ids == codec.tokenizer.encode(text, add_special_tokens=False).ids
+
     @FAST
     @given(data=st.data(), raw=st.binary(max_size=40))
     def test_invalid_bytes_replaced_like_bytes_decode(self, data, raw):
