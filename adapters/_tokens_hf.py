@@ -51,11 +51,11 @@ class HFCodec(TokenCodec):
     added token with ``rstrip``: whether the spaces it absorbs become tokens depends on
     what follows them (``"<mask> <"`` vs ``"<mask> <|endoftext|>"``). Guarantee: for such
     tokenizers the ids of all pushes and the flush equal ``encode`` of all the text. Not
-    covered: added tokens that
-    contain whitespace, BPE dropout, custom pre-tokenizers that join words across
-    whitespace. Without a pre-tokenizer nothing is cut before the flush. One exception
-    bounds memory: when more than ``max_pending`` characters are held with no cut (a long
-    run without spaces), they are encoded as if the stream ended there and
+    covered: added tokens that contain whitespace, BPE dropout, custom pre-tokenizers
+    that join words across whitespace. Without a pre-tokenizer nothing is cut before the
+    flush. One exception bounds memory: when more than ``max_pending`` characters are held
+    with no cut (a long run without spaces), they are encoded as if the stream ended there
+    and
     ``counts["forced_cuts"]`` records it; only then may the ids differ from ``encode``.
 
     **Streaming decoding.** The decoder re-decodes a window of the last tokens and emits
