@@ -55,8 +55,7 @@ class HFCodec(TokenCodec):
     that join words across whitespace. Without a pre-tokenizer nothing is cut before the
     flush. One exception bounds memory: when more than ``max_pending`` characters are held
     with no cut (a long run without spaces), they are encoded as if the stream ended there
-    and
-    ``counts["forced_cuts"]`` records it; only then may the ids differ from ``encode``.
+    and ``counts["forced_cuts"]`` records it; only then may the ids differ from ``encode``.
 
     **Streaming decoding.** The decoder re-decodes a window of the last tokens and emits
     the new text once it is longer, extends the window's previous text unchanged, and
