@@ -13,9 +13,16 @@ environment, never in the project's (``--deep-river-python``; make one with
 deep-river==0.3.4 pytest``). Its LSTMForecaster uses its benchmark's settings
 (window 12, hidden 16).
 
+streamrnn's RNNForecaster runs on its default engine (``engine="auto"``: the compiled
+numba kernels); ``--torch-engine`` adds a row for the same model on torch's
+OnlineLearner (the same MAE to ~1e-9, ~100x slower). The numba kernels are compiled (or
+loaded from the on-disk cache) on first use, inside the first repeat; the rates are
+medians over the repeats.
+
 Run::
 
     python benchmarks/bench_river.py [--deep-river-python /opt/deepriver-venv/bin/python]
+        [--repeats 3] [--torch-engine]
 """
 
 from __future__ import annotations
@@ -142,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deep-river-python", default="/opt/deepriver-venv/bin/python")
     parser.add_argument("--repeats", type=int, default=3, help="repeats for the rates")
+    parser.add_argument("--torch-engine", action="store_true",
+                        help="also run RNNForecaster(engine='torch')")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     series = load_series()
@@ -151,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         "river HoltWinters": lambda m, first: holt_winters(m),
         "last value": lambda m, first: LastValue(),
     }
+    if args.torch_engine:
+        models["streamrnn RNNForecaster, torch engine"] = (
+            lambda m, first: RNNForecaster(seed=0, engine="torch"))
     table: dict = {}
     for name, (data, m) in series.items():
         for label, make in models.items():

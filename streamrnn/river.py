@@ -51,6 +51,10 @@ class RNNRegressor(RNNEstimator, base.Regressor):
         Input columns; features are assigned columns as first seen.
     scale : bool
         Scale features and target online (running mean / variance).
+    engine : str
+        "numba": the compiled single-stream engine (one layer; ~100x faster);
+        "torch": :class:`~streamrnn.learn.OnlineLearner`; "auto": numba when installed
+        and ``num_layers == 1``. Both learn in float64 and agree to ~1e-10.
     seed : int or None
         Seed of the weights.
 
@@ -75,11 +79,12 @@ class RNNRegressor(RNNEstimator, base.Regressor):
         clip: float = 1.0,
         max_features: int = 16,
         scale: bool = True,
+        engine: str = "auto",
         seed: int | None = None,
     ) -> None:
         super().__init__(
             hidden_size=hidden_size, num_layers=num_layers, cell=cell, k1=k1, k2=k2, lr=lr,
-            clip=clip, max_features=max_features, scale=scale, seed=seed,
+            clip=clip, max_features=max_features, scale=scale, engine=engine, seed=seed,
         )
 
     def _outputs(self) -> int:
@@ -89,13 +94,13 @@ class RNNRegressor(RNNEstimator, base.Regressor):
         y = self._check_number("y", y)
         v = self._features_in(x, learn=True)
         target = self._y_scaler.update_scale(y) if self.scale else y
-        self._learner.push(torch.from_numpy(v), torch.tensor([target], dtype=self._dtype))
+        self._push(v, [target])
 
     def predict_one(self, x: dict) -> float:
         if self._learner is None:
             return 0.0
         out = self._peek(self._features_in(x, learn=False))[0]
-        return float(self._y_scaler.unscale(out)) if self.scale else float(out)
+        return self._y_scaler.unscale(float(out)) if self.scale else float(out)
 
 
 class RNNClassifier(RNNEstimator, base.Classifier):
@@ -130,6 +135,7 @@ class RNNClassifier(RNNEstimator, base.Classifier):
         max_features: int = 16,
         max_classes: int = 16,
         scale: bool = True,
+        engine: str = "auto",
         seed: int | None = None,
     ) -> None:
         if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 2:
@@ -137,7 +143,7 @@ class RNNClassifier(RNNEstimator, base.Classifier):
         self.max_classes = max_classes
         super().__init__(
             hidden_size=hidden_size, num_layers=num_layers, cell=cell, k1=k1, k2=k2, lr=lr,
-            clip=clip, max_features=max_features, scale=scale, seed=seed,
+            clip=clip, max_features=max_features, scale=scale, engine=engine, seed=seed,
         )
         self._classes: list = []
 
@@ -156,11 +162,10 @@ class RNNClassifier(RNNEstimator, base.Classifier):
         if y not in self._classes:
             if len(self._classes) >= self.max_classes:
                 self.counts["ignored_classes"] += 1
-                self._learner.push(torch.from_numpy(v))  # the state still moves on
+                self._push(v)  # the state still moves on
                 return
             self._classes.append(y)
-        label = torch.tensor(self._classes.index(y), dtype=torch.long)
-        self._learner.push(torch.from_numpy(v), label)
+        self._push(v, self._classes.index(y))
 
     def predict_proba_one(self, x: dict) -> dict:
         if not self._classes:
@@ -215,11 +220,12 @@ class RNNForecaster(RNNEstimator, Forecaster):
         clip: float = 1.0,
         max_features: int = 16,
         scale: bool = True,
+        engine: str = "auto",
         seed: int | None = None,
     ) -> None:
         super().__init__(
             hidden_size=hidden_size, num_layers=num_layers, cell=cell, k1=k1, k2=k2, lr=lr,
-            clip=clip, max_features=max_features, scale=scale, seed=seed,
+            clip=clip, max_features=max_features, scale=scale, engine=engine, seed=seed,
         )
         self._last_y: float | None = None
         self._last_pred = 0.0
@@ -233,21 +239,19 @@ class RNNForecaster(RNNEstimator, Forecaster):
     def _horizon(self) -> int | None:
         return 1
 
-    def _series_inputs(self, y: float, dy: float, learn: bool) -> tuple[float, float]:
-        if not self.scale:
-            return dy, y
-        if learn:
-            return self._dy_scaler.update_scale(dy), self._y_scaler.update_scale(y)
-        return self._dy_scaler.scale_value(dy), self._y_scaler.scale_value(y)
-
     def learn_one(self, y: float, x: dict | None = None) -> None:
         y = self._check_number("y", y)
+        if self._learner is None:
+            self._build()
         dy = 0.0 if self._last_y is None else y - self._last_y
-        v = self._features_in(x or {}, learn=True)
-        v[0], v[1] = self._series_inputs(y, dy, learn=True)
+        v = self._features_in(x, learn=True) if x else np.zeros(self._n_in)
+        if self.scale:
+            v[0], v[1] = self._dy_scaler.update_scale(dy), self._y_scaler.update_scale(y)
+        else:
+            v[0], v[1] = dy, y
         # the prediction of the next difference, made now; updates run lazily before the
         # next step, so it is what the current weights and state give (forecast reuses it)
-        self._last_pred = float(self._learner.push(torch.from_numpy(v))[0])
+        self._last_pred = float(self._push(v)[0])
         self._last_y = y
 
     def forecast(self, horizon: int, xs: list[dict] | None = None) -> list:
@@ -257,22 +261,41 @@ class RNNForecaster(RNNEstimator, Forecaster):
             raise ValueError(f"xs must hold horizon = {horizon} dicts, got {len(xs)}")
         if self._learner is None or self._last_y is None:
             return [0.0] * horizon
+        # inputs of the rolled steps: scaled features now, columns 0 and 1 filled in by
+        # the rollout from each forecast
+        rows = np.zeros((horizon - 1, self._n_in))
+        if xs:
+            for i in range(horizon - 1):
+                if xs[i]:
+                    self._features_in(xs[i], learn=False, out=rows[i])
+        dys, ys = self._dy_scaler, self._y_scaler
+        if self._tiny:
+            out = self._learner.forecast(rows, self._last_pred, self._last_y, dys.mean, dys.std,
+                                         ys.mean, ys.std, self.scale, horizon).tolist()
+        else:
+            out = self._forecast_torch(rows, horizon)
+        if not all(math.isfinite(v) for v in out):
+            self.counts["nonfinite_forecasts"] = self.counts.get("nonfinite_forecasts", 0) + 1
+            raise ValueError("the forecast is not finite; the model diverged (counted)")
+        return out
+
+    def _forecast_torch(self, rows: np.ndarray, horizon: int) -> list:
+        # The rollout of TinyLearner.forecast, in torch (the reference it is tested against).
         model, level, out = self._learner.model, self._last_y, []
         pred, state = self._last_pred, None
+        dys, ys = self._dy_scaler, self._y_scaler
         with torch.no_grad():
             for i in range(horizon):
-                dy = float(self._dy_scaler.unscale(pred)) if self.scale else pred
+                dy = dys.unscale(pred) if self.scale else pred
                 level += dy
                 out.append(level)
                 if i + 1 == horizon:
                     break
-                v = self._features_in(xs[i] if xs else {}, learn=False)
-                v[0], v[1] = self._series_inputs(level, dy, learn=False)
+                v = rows[i]
+                v[0], v[1] = (dys.scale_value(dy), ys.scale_value(level)) if self.scale else (
+                    dy, level)
                 if state is None:
                     state = self._learner.state()
                 y, state = model(torch.from_numpy(v).view(1, 1, -1), state)
                 pred = float(y[0, -1, 0])
-        if not all(math.isfinite(v) for v in out):
-            self.counts["nonfinite_forecasts"] = self.counts.get("nonfinite_forecasts", 0) + 1
-            raise ValueError("the forecast is not finite; the model diverged (counted)")
         return out

@@ -1,12 +1,12 @@
 """river protocol: river's own estimator checks, purity, determinism, ecosystem."""
 
-import copy
 import itertools
 
+import numpy as np
 import pytest
-import torch
 from river import checks, compose, datasets, evaluate, metrics, preprocessing
 
+from streamrnn._river_core import ENGINES
 from streamrnn.river import RNNClassifier, RNNForecaster, RNNRegressor
 
 SMALL = {"hidden_size": 8, "seed": 0}
@@ -16,11 +16,12 @@ def _checks_for(model):
     return list(checks.yield_checks(model))
 
 
+@pytest.mark.parametrize("engine", ["numba", "torch"])
 @pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier, RNNForecaster])
-def test_river_check_estimator_passes_every_check(cls):
+def test_river_check_estimator_passes_every_check(cls, engine):
     # river.checks.check_estimator, check by check so a failure names its check; nothing
     # is skipped (the estimators declare no _unit_test_skips).
-    model = cls(**SMALL)
+    model = cls(engine=engine, **SMALL)
     assert not model._unit_test_skips()
     names = []
     for check in _checks_for(model):
@@ -30,39 +31,45 @@ def test_river_check_estimator_passes_every_check(cls):
     assert "check_forecast" in names or cls is not RNNForecaster
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier])
-def test_predict_never_changes_weights_or_state(cls):
-    model = cls(**SMALL)
+def test_predict_never_changes_weights_or_state(cls, engine):
+    model = cls(engine=engine, **SMALL)
     data = list(itertools.islice(datasets.Phishing(), 60))
     if cls is RNNRegressor:
         data = [(x, float(y)) for x, y in data]
     for x, y in data[:40]:
         model.learn_one(x, y)
-    weights = copy.deepcopy(model._learner.model.state_dict())
-    state = model._learner.state()
+    weights = model._weights()
+    state = model._live_state()
     for x, _ in data[40:]:
         model.predict_one(x)
-    for k, v in model._learner.model.state_dict().items():
-        assert torch.equal(v, weights[k])
-    assert torch.equal(model._learner.state().h, state.h)
+    after = model._weights()
+    for k, v in weights.items():
+        assert np.array_equal(v, after[k])
+    assert np.array_equal(model._live_state(), state)
 
 
-def test_forecast_never_changes_weights_or_state():
-    model = RNNForecaster(**SMALL)
-    for _, y in itertools.islice(datasets.AirlinePassengers(), 50):
-        model.learn_one(y)
-    weights = copy.deepcopy(model._learner.model.state_dict())
-    state = model._learner.state()
-    first = model.forecast(horizon=6)
-    assert model.forecast(horizon=6) == first and len(first) == 6
-    for k, v in model._learner.model.state_dict().items():
-        assert torch.equal(v, weights[k])
-    assert torch.equal(model._learner.state().h, state.h)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forecast_never_changes_weights_or_state(engine):
+    model = RNNForecaster(engine=engine, **SMALL)
+    for x, y in itertools.islice(datasets.TrumpApproval(), 50):
+        model.learn_one(y, x)
+    weights = model._weights()
+    state = model._live_state()
+    xs = [x for x, _ in itertools.islice(datasets.TrumpApproval(), 6)]
+    first = model.forecast(horizon=6, xs=xs)
+    assert model.forecast(horizon=6, xs=xs) == first and len(first) == 6
+    after = model._weights()
+    for k, v in weights.items():
+        assert np.array_equal(v, after[k])
+    assert np.array_equal(model._live_state(), state)
 
 
-def test_same_seed_same_forecasts_other_seed_differs():
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_same_seed_same_forecasts_other_seed_differs(engine):
     def run(seed):
-        m = RNNForecaster(hidden_size=8, seed=seed)
+        m = RNNForecaster(hidden_size=8, seed=seed, engine=engine)
         for _, y in datasets.AirlinePassengers():
             m.learn_one(y)
         return m.forecast(3)
@@ -111,11 +118,33 @@ def test_emerging_features_take_new_columns_and_extra_ones_are_counted():
     assert model.counts["non_numeric"] == 1
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), "3"])
-def test_bad_targets_raise_and_change_nothing(bad):
-    model = RNNRegressor(**SMALL)
+def test_bad_targets_raise_and_change_nothing(bad, engine):
+    model = RNNRegressor(engine=engine, **SMALL)
     model.learn_one({"a": 1.0}, 1.0)
-    before = model._learner.state().h.clone()
+    before = model._live_state()
     with pytest.raises(ValueError, match="y must be"):
         model.learn_one({"a": 1.0}, bad)
-    assert torch.equal(model._learner.state().h, before)
+    assert np.array_equal(model._live_state(), before)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bad_features_raise_and_change_nothing(engine):
+    model = RNNRegressor(engine=engine, **SMALL)
+    model.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    before = model._live_state()
+    with pytest.raises(ValueError, match="feature 'b' must be finite"):
+        model.learn_one({"a": 1.0, "b": float("nan")}, 1.0)
+    assert np.array_equal(model._live_state(), before)
+    with pytest.raises(ValueError, match="x must be a dict"):
+        model.learn_one([1.0], 1.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"engine": "jax"}, "engine must be one of"),
+    ({"engine": "numba", "num_layers": 2}, "engine='numba' runs num_layers=1"),
+])
+def test_bad_engine_is_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RNNForecaster(**kwargs)
