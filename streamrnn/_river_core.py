@@ -206,9 +206,10 @@ class RNNEstimator:
         if learn and self._learner is None:
             self._build()
         if out is None:
-            out = np.empty(self._n_in)
-        if not x:
+            out = np.zeros(self._n_in)
+        else:
             out[:] = 0.0
+        if not x:
             return out
         # fast path: a cached key -> column plan for this tuple of keys, plain numbers
         keys = tuple(x)
@@ -228,10 +229,10 @@ class RNNEstimator:
 
     def _plan(self, keys: tuple) -> tuple:
         # (columns of the keys, -1 for unknown ones; whether any is unknown), cached.
-        cols = np.array([self._columns.get(k, -1) for k in keys], dtype=np.int64)
+        cols = [self._columns.get(k, -1) for k in keys]
         if len(self._plans) >= 256:  # many key sets: keep the cache bounded
             self._plans.clear()
-        plan = self._plans[keys] = (cols, bool((cols < 0).any()))
+        plan = self._plans[keys] = (np.array(cols, dtype=np.int64), min(cols) < 0)
         return plan
 
     def _features_slow(self, x: dict, learn: bool, out: np.ndarray) -> np.ndarray:

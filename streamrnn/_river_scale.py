@@ -60,27 +60,29 @@ class RunningScaler:
 
 @njit(cache=True, error_model="numpy")
 def _gather_scale(n, mean, m2, cols, vals, learn, scale, out):
-    # out = the row with vals[i] in column cols[i] (skipped when < 0), scaled; returns
-    # the index of the first non-finite value used (nothing changed), or -1.
+    # out[cols[i]] = vals[i] scaled by the statistics of column cols[i] % C (cols[i] < 0:
+    # skipped; out may hold several rows of C columns, flat); returns the index of the
+    # first non-finite value used (nothing changed), or -1.
+    size = n.shape[0]
     for i in range(vals.shape[0]):
         if cols[i] >= 0 and not math.isfinite(vals[i]):
             return i
-    out[:] = 0.0
     for i in range(vals.shape[0]):
-        j = cols[i]
-        if j < 0:
+        at = cols[i]
+        if at < 0:
             continue
         v = vals[i]
         if not scale:
-            out[j] = v
+            out[at] = v
             continue
+        j = at % size
         if learn:
             n[j] += 1.0
             delta = v - mean[j]
             mean[j] += delta / n[j]
             m2[j] += delta * (v - mean[j])
         std = math.sqrt(m2[j] / (n[j] - 1.0)) if n[j] > 1.0 else 1.0
-        out[j] = (v - mean[j]) / (std if std > 0 else 1.0)
+        out[at] = (v - mean[j]) / (std if std > 0 else 1.0)
     return -1
 
 
@@ -99,7 +101,7 @@ class ColumnScaler:
     Examples
     --------
     >>> import numpy as np
-    >>> s, row = ColumnScaler(3), np.empty(3)
+    >>> s, row = ColumnScaler(3), np.zeros(3)
     >>> for v in (1.0, 3.0):
     ...     s.gather_scale(np.array([2, -1]), np.array([v, 7.0]), learn=True, scale=True,
     ...                    out=row)
@@ -116,8 +118,10 @@ class ColumnScaler:
 
     def gather_scale(self, cols: np.ndarray, vals: np.ndarray, *, learn: bool, scale: bool,
                      out: np.ndarray) -> int:
-        """Write ``vals[i]`` to column ``cols[i]`` of ``out`` (others 0; ``cols[i] < 0``:
-        skipped), scaled when ``scale`` (folded in first with ``learn``).
+        """Write ``vals[i]`` to ``out[cols[i]]`` (``cols[i] < 0``: skipped), scaled by the
+        statistics of column ``cols[i] % C`` when ``scale`` (folded in first with
+        ``learn``). ``out`` is one row of C columns, or several rows flattened; the
+        other entries are left as they are.
 
         Returns -1, or the index of the first non-finite value used (then nothing
         changed).

@@ -16,7 +16,7 @@ __all__ = [
     "I_COUNT", "I_DUE", "I_DUP", "I_HCOL", "I_HID", "I_HORIZON", "I_K1", "I_K2", "I_KIND",
     "I_LATE", "I_LEARNED", "I_LOSS", "I_LOST", "I_NIN", "I_NLIVE", "I_NOUT", "I_RESETS",
     "I_RING", "I_SKIPPED", "I_STEPS", "I_TSTAT", "I_UPDATES", "KINDS", "LEARNED", "NONE",
-    "PENDING", "backward_cell", "cell", "expm1_into", "new_ints", "readout",
+    "PENDING", "add_matvec_t", "backward_cell", "cell", "expm1_into", "new_ints", "readout",
     "refresh_transposed", "views",
 ]
 
@@ -42,7 +42,7 @@ def new_ints(kind: int, n_in: int, hidden: int, n_out: int, k1: int, k2: int,
     return ints
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def views(ints, theta):
     # weight_ih^T (I, G*H), weight_hh^T (H, G*H), biases, readout, then (tail) weight_hh.
     kind, n_in, hid, n_out = ints[I_KIND], ints[I_NIN], ints[I_HID], ints[I_NOUT]
@@ -60,7 +60,7 @@ def views(ints, theta):
     return wih_t, whh_t, bih, bhh, wo, bo, whh, p
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def refresh_transposed(ints, theta):
     """Copy ``weight_hh`` (kept transposed) into its row-major slot at the tail."""
     _, whh_t, _, _, _, _, whh, _ = views(ints, theta)
@@ -80,10 +80,9 @@ _C = (1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
       1.0 / 6.0, 0.5)
 
 
-@njit(cache=True, error_model="numpy")
-def expm1_into(x, out, n):
-    # out[j] = expm1(x[j]) for j < n.
-    bits = np.empty(n, dtype=np.int64)
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def expm1_into(x, out, n, bits):
+    # out[j] = expm1(x[j]) for j < n (bits: int64 scratch of n or more).
     for j in range(n):
         v = x[j]
         v = min(max(v, -708.0), 708.0)
@@ -109,11 +108,31 @@ def expm1_into(x, out, n):
         out[j] = sc * out[j] + (sc - 1.0) + (x[j] - x[j])
 
 
-@njit(cache=True, error_model="numpy")
-def cell(kind, wih_t, whh_t, bih, bhh, x, h, c, gi, gh, act, h_out, c_out):
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def add_matvec_t(wt, v, out):
+    """``out += wt.T @ v``, four rows of ``wt`` per pass over ``out`` (contiguous)."""
+    n, m = v.shape[0], out.shape[0]
+    k = 0
+    while k + 4 <= n:
+        r0, r1, r2, r3 = wt[k], wt[k + 1], wt[k + 2], wt[k + 3]
+        v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
+        for j in range(m):
+            out[j] += (r0[j] * v0 + r1[j] * v1) + (r2[j] * v2 + r3[j] * v3)
+        k += 4
+    while k < n:
+        r0, v0 = wt[k], v[k]
+        for j in range(m):
+            out[j] += r0[j] * v0
+        k += 1
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def cell(kind, wih_t, whh_t, bih, bhh, x, h, c, gi, gh, act, h_out, c_out, bits):
     # One step: gi = W_ih x + b_ih, gh = W_hh h + b_hh, then the cell's gates.
     # act keeps what the backward pass needs (lstm: i f g o tanh(c'); gru: r z n gh_n;
     # rnn: h'); sigmoid(a) = 1 / (2 + expm1(-a)), tanh(a) = e / (e + 2), e = expm1(2a).
+    # Gates are taken as slices so that every loop counts from 0 and vectorizes; gi, gh
+    # (G*H), act (5H) and bits (int64, G*H) are scratch.
     n_gh = gi.shape[0]
     hid = h.shape[0]
     for j in range(n_gh):
@@ -125,66 +144,61 @@ def cell(kind, wih_t, whh_t, bih, bhh, x, h, c, gi, gh, act, h_out, c_out):
             row = wih_t[k]
             for j in range(n_gh):
                 gi[j] += row[j] * xk
-    for k in range(hid):
-        hk = h[k]
-        if hk != 0.0:
-            row = whh_t[k]
-            for j in range(n_gh):
-                gh[j] += row[j] * hk
+    add_matvec_t(whh_t, h, gh)
+    a0, a1, a2, a3, a4 = (act[:hid], act[hid:2 * hid], act[2 * hid:3 * hid],
+                          act[3 * hid:4 * hid], act[4 * hid:])
     if kind == 0:
         for j in range(n_gh):
-            a = gi[j] + gh[j]
-            gi[j] = -a
-        for u in range(2 * hid, 3 * hid):
-            gi[u] = -2.0 * gi[u]
-        expm1_into(gi, act, n_gh)
+            gi[j] = -(gi[j] + gh[j])
+        pre_g = gi[2 * hid:3 * hid]
         for u in range(hid):
-            i = 1.0 / (2.0 + act[u])
-            f = 1.0 / (2.0 + act[hid + u])
-            e = act[2 * hid + u]
-            g = e / (e + 2.0)
-            o = 1.0 / (2.0 + act[3 * hid + u])
+            pre_g[u] = -2.0 * pre_g[u]
+        expm1_into(gi, act, n_gh, bits)
+        two_c = gh[:hid]
+        for u in range(hid):
+            i = 1.0 / (2.0 + a0[u])
+            f = 1.0 / (2.0 + a1[u])
+            g = a2[u] / (a2[u] + 2.0)
             cn = f * c[u] + i * g
+            a0[u], a1[u], a2[u] = i, f, g
+            a3[u] = 1.0 / (2.0 + a3[u])
             c_out[u] = cn
-            act[u], act[hid + u], act[2 * hid + u], act[3 * hid + u] = i, f, g, o
-            gh[u] = 2.0 * cn
-        expm1_into(gh, gi, hid)
+            two_c[u] = 2.0 * cn
+        expm1_into(two_c, a4, hid, bits)
         for u in range(hid):
-            e = gi[u]
-            tc = e / (e + 2.0)
-            act[4 * hid + u] = tc
-            h_out[u] = act[3 * hid + u] * tc
+            tc = a4[u] / (a4[u] + 2.0)
+            a4[u] = tc
+            h_out[u] = a3[u] * tc
     elif kind == 1:
-        for u in range(2 * hid):
-            gi[u] = -(gi[u] + gh[u])
-        expm1_into(gi, act, 2 * hid)
+        for j in range(2 * hid):
+            gi[j] = -(gi[j] + gh[j])
+        expm1_into(gi, act, 2 * hid, bits)
+        gi_n, gh_n, pre_n = gi[2 * hid:], gh[2 * hid:], gh[:hid]
         for u in range(hid):
-            r = 1.0 / (2.0 + act[u])
-            act[u] = r
-            act[hid + u] = 1.0 / (2.0 + act[hid + u])
-            act[3 * hid + u] = gh[2 * hid + u]
-            gi[u] = 2.0 * (gi[2 * hid + u] + r * gh[2 * hid + u])
-        expm1_into(gi, gh, hid)
+            r = 1.0 / (2.0 + a0[u])
+            a0[u] = r
+            a1[u] = 1.0 / (2.0 + a1[u])
+            a3[u] = gh_n[u]
+            pre_n[u] = 2.0 * (gi_n[u] + r * gh_n[u])
+        expm1_into(pre_n, a2, hid, bits)
         for u in range(hid):
-            e = gh[u]
-            n = e / (e + 2.0)
-            z = act[hid + u]
-            act[2 * hid + u] = n
+            n = a2[u] / (a2[u] + 2.0)
+            a2[u] = n
+            z = a1[u]
             h_out[u] = (1.0 - z) * n + z * h[u]
             c_out[u] = 0.0
     else:
         for u in range(hid):
             gi[u] = 2.0 * (gi[u] + gh[u])
-        expm1_into(gi, gh, hid)
+        expm1_into(gi, a0, hid, bits)
         for u in range(hid):
-            e = gh[u]
-            hn = e / (e + 2.0)
+            hn = a0[u] / (a0[u] + 2.0)
+            a0[u] = hn
             h_out[u] = hn
             c_out[u] = 0.0
-            act[u] = hn
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def readout(wo, bo, h, y):
     for o in range(y.shape[0]):
         acc = bo[o]
@@ -193,37 +207,37 @@ def readout(wo, bo, h, y):
         y[o] = acc
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def backward_cell(kind, hid, act, c_prev, c_new, h_prev, dh, dc, dgi, dgh):
     # Gate gradients of one step from dh (and dc); dh / dc become those of the state
     # entering the step, except the W_hh^T term the caller adds.
+    a0, a1, a2, a3, a4 = (act[:hid], act[hid:2 * hid], act[2 * hid:3 * hid],
+                          act[3 * hid:4 * hid], act[4 * hid:])
+    d0, d1, d2 = dgi[:hid], dgi[hid:2 * hid], dgi[2 * hid:3 * hid]
     if kind == 0:
+        d3 = dgi[3 * hid:]
         for u in range(hid):
-            i, f, g, o = act[u], act[hid + u], act[2 * hid + u], act[3 * hid + u]
-            tc = act[4 * hid + u]
-            d_o = dh[u] * tc
+            i, f, g, o, tc = a0[u], a1[u], a2[u], a3[u], a4[u]
             dcu = dc[u] + dh[u] * o * (1.0 - tc * tc)
-            dgi[u] = dcu * g * i * (1.0 - i)
-            dgi[hid + u] = dcu * c_prev[u] * f * (1.0 - f)
-            dgi[2 * hid + u] = dcu * i * (1.0 - g * g)
-            dgi[3 * hid + u] = d_o * o * (1.0 - o)
+            d0[u] = dcu * g * i * (1.0 - i)
+            d1[u] = dcu * c_prev[u] * f * (1.0 - f)
+            d2[u] = dcu * i * (1.0 - g * g)
+            d3[u] = dh[u] * tc * o * (1.0 - o)
             dc[u] = dcu * f
             dh[u] = 0.0
         dgh[:] = dgi
     elif kind == 1:
+        e0, e1, e2 = dgh[:hid], dgh[hid:2 * hid], dgh[2 * hid:]
         for u in range(hid):
-            r, z, n, ghn = act[u], act[hid + u], act[2 * hid + u], act[3 * hid + u]
-            dn = dh[u] * (1.0 - z)
-            dz = dh[u] * (h_prev[u] - n)
-            dan = dn * (1.0 - n * n)
+            r, z, n, ghn = a0[u], a1[u], a2[u], a3[u]
+            dan = dh[u] * (1.0 - z) * (1.0 - n * n)
             dar = dan * ghn * r * (1.0 - r)
-            daz = dz * z * (1.0 - z)
-            dgi[u], dgi[hid + u], dgi[2 * hid + u] = dar, daz, dan
-            dgh[u], dgh[hid + u], dgh[2 * hid + u] = dar, daz, dan * r
+            daz = dh[u] * (h_prev[u] - n) * z * (1.0 - z)
+            d0[u], d1[u], d2[u] = dar, daz, dan
+            e0[u], e1[u], e2[u] = dar, daz, dan * r
             dh[u] = dh[u] * z
     else:
         for u in range(hid):
-            hn = act[u]
-            dgi[u] = dh[u] * (1.0 - hn * hn)
+            d0[u] = dh[u] * (1.0 - a0[u] * a0[u])
             dh[u] = 0.0
         dgh[:] = dgi

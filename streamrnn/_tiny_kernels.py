@@ -74,6 +74,7 @@ from streamrnn._tiny_cells import (
     LEARNED,
     NONE,
     PENDING,
+    add_matvec_t,
     backward_cell,
     cell,
     readout,
@@ -84,7 +85,7 @@ from streamrnn._tiny_cells import (
 __all__ = ["forecast_roll", "peek", "push"]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def peek(ints, theta, states, x, out):
     """The model's output for input ``x`` from the live state (nothing changes)."""
     wih_t, whh_t, bih, bhh, wo, bo, _, _ = views(ints, theta)
@@ -92,12 +93,12 @@ def peek(ints, theta, states, x, out):
     hid = ints[I_HID]
     n_gh = bih.shape[0]
     h, c = np.empty(hid), np.empty(hid)
-    cell(ints[I_KIND], wih_t, whh_t, bih, bhh, x, live[0], live[1],
-          np.empty(n_gh), np.empty(n_gh), np.empty(5 * hid), h, c)
+    cell(ints[I_KIND], wih_t, whh_t, bih, bhh, x, live[0], live[1], np.empty(n_gh),
+         np.empty(n_gh), np.empty(5 * hid), h, c, np.empty(n_gh, dtype=np.int64))
     readout(wo, bo, h, out)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def forecast_roll(ints, theta, states, rows, pred, level, dy_mean, dy_std, y_mean, y_std,
                   scale, out):
     """The forecaster's rollout: ``out[i]`` is the level after ``i + 1`` predicted steps.
@@ -113,6 +114,7 @@ def forecast_roll(ints, theta, states, rows, pred, level, dy_mean, dy_std, y_mea
     h, c = live[0].copy(), live[1].copy()
     h2, c2 = np.empty(hid), np.empty(hid)
     gi, gh, act, y = np.empty(n_gh), np.empty(n_gh), np.empty(5 * hid), np.empty(wo.shape[0])
+    bits = np.empty(n_gh, dtype=np.int64)
     horizon = out.shape[0]
     for i in range(horizon):
         dy = pred * dy_std + dy_mean if scale else pred
@@ -123,14 +125,14 @@ def forecast_roll(ints, theta, states, rows, pred, level, dy_mean, dy_std, y_mea
         x = rows[i]
         x[0] = (dy - dy_mean) / dy_std if scale else dy
         x[1] = (level - y_mean) / y_std if scale else level
-        cell(ints[I_KIND], wih_t, whh_t, bih, bhh, x, h, c, gi, gh, act, h2, c2)
+        cell(ints[I_KIND], wih_t, whh_t, bih, bhh, x, h, c, gi, gh, act, h2, c2, bits)
         h, h2 = h2, h
         c, c2 = c2, c
         readout(wo, bo, h, y)
         pred = y[0]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _update(ints, fl, theta, adam, states, xbuf, ybuf):
     # The due TBPTT update of the window ending at the current count.
     ints[I_DUE] = 0
@@ -154,10 +156,10 @@ def _update(ints, fl, theta, adam, states, xbuf, ybuf):
         hs[0], cs[0] = enter[0], enter[1]
     acts = np.empty((w, 5 * hid))
     ys = np.empty((w, n_out))
-    gi, gh = np.empty(n_gh), np.empty(n_gh)
+    gi, gh, bits = np.empty(n_gh), np.empty(n_gh), np.empty(n_gh, dtype=np.int64)
     for t in range(w):
         cell(kind, wih_t, whh_t, bih, bhh, xbuf[(start + t) % k2], hs[t], cs[t], gi, gh,
-              acts[t], hs[t + 1], cs[t + 1])
+             acts[t], hs[t + 1], cs[t + 1], bits)
         readout(wo, bo, hs[t + 1], ys[t])
     # the loss of the pending terms, and its gradient with respect to the outputs
     dys = np.zeros((w, n_out))
@@ -190,11 +192,14 @@ def _update(ints, fl, theta, adam, states, xbuf, ybuf):
         ints[I_SKIPPED] += 1
         return
     # backward through the window; the weight gradients are two products at the end
-    grad = np.zeros(theta.shape[0])  # the tail (transposed slots) stays unused
+    # (rows of weight_ih^T from I_NLIVE on and the tail of grad are never read)
+    live = ints[I_NLIVE]
+    grad = np.empty(theta.shape[0])
     gwih_t, gwhh_t, gbih, gbhh, gwo, gbo, _, _ = views(ints, grad)
+    gbih[:], gbhh[:], gwo[:, :], gbo[:] = 0.0, 0.0, 0.0, 0.0
     dh, dc = np.zeros(hid), np.zeros(hid)
     dgis, dghs = np.empty((w, n_gh)), np.empty((w, n_gh))
-    xs = np.empty((w, xbuf.shape[1]))
+    xs = np.empty((w, live))
     for t in range(w - 1, -1, -1):
         for o in range(n_out):
             d = dys[t, o]
@@ -205,13 +210,10 @@ def _update(ints, fl, theta, adam, states, xbuf, ybuf):
                     dh[u] += wo[o, u] * d
         dgi, dgh = dgis[t], dghs[t]
         backward_cell(kind, hid, acts[t], cs[t], cs[t + 1], hs[t], dh, dc, dgi, dgh)
-        for j in range(n_gh):
-            row = whh[j]
-            b = dgh[j]
-            for k in range(hid):
-                dh[k] += row[k] * b
-        xs[t] = xbuf[(start + t) % k2]
-    gwih_t[:, :] = np.dot(xs.T, dgis)
+        add_matvec_t(whh, dgh, dh)
+        xs[t] = xbuf[(start + t) % k2, :live]
+    if live:
+        gwih_t[:live, :] = np.dot(xs.T, dgis)
     gwhh_t[:, :] = np.dot(hs[:w].T, dghs)
     for t in range(w):
         for j in range(n_gh):
@@ -220,7 +222,7 @@ def _update(ints, fl, theta, adam, states, xbuf, ybuf):
     _clip_and_step(ints, fl, theta, adam, grad, terms, loss)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _sum_squares(a, lo, hi):
     # Four running sums, so the loop is not one chain of dependent adds.
     x = a[lo:hi]
@@ -236,12 +238,12 @@ def _sum_squares(a, lo, hi):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, error_model="numpy")
-def _adam_range(theta, m, v, g, w1, beta2, w2, inv_bc2_sqrt, eps, step_size):
-    # Adam on one slice of the parameters. Each pass touches few arrays and counts from
-    # 0 (no negative-index wraparound), so it vectorizes.
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _adam_range(theta, m, v, g, coef, w1, beta2, w2, inv_bc2_sqrt, eps, step_size):
+    # Clipping (g * coef) and Adam on one slice of the parameters. Each pass touches few
+    # arrays and counts from 0 (no negative-index wraparound), so it vectorizes.
     for q in range(theta.shape[0]):
-        gq = g[q]
+        gq = g[q] * coef
         m[q] += w1 * (gq - m[q])
         v[q] = beta2 * v[q] + w2 * gq * gq
     for q in range(theta.shape[0]):  # the denominator, into the gradient's slot
@@ -250,7 +252,7 @@ def _adam_range(theta, m, v, g, w1, beta2, w2, inv_bc2_sqrt, eps, step_size):
         theta[q] = theta[q] - step_size * m[q] / g[q]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _clip_and_step(ints, fl, theta, adam, grad, terms, loss):
     # clip_grad_norm_ (the norm of the per-parameter norms), then Adam. Input columns
     # from I_NLIVE on have only ever seen zero inputs: their gradients, moments and
@@ -259,7 +261,8 @@ def _clip_and_step(ints, fl, theta, adam, grad, terms, loss):
     live = ints[I_NLIVE]
     n_gh = (4 if kind == 0 else 3 if kind == 1 else 1) * hid
     a = n_gh * n_in
-    total = _sum_squares(grad, 0, n_gh * live)
+    norm = math.sqrt(_sum_squares(grad, 0, n_gh * live))
+    total = norm * norm
     for size in (n_gh * hid, n_gh, n_gh, n_out * hid, n_out):
         norm = math.sqrt(_sum_squares(grad, a, a + size))
         total += norm * norm
@@ -268,12 +271,9 @@ def _clip_and_step(ints, fl, theta, adam, grad, terms, loss):
     if not math.isfinite(total):
         ints[I_SKIPPED] += 1
         return
-    g = grad[:a]
+    coef = 1.0
     if fl[F_CLIP] > 0.0:
-        coef = fl[F_CLIP] / (total + 1e-6)
-        if coef > 1.0:
-            coef = 1.0
-        g *= coef
+        coef = min(fl[F_CLIP] / (total + 1e-6), 1.0)
     lr, beta1, beta2, eps = fl[F_LR], fl[F_BETA1], fl[F_BETA2], fl[F_EPS]
     ints[I_ADAM_STEP] += 1
     step = ints[I_ADAM_STEP]
@@ -282,7 +282,7 @@ def _clip_and_step(ints, fl, theta, adam, grad, terms, loss):
     m, v = adam[0], adam[1]
     w1, w2 = 1.0 - beta1, 1.0 - beta2
     for lo, hi in ((0, n_gh * live), (n_gh * n_in, a)):
-        _adam_range(theta[lo:hi], m[lo:hi], v[lo:hi], g[lo:hi], w1, beta2, w2,
+        _adam_range(theta[lo:hi], m[lo:hi], v[lo:hi], grad[lo:hi], coef, w1, beta2, w2,
                     inv_bc2_sqrt, eps, step_size)
     refresh_transposed(ints, theta)
     ints[I_UPDATES] += 1
@@ -290,7 +290,7 @@ def _clip_and_step(ints, fl, theta, adam, grad, terms, loss):
     fl[F_LAST_LOSS] = loss
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def push(ints, fl, theta, adam, states, xbuf, ybuf, x, target, has_target, out):
     """One step of the stream: the due update, then predict ``out`` from input ``x``.
 
@@ -320,8 +320,8 @@ def push(ints, fl, theta, adam, states, xbuf, ybuf, x, target, has_target, out):
     n_gh = bih.shape[0]
     live = states[ring]
     h, c = np.empty(hid), np.empty(hid)
-    cell(ints[I_KIND], wih_t, whh_t, bih, bhh, x, live[0], live[1],
-          np.empty(n_gh), np.empty(n_gh), np.empty(5 * hid), h, c)
+    cell(ints[I_KIND], wih_t, whh_t, bih, bhh, x, live[0], live[1], np.empty(n_gh),
+         np.empty(n_gh), np.empty(5 * hid), h, c, np.empty(n_gh, dtype=np.int64))
     readout(wo, bo, h, out)
     count = ints[I_COUNT]
     pos = count % k2
