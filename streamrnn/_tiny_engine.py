@@ -113,6 +113,7 @@ class TinyLearner:
         self.xbuf = np.zeros((k2, n_in))
         self.ybuf = np.zeros((k2, n_out))
         self.out = np.zeros(n_out)
+        self._x_shape = (n_in,)
         self._no_target = np.zeros(n_out)
 
     def push(self, x: np.ndarray, target=None) -> np.ndarray:
@@ -120,19 +121,41 @@ class TinyLearner:
 
         Returns the output (a view reused by the next call: copy it to keep it).
         """
+        self._check_x(x)
         if target is None:
             code = k.push(self.ints, self.fl, self.theta, self.adam, self.states, self.xbuf,
                           self.ybuf, x, self._no_target, False, self.out)
         else:
-            target = np.asarray(target, dtype=np.float64).reshape(-1)
+            target = self._check_target(target)
             code = k.push(self.ints, self.fl, self.theta, self.adam, self.states, self.xbuf,
                           self.ybuf, x, target, True, self.out)
         if code < 0:
             raise ValueError("inputs and targets must be finite")
         return self.out
 
+    def _check_x(self, x) -> None:
+        # The kernels index without bounds checks: the shape and dtype are checked here.
+        if type(x) is not np.ndarray or x.dtype != np.float64 or x.shape != self._x_shape \
+                or not x.flags.c_contiguous:
+            raise ValueError(f"x must be a contiguous float64 array of shape {self._x_shape}, "
+                             f"got {getattr(x, 'dtype', type(x).__name__)} "
+                             f"{getattr(x, 'shape', '')}")
+
+    def _check_target(self, target) -> np.ndarray:
+        n_out = self.out.size
+        if self.ints[tc.I_LOSS] == 1:
+            if isinstance(target, bool) or not isinstance(target, int | np.integer) or not (
+                    0 <= target < n_out):
+                raise ValueError(f"target must be a class index in [0, {n_out}), got {target!r}")
+            return np.array([float(target)])
+        out = np.asarray(target, dtype=np.float64).reshape(-1)
+        if out.size != n_out:
+            raise ValueError(f"target must hold {n_out} values, got {out.size}")
+        return out
+
     def peek(self, x: np.ndarray) -> np.ndarray:
         """The output for input ``x`` from the live state; nothing changes."""
+        self._check_x(x)
         out = np.empty(self.out.size)
         k.peek(self.ints, self.theta, self.states, x, out)
         return out
@@ -141,6 +164,10 @@ class TinyLearner:
                  dy_std: float, y_mean: float, y_std: float, scale: bool,
                  horizon: int) -> np.ndarray:
         """The forecaster's rollout (see :func:`streamrnn._tiny_kernels.forecast_roll`)."""
+        if rows.dtype != np.float64 or rows.shape != (horizon - 1, *self._x_shape) \
+                or not rows.flags.c_contiguous or self.ints[tc.I_HORIZON] != 1:
+            raise ValueError(f"rows must be float64 of shape ({horizon - 1}, "
+                             f"{self._x_shape[0]}) and the learner in horizon-1 mode")
         out = np.empty(horizon)
         k.forecast_roll(self.ints, self.theta, self.states, rows, pred, level, dy_mean,
                         dy_std, y_mean, y_std, scale, out)

@@ -1,9 +1,16 @@
 """river-protocol estimators with a stateful recurrent network inside.
 
 The hidden state is carried from one call to the next, so each sample costs one
-recurrent step (O(1)), not a re-run of a window; learning is the TBPTT learner
-(:class:`~streamrnn.learn.OnlineLearner`). Inputs and targets are scaled online
-(running mean and variance) by default.
+recurrent step (O(1)), not a re-run of a window; learning is TBPTT(k1, k2) with
+gradient clipping and Adam, in float64. Inputs and targets are scaled online (running
+mean and variance) by default.
+
+Two engines run the same learning (``engine=``; they agree to ~1e-10, tested):
+"numba", compiled kernels for one stream of a one-layer model (tens of µs per sample,
+used by "auto" when numba is installed and ``num_layers == 1``), and "torch",
+:class:`~streamrnn.learn.OnlineLearner` (about a millisecond per sample, any depth).
+The model's initial weights are drawn the same way for both (float32 draws from the
+``seed``, widened to float64).
 
 Feature dicts map to a stable column order: a feature takes the next free input column
 when first seen (features new in the same call are taken in sorted order, so the order

@@ -207,3 +207,17 @@ def test_regressor_and_classifier_engines_agree(cls):
     wa, wb = (m._weights() for m in models)
     for k in wa:
         np.testing.assert_allclose(wa[k], wb[k], rtol=0, atol=TOL)
+
+
+def test_wrong_shapes_and_targets_are_named():
+    tiny, _ = _pair("rnn", 3, 4, 2, 0, 1, 2)
+    with pytest.raises(ValueError, match=r"x must be a contiguous float64 array of shape \(3,\)"):
+        tiny.push(np.zeros(4))
+    with pytest.raises(ValueError, match="x must be"):
+        tiny.push(np.zeros(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="target must hold 2 values"):
+        tiny.push(np.zeros(3), [1.0, 2.0, 3.0])
+    classes = TinyLearner(_model("rnn", 3, 4, 2, 0), k1=1, k2=2, lr=1e-2,
+                          target_kind="classes")
+    with pytest.raises(ValueError, match=r"class index in \[0, 2\)"):
+        classes.push(np.zeros(3), 2)
