@@ -70,8 +70,9 @@ def refresh_transposed(ints, theta):
 # expm1 without a library call, so the loops over gates vectorize: x = k ln2 + r with
 # |r| <= ln2 / 2 (Cody-Waite), e^r - 1 by its Taylor series to r^13 (error < 1e-17
 # relative), then 2^k (k in the exponent bits) * (1 + q) - 1. Within an ulp or two of
-# math.expm1 (tests/test_river_engine.py); arguments are clamped to [-708, 708] and a
-# NaN or infinite argument gives NaN.
+# math.expm1 (tests/test_river_engine.py). Arguments are clamped to [-708, 708] (so
+# +-inf give ~1e307 and -1, and the sigmoid and tanh built on it saturate as torch's
+# do); NaN stays NaN.
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -105,7 +106,8 @@ def expm1_into(x, out, n, bits):
     scale = bits.view(np.float64)
     for j in range(n):
         sc = scale[j]
-        out[j] = sc * out[j] + (sc - 1.0) + (x[j] - x[j])
+        e = sc * out[j] + (sc - 1.0)
+        out[j] = e if x[j] == x[j] else x[j]
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})

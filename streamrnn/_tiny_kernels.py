@@ -28,8 +28,12 @@ Everything lives in plain numpy arrays (they pickle); the layout is:
 ``states`` (R + 1, 2, H) the ring of entering states, then the live state (``h``, ``c``);
 ``xbuf``  (k2, I) and ``ybuf`` (k2, O) the input and target rings.
 
-An input that is exactly 0 is skipped in the products: it adds ±0 to finite values,
-so the results are those of the full product. Likewise the weights of input columns
+Products use fused multiply-adds and sums run in their own order, so results differ
+from torch's by rounding only (~1e-15 per step). Where the two may part: an input that
+is exactly 0 is skipped in the products (it adds ±0 to finite values, so the results
+are those of the full product, unless a weight is infinite), and a fused product that
+overflows (|w x| > 1e308) adds exactly, where torch's rounds to inf first; neither
+happens to weights that learning produced from finite data. Likewise the weights of input columns
 that have only ever been 0 get zero gradients and zero Adam moments, so their update is
 exactly nothing and is skipped.
 """
@@ -82,7 +86,13 @@ from streamrnn._tiny_cells import (
     views,
 )
 
-__all__ = ["forecast_roll", "peek", "push"]
+__all__ = ["CELLS_DIGEST", "forecast_roll", "peek", "push"]
+
+# numba's on-disk cache keys each function to the timestamp of its own file: it does not
+# see edits of _tiny_cells.py, whose functions these kernels call, and would keep running
+# the old cell. This digest of that file (tests/test_river_engine.py checks it) makes
+# every edit there an edit here too, which drops this file's cached kernels.
+CELLS_DIGEST = "01df247b0c62fb31"
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})

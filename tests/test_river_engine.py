@@ -159,9 +159,31 @@ def test_expm1_is_within_two_ulps():
     expm1_into(x, out, x.size, np.empty(x.size, dtype=np.int64))
     want = np.expm1(x)
     assert (np.abs(out - want) <= 2 * np.spacing(np.abs(want)) + 1e-300).all()
-    bad = np.empty(3)
-    expm1_into(np.array([np.nan, np.inf, -np.inf]), bad, 3, np.empty(3, dtype=np.int64))
-    assert np.isnan(bad).all()
+    odd = np.empty(3)
+    expm1_into(np.array([np.nan, np.inf, -np.inf]), odd, 3, np.empty(3, dtype=np.int64))
+    assert np.isnan(odd[0]) and odd[1] > 1e307 and odd[2] == -1.0
+
+
+@pytest.mark.parametrize("rows, resets", [
+    # pre-activations of +-1e300: the gates saturate, the state stays finite (as torch)
+    ([[1e300, 0.5], [1e300, -1e300], [0.5, -1e300]], 0),
+    # inf - inf (steps whose inputs have one sign): the state is NaN and the stream is
+    # reset to step 0, in both; inf + inf saturates
+    ([[1.0, 0.5], [np.inf, -np.inf], [0.5, 1.0]], 3),
+])
+def test_saturation_and_non_finite_states_as_torch(rows, resets):
+    model = _model("rnn", 2, 3, 1, 0)
+    with torch.no_grad():
+        model.cell.rnn.weight_ih_l0[:] = torch.tensor(rows, dtype=torch.float64)
+    tiny = TinyLearner(model, k1=2, k2=4, lr=1e-2, clip=1.0, horizon=1)
+    ref = OnlineLearner(model, k1=2, k2=4, clip=1.0, horizon=1, horizon_column=0,
+                        optimizer=lambda p: torch.optim.Adam(p, lr=1e-2, fused=True))
+    for x in ([1.0, 0.5], [0.5, -0.5], [-1.0, 1.0], [0.1, 0.2], [0.3, 0.1]):
+        x = np.array(x)
+        np.testing.assert_allclose(tiny.push(x), ref.push(torch.from_numpy(x)).numpy(),
+                                   rtol=0, atol=TOL)
+    assert tiny.counts["nonfinite_resets"] == ref.counts["nonfinite_resets"] == resets
+    _assert_same(tiny, ref)
 
 
 # -- the estimators with either engine ------------------------------------------------
@@ -221,3 +243,15 @@ def test_wrong_shapes_and_targets_are_named():
                           target_kind="classes")
     with pytest.raises(ValueError, match=r"class index in \[0, 2\)"):
         classes.push(np.zeros(3), 2)
+
+
+def test_kernels_are_recompiled_when_the_cells_change():
+    # numba's cache does not track calls across files; see _tiny_kernels.CELLS_DIGEST.
+    import hashlib
+    from pathlib import Path
+
+    from streamrnn import _tiny_cells, _tiny_kernels
+
+    digest = hashlib.sha256(Path(_tiny_cells.__file__).read_bytes()).hexdigest()[:16]
+    assert _tiny_kernels.CELLS_DIGEST == digest, (
+        f"_tiny_cells.py changed: set CELLS_DIGEST = {digest!r} in _tiny_kernels.py")
