@@ -15,7 +15,7 @@ deep-river==0.3.4 pytest``). Its LSTMForecaster uses its benchmark's settings
 
 streamrnn's RNNForecaster runs on its default engine (``engine="auto"``: the compiled
 numba kernels); ``--torch-engine`` adds a row for the same model on torch's
-OnlineLearner (the same MAE to ~1e-9, ~100x slower). The numba kernels are compiled (or
+OnlineLearner (the same MAE, 30-40x slower). The numba kernels are compiled (or
 loaded from the on-disk cache) on first use, inside the first repeat; the rates are
 medians over the repeats.
 

@@ -4,7 +4,8 @@
 :class:`~streamrnn.learn.OnlineLearner` when the model fits it (CPU, float64, one
 recurrent layer; see :func:`tiny_eligible`): the same predictions, TBPTT(k1, k2)
 updates, clipping and Adam steps (equal to the torch learner's to ~1e-10 after many
-steps: ``tests/test_river_engine.py``), at a few µs per step instead of a millisecond.
+steps: ``tests/test_river_engine.py``), at tens of µs per step, updates included,
+instead of about a millisecond.
 The arithmetic is in :mod:`streamrnn._tiny_kernels` (learning) and
 :mod:`streamrnn._tiny_cells` (the cell step); this class holds their arrays
 (plain numpy, so it pickles and deep-copies) and speaks numpy.

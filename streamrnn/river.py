@@ -59,7 +59,7 @@ class RNNRegressor(RNNEstimator, base.Regressor):
     scale : bool
         Scale features and target online (running mean / variance).
     engine : str
-        "numba": the compiled single-stream engine (one layer; ~100x faster);
+        "numba": the compiled single-stream engine (one layer; 30-40x faster);
         "torch": :class:`~streamrnn.learn.OnlineLearner`; "auto": numba when installed
         and ``num_layers == 1``. Both learn in float64 and agree to ~1e-10.
     seed : int or None
