@@ -19,6 +19,9 @@ stream). Then
 the learner's cost per token with k1=5, k2=35 (7x the backward work: every 5 steps it
 recomputes and backpropagates 35) relative to k1=k2=35.
 
+Each measurement is repeated (``--repeats``, fresh runners) and the median ratio printed:
+single runs of the ratio vary by a few percent on a shared machine.
+
 Run ``python benchmarks/bench_tbptt.py`` (``--quick`` for a short run).
 """
 
@@ -133,6 +136,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer windows")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--windows", type=int, default=None, help="windows timed per runner")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats (fresh runners)")
     args = parser.parse_args()
     windows = args.windows or (15 if args.quick else 60)
     data, ntoken = load()
@@ -142,13 +146,21 @@ def main() -> None:
           f"windows, interleaved")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        sec = measure({"canonical": Canonical(data, ntoken), "learner": Learner(data, ntoken),
-                       "k1=5": Learner(data, ntoken, k1=5, k2=35)}, windows)
-        c, lr_, s = (tokens / sec[k] for k in ("canonical", "learner", "k1=5"))
-        print(f"threads {threads}: canonical loop {c:9,.0f} tok/s | learner k1=k2=35 "
-              f"{lr_:9,.0f} tok/s | ratio learner/canonical {lr_ / c:.3f}")
-        print(f"           learner k1=5,k2=35 {s:9,.0f} tok/s | cost per token "
-              f"{sec['k1=5'] / sec['learner']:.2f}x that of k1=k2=35 (7x the backward work)")
+        ratios, costs = [], []
+        for rep in range(args.repeats):
+            sec = measure({"canonical": Canonical(data, ntoken),
+                           "learner": Learner(data, ntoken),
+                           "k1=5": Learner(data, ntoken, k1=5, k2=35)}, windows)
+            c, lr_, s = (tokens / sec[k] for k in ("canonical", "learner", "k1=5"))
+            ratios.append(lr_ / c)
+            costs.append(sec["k1=5"] / sec["learner"])
+            print(f"threads {threads}, repeat {rep + 1}: canonical loop {c:9,.0f} tok/s | "
+                  f"learner k1=k2=35 {lr_:9,.0f} tok/s | ratio {ratios[-1]:.3f} | "
+                  f"k1=5,k2=35 {s:7,.0f} tok/s, cost per token {costs[-1]:.2f}x")
+        print(f"threads {threads}: median ratio learner/canonical "
+              f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}); "
+              f"k1=5,k2=35 cost per token {statistics.median(costs):.2f}x that of k1=k2=35 "
+              f"(7x the backward work)")
 
 
 if __name__ == "__main__":
