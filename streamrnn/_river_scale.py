@@ -12,7 +12,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+try:
+    from numba import njit
+except ImportError:  # numba is a dependency; without it this runs as plain Python
+
+    def njit(*args, **kwargs):
+        return lambda f: f
 
 __all__ = ["ColumnScaler", "RunningScaler"]
 

@@ -255,3 +255,23 @@ def test_kernels_are_recompiled_when_the_cells_change():
     digest = hashlib.sha256(Path(_tiny_cells.__file__).read_bytes()).hexdigest()[:16]
     assert _tiny_kernels.CELLS_DIGEST == digest, (
         f"_tiny_cells.py changed: set CELLS_DIGEST = {digest!r} in _tiny_kernels.py")
+
+
+def test_without_numba_auto_falls_back_to_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "from streamrnn.river import RNNForecaster\n"
+        "m = RNNForecaster(seed=0, hidden_size=4)\n"
+        "for y in range(12): m.learn_one(float(y), {'a': float(y % 3)})\n"
+        "assert not m._tiny and len(m.forecast(2, [{'a': 1.0}, {'a': 2.0}])) == 2\n"
+        "try:\n"
+        "    RNNForecaster(engine='numba')\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert "engine='numba' needs the numba package" in out.stdout
