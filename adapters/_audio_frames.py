@@ -18,6 +18,10 @@ buffers instead (measured ~10-13 us for two frames at 16 kHz / 25 ms / 40 mels):
    ``re**2 + im**2`` and the mel product are one matrix product); then
    ``log(mel + log_offset)`` and, for MFCC, torchaudio's DCT matrix.
 
+With numba installed, steps 2 and 4 are compiled calls (:mod:`._audio_fastmel`, the mel
+product over each filter's nonzero bins only): ~13 us instead of ~18 us for a 20 ms push,
+which also touches less memory (the dense ``(2 * n_bins, n_mels)`` product reads 64 KB).
+
 A push completing more frames goes through :class:`~._audio_dsp.FrameFeatures`, one
 batched torchaudio call, exactly as :meth:`AudioFeatures.offline` does.
 """
@@ -29,6 +33,7 @@ import torch
 from numpy.lib.stride_tricks import as_strided
 
 from ._audio_dsp import FrameFeatures
+from ._audio_fastmel import HAVE_NUMBA, SparseMel, window_into
 
 __all__ = ["SMALL_FRAMES", "FrameStream"]
 
@@ -78,6 +83,8 @@ class FrameStream:
             for t in range(max_small + 1)
         ]
         self._dct = compute.dct.numpy() if compute.kind == "mfcc" else None
+        # with numba: steps 2 and 4 compiled, the mel product over the filters' nonzero bins
+        self._mel = SparseMel(fb, compute.offset[0, 0].item()) if HAVE_NUMBA else None
         self.reset()
 
     def reset(self) -> None:
@@ -105,14 +112,19 @@ class FrameStream:
         return feats
 
     def _small(self, t: int) -> np.ndarray:
-        """Features of the first ``t`` frames of the buffer, in numpy."""
-        np.multiply(self._rows[:t], self._window, out=self._windowed[:t, : self.win])
-        torch.fft.rfft(self._fft_in[t], out=self._fft_out[t])
-        power = self._power[t]  # (t, 2 * n_bins): re, im interleaved
-        np.multiply(power, power, out=power)
-        mel = power @ self._fb2  # (t, n_mels), a new array
-        mel += self._offset[t]
-        np.log(mel, out=mel)
+        """Features of the first ``t`` frames of the buffer, in numpy (or numba)."""
+        if self._mel is not None:
+            window_into(self._buf, self._window, self.hop, t, self._windowed)
+            torch.fft.rfft(self._fft_in[t], out=self._fft_out[t])
+            mel = self._mel(self._power[t])  # (t, n_mels), a new array
+        else:
+            np.multiply(self._rows[:t], self._window, out=self._windowed[:t, : self.win])
+            torch.fft.rfft(self._fft_in[t], out=self._fft_out[t])
+            power = self._power[t]  # (t, 2 * n_bins): re, im interleaved
+            np.multiply(power, power, out=power)
+            mel = power @ self._fb2  # (t, n_mels), a new array
+            mel += self._offset[t]
+            np.log(mel, out=mel)
         if self._dct is not None:
             return mel @ self._dct
         return mel

@@ -1,5 +1,8 @@
 """A numpy inference kernel for one live stream of an LSTM + linear readout (private).
 
+The recogniser runs the compiled kernel of :mod:`._speech_fast` (~2x faster) when numba
+is installed; this one is its fallback, and :func:`lstm_parts` says which models both take.
+
 Why: a 20 ms push carries 2 frames, and at batch 1 the cost of a step is the dispatch of
 small ops, not arithmetic. Measured on the project's 2-core machine (1 thread, 2 x 128
 LSTM, input 40): ``Stream.push`` of a 2-frame chunk ~290 us (the fused module), one-frame
@@ -19,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LSTMKernel"]
+__all__ = ["LSTMKernel", "lstm_parts"]
 
 
-def _parts(model):
+def lstm_parts(model):
     """(lstm layer, head or None) if ``model`` is a float32 streamrnn LSTM (+ linear head)."""
     from streamrnn.cells import LSTM
     from streamrnn.heads import Readout, RecurrentModel
@@ -54,10 +57,10 @@ class LSTMKernel:
     @staticmethod
     def supports(model) -> bool:
         """Whether ``model`` is an LSTM layer or a RecurrentModel(LSTM, linear head)."""
-        return _parts(model) is not None
+        return lstm_parts(model) is not None
 
     def __init__(self, model) -> None:
-        parts = _parts(model)
+        parts = lstm_parts(model)
         if parts is None:
             raise ValueError(
                 f"model must be a float32 streamrnn LSTM or RecurrentModel(LSTM, Readout), "

@@ -70,6 +70,7 @@ from streamrnn.stream import Stream
 from ._speech_cli import listen_main
 from ._speech_decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
 from ._speech_endpoint import Endpointer, energy_reference_db, frame_energy_db
+from ._speech_fast import FastLSTMKernel
 from ._speech_io import FEATURE_KEYS, build_model, default_weights, read_file, write_file
 from ._speech_kernel import LSTMKernel
 from ._speech_types import LABELS, Detection, demo_path, word_bounds
@@ -97,8 +98,11 @@ class DigitRecognizer:
     model : nn.Module
         A recurrent model (``input_size``, ``initial_state``, ``forward(x, state)``) mapping
         ``features.n_features`` log-mel features to 11 logits per frame (:data:`LABELS`).
-        Its weights are copied at construction; a ``RecurrentModel(LSTM, Readout)`` runs
-        in a numpy kernel (same equations, float32, ~3x faster at 20 ms pushes).
+        Its weights are copied at construction; a float32 ``RecurrentModel(LSTM, Readout)``
+        runs in a compiled numba kernel, softmax fused (same equations, float32; ~20 us
+        per 20 ms push for 2 x 128 LSTM at 16 kHz, ~14x faster than the torch modules;
+        compiled at first use and cached on disk), or a numpy kernel without numba
+        (~45 us).
     features : AudioFeatures
         The front end, as the model was trained with (its ``input_rate`` is the PCM's).
     threshold, min_frames, release_frames, voice_frames, min_range_db
@@ -185,7 +189,9 @@ class DigitRecognizer:
         self.min_range_db = self.decoder.min_range_db
         self.flush_ms = float(flush_ms)
         self.model = copy.deepcopy(model).eval()
-        if LSTMKernel.supports(self.model):
+        if FastLSTMKernel.supports(self.model):  # numba installed
+            self._kernel, self._stream = FastLSTMKernel(self.model), None
+        elif LSTMKernel.supports(self.model):
             self._kernel, self._stream = LSTMKernel(self.model), None
         else:
             self._kernel, self._stream = None, Stream(self.model)
@@ -327,7 +333,9 @@ class DigitRecognizer:
         -----
         ``(T, F)`` -> ``(T, 11)`` float32.
         """
-        x = np.ascontiguousarray(np.asarray(feats, dtype=np.float32))
+        if isinstance(feats, torch.Tensor):
+            feats = feats.numpy(force=True)  # no copy for a CPU tensor without grad
+        x = np.ascontiguousarray(feats, dtype=np.float32)
         if self._kernel is not None:
             return self._kernel(x)
         return self._stream.push(torch.from_numpy(x)).numpy()
@@ -337,11 +345,12 @@ class DigitRecognizer:
         n = len(f)
         if n == 0:
             return []
-        if self._kernel is not None:
-            logits = self._kernel(f)
+        if isinstance(self._kernel, FastLSTMKernel):
+            post = self._kernel.run(f, softmax=True)[1]  # softmax fused
+        elif self._kernel is not None:
+            post = softmax(self._kernel(f))
         else:
-            logits = self._stream.push(torch.from_numpy(f)).numpy()
-        post = softmax(logits)
+            post = softmax(self._stream.push(torch.from_numpy(f)).numpy())
         energy = frame_energy_db(f, self._ref_db).tolist()
         endpointer, decoder, k = self.endpointer, self.decoder, self.frames
         found = []
