@@ -264,6 +264,12 @@ class StreamRows:
         keep = (count + self.k2) % self.k1 == 0
         if not keep.any():
             return
+        if keep.all() and (count == count[0]).all():  # lockstep streams: one ring slot
+            r = int(count[0] + self.k2) // self.k1 % self.ring
+            self.enter_h[r].index_copy_(1, idx, rows.h)
+            if self.enter_c is not None:
+                self.enter_c[r].index_copy_(1, idx, rows.c)
+            return
         sel = np.nonzero(keep)[0]
         ring = self.index((count[sel] + self.k2) // self.k1 % self.ring)
         where = self.index(sel)
