@@ -17,10 +17,12 @@ __all__ = [
     "MAX_ABS_SAMPLE",
     "MAX_CHANNELS",
     "NONFINITE_POLICIES",
+    "RESAMPLE_QUALITIES",
     "SAMPLE_FORMATS",
     "array_to_frames",
     "check_choice",
     "check_frame_config",
+    "check_input_config",
     "check_int",
     "check_positive_float",
     "decode_chunk",
@@ -44,6 +46,7 @@ CHANNEL_POLICIES = ("raise", "mean", "first")
 #: read as (samples, channels), e.g. a torchaudio waveform without ``channel_axis=0``.
 MAX_CHANNELS = 32
 NONFINITE_POLICIES = ("raise", "zero")
+RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 
 _PUBLIC_MODULE = __name__.rpartition(".")[0] + ".audio"
 
@@ -130,6 +133,23 @@ def check_frame_config(
     if mel_norm is not None:
         check_choice("mel_norm", mel_norm, ("slaney",))
     return win_length, hop_length, n_fft, n_mels, n_mfcc, f_min, f_max, mel_scale, mel_norm
+
+
+def check_input_config(
+    sample_rate, input_rate, resample_quality, channels, channel_axis, in_channels, nonfinite
+) -> tuple[int, str, str, int, int, str]:
+    """Validate the input settings of ``AudioFeatures``: ``(input_rate, resample_quality,
+    channels, channel_axis, in_channels, nonfinite)``, ``input_rate=None`` filled in."""
+    in_rate = check_int("input_rate", sample_rate if input_rate is None else input_rate, 1)
+    quality = check_choice("resample_quality", resample_quality, RESAMPLE_QUALITIES)
+    channels = check_choice("channels", channels, CHANNEL_POLICIES)
+    if isinstance(channel_axis, bool) or channel_axis not in (-2, -1, 0, 1):
+        raise ValueError(f"channel_axis must be one of -2, -1, 0, 1, got {channel_axis!r}")
+    in_channels = check_int("in_channels", in_channels, 1)
+    if in_channels > MAX_CHANNELS:
+        raise ValueError(f"in_channels must be <= {MAX_CHANNELS}, got {in_channels}")
+    nonfinite = check_choice("nonfinite", nonfinite, NONFINITE_POLICIES)
+    return in_rate, quality, channels, int(channel_axis), in_channels, nonfinite
 
 
 # --------------------------------------------------------------------------- decoding

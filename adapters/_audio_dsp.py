@@ -13,9 +13,14 @@ import torch
 import torchaudio.functional as taf
 from torch import Tensor
 
-__all__ = ["WINDOWS", "FrameFeatures", "padded_length", "preemphasize", "running_normalize"]
+__all__ = [
+    "FFT_BLOCK", "WINDOWS", "FrameFeatures", "padded_length", "preemphasize", "running_normalize",
+]  # fmt: skip
 
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
+
+#: Frames per float64 FFT call of the batched path (a long signal takes several calls).
+FFT_BLOCK = 256
 
 #: Running-normalisation state: (frames seen, shift, sum of shifted, sum of squared shifted).
 Stats = tuple[int, Tensor, Tensor, Tensor]
@@ -81,12 +86,15 @@ def running_normalize(feats: Tensor, stats: Stats | None, eps: float) -> tuple[T
 
 
 class FrameFeatures:
-    """Log-mel or MFCC of every frame of a segment, in one batched torchaudio call.
+    """Log-mel or MFCC of every frame of a segment, in one batched call.
 
     Frame ``k`` of a segment covers ``seg[k * hop : k * hop + win]``; it is windowed and
     zero-padded on the right to ``n_fft`` (the window is padded, and ``n_fft - win`` zeros
-    are appended to the segment), then ``torchaudio.functional.spectrogram`` with
-    ``center=False`` gives the power spectrum of all frames at once.
+    are appended to the segment), then float64 ``torch.fft.rfft`` (one call per
+    :data:`FFT_BLOCK` frames) gives their power spectra (what
+    ``torchaudio.functional.spectrogram`` with ``center=False`` computes, in float64),
+    which torchaudio's ``melscale_fbanks`` filterbank and ``create_dct`` matrix turn into
+    features in float32.
 
     Shape
     -----
@@ -101,6 +109,7 @@ class FrameFeatures:
         self.offset = torch.full((1, n_mels), float(log_offset))  # (1, n_mels)
         win = WINDOWS[window](win_length, dtype=torch.float32)
         self.window = torch.nn.functional.pad(win, (0, n_fft - win_length))  # (n_fft,)
+        self.window64 = self.window.to(torch.float64)
         self.fb = taf.melscale_fbanks(
             n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm=mel_norm, mel_scale=mel_scale
         )  # (n_fft // 2 + 1, n_mels)
@@ -110,13 +119,17 @@ class FrameFeatures:
     def __call__(self, seg: np.ndarray) -> Tensor:
         if len(self.fft_pad):
             seg = np.concatenate((seg, self.fft_pad))
+        # The FFT runs in float64, as in every path of the front end: float32 FFTs of
+        # different libraries disagree by ~1e-7 of a frame's loudest bin, which the log
+        # turns into ~1e-4 in a near-silent band (the empty top of upsampled audio).
         # No autograd context needed: nothing here requires grad, and entering one costs
         # more than the ops of a 20 ms chunk.
-        spec = taf.spectrogram(
-            torch.from_numpy(seg), 0, self.window, self.n_fft, self.hop_length, self.n_fft,
-            2.0, False, center=False,
-        )  # (n_fft // 2 + 1, T)  # fmt: skip
-        feats = torch.addmm(self.offset, spec.T, self.fb).log_()  # log(mel + offset): (T, n_mels)
+        frames = torch.from_numpy(seg).unfold(0, self.n_fft, self.hop_length)  # (T, n_fft)
+        power = torch.empty(len(frames), self.n_fft // 2 + 1)  # float32
+        for i in range(0, len(frames), FFT_BLOCK):  # float64 temporaries that stay in cache
+            spec = torch.fft.rfft(frames[i : i + FFT_BLOCK].to(torch.float64) * self.window64)
+            torch.addcmul(spec.real.square(), spec.imag, spec.imag, out=power[i : i + FFT_BLOCK])
+        feats = torch.addmm(self.offset, power, self.fb).log_()  # log(mel + offset): (T, n_mels)
         if self.kind == "mfcc":
             feats = torch.matmul(feats, self.dct)  # (T, n_mfcc)
         return feats

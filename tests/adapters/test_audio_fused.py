@@ -1,0 +1,268 @@
+"""Audio front end: the compiled FFT and the fused small-push kernel.
+
+The FFT is checked against ``numpy.fft`` over random sizes and inputs (float64: to 1e-9
+of the largest coefficient; observed ~1e-15); the fused kernel against ``offline`` (one
+batched torchaudio call) over random chunkings that mix it with large pushes, to the
+streaming tolerance of test_audio_streaming.py, and for every bad input: a push it
+declines changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamrnn.adapters import _audio_features, _audio_fft, _audio_frames, _audio_fused
+from streamrnn.adapters.audio import AudioFeatures
+
+pytestmark = pytest.mark.skipif(not _audio_frames.HAVE_NUMBA, reason="needs numba")
+
+SR = 16000
+RTOL = ATOL = 1e-5
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _speechy(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    x = 0.3 * np.sin(2 * np.pi * (300 + 50 * np.sin(2 * np.pi * 3 * t)) * t)
+    x += 0.1 * np.sin(2 * np.pi * 2300 * t) + 0.05 * rng.standard_normal(n)
+    x[n // 3 : n // 3 + n // 10] = 0.0
+    return x.astype(np.float32)
+
+
+SIGNAL = _speechy(12000)
+
+
+def test_kernel_is_recompiled_when_the_fft_changes():
+    # numba's cache does not track calls across files; see _audio_fused.FFT_DIGEST.
+    digest = hashlib.sha256(Path(_audio_fft.__file__).read_bytes()).hexdigest()[:16]
+    assert _audio_fused.FFT_DIGEST == digest, (
+        f"_audio_fft.py changed: set FFT_DIGEST = {digest!r} in _audio_fused.py"
+    )
+
+
+# --------------------------------------------------------------------------- the FFT
+
+SMOOTH = sorted({2**a * 3**b * 5**c for a in range(9) for b in range(4) for c in range(4)})
+SMOOTH = [n for n in SMOOTH if n <= 2048]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.sampled_from(SMOOTH),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([1e-3, 1.0, 1e4]),
+)
+def test_complex_fft_equals_numpy(n, seed, scale):
+    rng = np.random.default_rng(seed)
+    z = scale * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
+    factors, tw, _ = _audio_fft.fft_plan(2 * n)
+    want = np.fft.fft(z)
+    got = _audio_fft.fft_of(z, factors, tw)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max())
+
+
+@settings(max_examples=150, deadline=None)
+@given(half=st.sampled_from(SMOOTH), seed=st.integers(0, 2**32 - 1))
+def test_real_fft_power_equals_numpy(half, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(2 * half)
+    x[rng.integers(0, 2 * half) :] *= rng.choice([0.0, 1.0, 1e-3])  # silences, quiet tails
+    out = np.empty(half + 1)
+    _audio_fft.rfft_power_of(x, *_audio_fft.fft_plan(2 * half), out)
+    want = np.abs(np.fft.rfft(x)) ** 2
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-9 * max(want.max(), 1e-300))
+
+
+@pytest.mark.parametrize("n_fft", [1, 3, 401, 14, 2 * 7 * 8, 2 * 11])
+def test_sizes_without_a_plan(n_fft):
+    assert _audio_fft.fft_plan(n_fft) is None
+
+
+def test_factors():
+    assert _audio_fft.fft_factors(200) == [5, 5, 2, 4]
+    assert _audio_fft.fft_factors(1) == []
+    assert _audio_fft.fft_factors(7) is None
+
+
+# --------------------------------------------------------------------------- the fused kernel
+
+CONFIGS = {
+    "logmel": {},
+    "mfcc": {"kind": "mfcc", "n_mfcc": 13},
+    "nfft512-hamming-pad-slaney": {
+        "n_fft": 512, "window": "hamming", "tail": "pad", "mel_scale": "slaney",
+        "mel_norm": "slaney", "n_mels": 64,
+    },  # fmt: skip
+    "odd-win-nfft480": {"win_length": 401, "hop_length": 37, "n_fft": 480, "n_mels": 23},
+    "nfft-3x-fmin": {"win_length": 300, "hop_length": 100, "n_fft": 384, "f_min": 60.0},
+    "preemph-mfcc": {"kind": "mfcc", "preemphasis": 0.97},  # via FrameStream.push
+    "resampled": {"input_rate": 24000, "tail": "pad"},  # via FrameStream.push
+    "norm": {"kind": "mfcc", "normalize": "running"},  # via FrameStream.push
+}
+
+
+def _split(x, cuts):
+    chunks, i = [], 0
+    for n in cuts:
+        chunks.append(x[i : i + n])
+        i = min(i + n, len(x))
+    return chunks + [x[i:]]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_configs_take_the_fused_kernel(name):
+    fe = AudioFeatures(SR, **CONFIGS[name])
+    assert fe._framer.fused is not None
+    assert (fe._fused is not None) == (name not in ("preemph-mfcc", "resampled", "norm"))
+
+
+def test_sizes_without_a_plan_keep_the_numpy_path():
+    fe = AudioFeatures(SR, win_length=123, hop_length=37, n_mels=23)  # n_fft = 123: odd
+    assert fe._framer.fused is None and fe._fused is None
+    assert fe.push(SIGNAL[:400]).shape == (8, 23)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@FAST
+@given(
+    cuts=st.lists(
+        st.one_of(st.just(0), st.just(1), st.integers(0, 700), st.integers(2500, 4000)),
+        max_size=16,
+    )
+)
+def test_fused_and_large_pushes_in_any_mix_equal_offline(name, cuts):
+    fe = AudioFeatures(SR, **CONFIGS[name])
+    outs = [fe.push(c) for c in _split(SIGNAL, cuts)] + [fe.flush()]
+    for out in outs:
+        assert out.dtype == torch.float32 and out.shape[1] == fe.n_features
+    want = fe.offline(SIGNAL)
+    got = torch.cat(outs)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_band_limited_loud_audio_equals_offline():
+    """Upsampled audio has an empty top band: float32 FFTs of different libraries disagree
+    there by ~1e-4 after the log (~1e-7 of the loud bins); every path's FFT is float64."""
+    import soxr
+
+    rng = np.random.default_rng(1)
+    t = np.arange(16000) / 8000
+    x8 = 0.9 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    x8 = (0.5 * x8 + 0.2 * rng.standard_normal(len(t))).clip(-1, 1)
+    x = soxr.resample(x8, 8000, SR).astype(np.float32)  # nothing above ~3.7 kHz
+    for cfg in ({}, {"kind": "mfcc", "normalize": "running"}):
+        fe = AudioFeatures(SR, n_mels=64, **cfg)
+        got = torch.cat([fe.push(x[i : i + 320]) for i in range(0, len(x), 320)] + [fe.flush()])
+        torch.testing.assert_close(got, fe.offline(x), rtol=RTOL, atol=ATOL)
+
+
+@FAST
+@given(cuts=st.lists(st.integers(0, 900), max_size=30))
+def test_int16_bytes_reach_the_fused_kernel_through_the_framer(cuts):
+    pcm = (SIGNAL * 32767).astype(np.int16).tobytes()
+    fe = AudioFeatures(SR, "mfcc")
+    got = torch.cat([fe.push(c) for c in _split(pcm, cuts)] + [fe.flush()])
+    torch.testing.assert_close(got, fe.offline(pcm), rtol=RTOL, atol=ATOL)
+
+
+def test_the_kernel_does_the_common_push(monkeypatch):
+    calls = []
+    kernel = _audio_features.push_frames
+
+    def counting(*args):
+        out = kernel(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_audio_features, "push_frames", counting)
+    fe = AudioFeatures(SR)
+    assert fe.push(SIGNAL[:320]).shape == (0, 40)
+    assert fe.push(SIGNAL[320:640]).shape == (2, 40)
+    assert fe._push(SIGNAL[640:960], None).shape == (2, 40)  # DigitRecognizer's entry
+    assert fe.push(SIGNAL[960:8000]).shape[0] == 44  # too large: declined, batched
+    assert calls == [True, True, True, False]
+
+
+def _state(fe: AudioFeatures):
+    fused = fe._framer.fused
+    return fe._framer._buf.copy(), fused.ints.copy(), fe.n_nonfinite
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1.5e6, -2e6])
+@pytest.mark.parametrize("where", [0, 150, 319])
+def test_bad_sample_raises_and_changes_nothing(bad, where):
+    fe, clean = AudioFeatures(SR), AudioFeatures(SR)
+    for f in (fe, clean):
+        f.push(SIGNAL[:500])
+    before = _state(fe)
+    chunk = SIGNAL[500:820].copy()
+    chunk[where] = bad
+    with pytest.raises(ValueError, match="finite samples"):
+        fe.push(chunk)
+    after = _state(fe)
+    assert all(np.array_equal(a, b) for a, b in zip(before[:2], after[:2], strict=True))
+    rest = SIGNAL[500:]
+    torch.testing.assert_close(fe.push(rest), clean.push(rest), rtol=0, atol=0)
+
+
+def test_bad_sample_zeroed_by_policy_equals_offline_of_the_zeroed_signal():
+    fe = AudioFeatures(SR, nonfinite="zero")
+    x = SIGNAL.copy()
+    x[[10, 700, 701]] = [np.nan, np.inf, 3e6]
+    got = torch.cat([fe.push(x[i : i + 320]) for i in range(0, len(x), 320)] + [fe.flush()])
+    assert fe.n_nonfinite == 3
+    x[[10, 700, 701]] = 0.0
+    torch.testing.assert_close(got, fe.offline(x), rtol=RTOL, atol=ATOL)
+
+
+def test_largest_allowed_sample_is_taken_by_the_kernel():
+    fe = AudioFeatures(SR)
+    x = np.zeros(400, dtype=np.float32)
+    x[7] = -1e6  # |x| <= MAX_ABS_SAMPLE: a good sample
+    out = _audio_fused.push_frames(x, *fe._fused)
+    assert out is not None and out.shape == (1, 40) and np.isfinite(out).all()
+
+
+def test_declined_push_leaves_buffer_and_counters_alone():
+    fe = AudioFeatures(SR)
+    fe.push(SIGNAL[:250])
+    before = _state(fe)
+    big = SIGNAL[: fe._framer.cap]  # 250 + cap samples cannot fit
+    assert _audio_fused.push_frames(big, *fe._fused) is None
+    after = _state(fe)
+    assert all(np.array_equal(a, b) for a, b in zip(before[:2], after[:2], strict=True))
+
+
+def test_empty_pushes_return_no_frames():
+    fe = AudioFeatures(SR, "mfcc")
+    empty = np.zeros(0, dtype=np.float32)
+    assert fe.push(empty).shape == (0, 13)
+    fe.push(SIGNAL[:399])
+    assert fe.push(empty).shape == (0, 13)
+    assert fe.push(SIGNAL[399:400]).shape == (1, 13)
+
+
+def test_strided_input_is_taken_as_well():
+    fe, ref = AudioFeatures(SR), AudioFeatures(SR)
+    x2 = np.repeat(SIGNAL, 2)[::2]  # a non-contiguous view of the same samples
+    got = torch.cat([fe.push(x2[i : i + 320]) for i in range(0, 4000, 320)])
+    want = torch.cat([ref.push(SIGNAL[i : i + 320]) for i in range(0, 4000, 320)])
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_without_numba_there_is_no_fused_kernel(monkeypatch):
+    monkeypatch.setattr(_audio_frames, "HAVE_NUMBA", False)
+    fe = AudioFeatures(SR)
+    assert fe._framer.fused is None and fe._fused is None
+    got = torch.cat([fe.push(SIGNAL[i : i + 320]) for i in range(0, len(SIGNAL), 320)])
+    got = torch.cat([got, fe.flush()])
+    torch.testing.assert_close(got, fe.offline(SIGNAL), rtol=RTOL, atol=ATOL)
