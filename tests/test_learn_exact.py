@@ -10,46 +10,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from _data import ett, shakespeare
 from torch import nn
 
 from streamrnn.cells import GRU, LSTM
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TEXT = DATA / "text" / "tinyshakespeare.txt"
-ETT = DATA / "sensors" / "ett" / "ETTh1.csv"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def shakespeare(chars: int) -> tuple[torch.Tensor, int]:
-    if not TEXT.exists():
-        pytest.skip(f"{TEXT} is absent")
-    text = TEXT.read_text()[:chars]
-    vocab = sorted(set(TEXT.read_text()))
-    lookup = {ch: i for i, ch in enumerate(vocab)}
-    return torch.tensor([lookup[ch] for ch in text]), len(vocab)
-
-
-def ett(rows: int, dtype=torch.float64) -> torch.Tensor:
-    if not ETT.exists():
-        pytest.skip(f"{ETT} is absent")
-    data = np.loadtxt(ETT, delimiter=",", skiprows=1, usecols=range(1, 8), max_rows=rows)
-    data = (data - data.mean(0)) / data.std(0)
-    return torch.tensor(data, dtype=dtype)
 
 
 def batchify(ids: torch.Tensor, batch: int) -> torch.Tensor:

@@ -24,15 +24,6 @@ from streamrnn.shapes import Seq2Seq
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def values_model(cell=LSTM, out=1):
     return RecurrentModel(cell(3, 6, seed=0, dtype=F64), Readout(6, out, seed=1, dtype=F64))
 

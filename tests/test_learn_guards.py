@@ -13,15 +13,6 @@ from streamrnn.learn import OnlineLearner
 from streamrnn.lookahead import Bidirectional
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def model(features=2, out=1, cell=GRU):
     return RecurrentModel(cell(features, 8, seed=0), Readout(8, out, seed=1))
 

@@ -25,15 +25,6 @@ from streamrnn.learn import OnlineLearner
 STREAMS, STEPS, LONGEST = 16, 12_000, 130
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def episodes(rng: np.random.Generator, steps: int):
     """One stream: inputs (value, query, write), bit targets, target mask, delay."""
     x = np.zeros((steps, 3), np.float32)

@@ -3,44 +3,14 @@ equals 2N steps exactly; checkpoints refuse what does not fit."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
+from _data import ett, shakespeare
 
 from streamrnn.bank import StreamBank
 from streamrnn.cells import GRU, LSTM
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TEXT = DATA / "text" / "tinyshakespeare.txt"
-ETT = DATA / "sensors" / "ett" / "ETTh1.csv"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def text_ids(chars: int):
-    if not TEXT.exists():
-        pytest.skip(f"{TEXT} is absent")
-    text = TEXT.read_text()
-    vocab = {ch: i for i, ch in enumerate(sorted(set(text)))}
-    return torch.tensor([vocab[ch] for ch in text[:chars]]), len(vocab)
-
-
-def ett(rows: int) -> torch.Tensor:
-    if not ETT.exists():
-        pytest.skip(f"{ETT} is absent")
-    data = np.loadtxt(ETT, delimiter=",", skiprows=1, usecols=range(1, 8), max_rows=rows)
-    return torch.tensor((data - data.mean(0)) / data.std(0), dtype=torch.float32)
 
 
 def lm_learner(vocab):
@@ -86,7 +56,7 @@ def run_late(learner, series, start, stop):
 
 
 CASES = {
-    "token_lm_fused_windows": (lambda: lm_learner(text_ids(10)[1]), run_lm, 24),
+    "token_lm_fused_windows": (lambda: lm_learner(shakespeare(10)[1]), run_lm, 24),
     "sensor_horizon_k1_lt_k2": (sensor_learner, run_sensor, 23),
     "late_targets_pending": (late_learner, run_late, 21),
 }
@@ -95,7 +65,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_save_load_resume_equals_an_uninterrupted_run(case, tmp_path):
     make, run, n = CASES[case]
-    data = text_ids(400)[0] if case.startswith("token") else ett(200)
+    data = shakespeare(400)[0] if case.startswith("token") else ett(200, torch.float32)
     straight = make()
     run(straight, data, 0, n)
     want = run(straight, data, n, 2 * n)
@@ -119,7 +89,7 @@ def test_save_load_resume_equals_an_uninterrupted_run(case, tmp_path):
 
 
 def test_state_dict_round_trip_in_memory():
-    series = ett(60)
+    series = ett(60, torch.float32)
     a = sensor_learner()
     run_sensor(a, series, 0, 20)
     b = sensor_learner()
@@ -128,7 +98,7 @@ def test_state_dict_round_trip_in_memory():
 
 
 def test_a_checkpoint_refuses_a_learner_it_does_not_fit(tmp_path):
-    series = ett(40)
+    series = ett(40, torch.float32)
     a = sensor_learner()
     run_sensor(a, series, 0, 20)
     path = tmp_path / "a.safetensors"

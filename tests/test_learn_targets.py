@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
+from _data import ett
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamrnn.cells import GRU, LSTM
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
-
-ETT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sensors" / "ett" / "ETTh1.csv"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def ett(rows: int, dtype=torch.float64) -> torch.Tensor:
-    if not ETT.exists():
-        pytest.skip(f"{ETT} is absent")
-    data = np.loadtxt(ETT, delimiter=",", skiprows=1, usecols=range(1, 8), max_rows=rows)
-    return torch.tensor((data - data.mean(0)) / data.std(0), dtype=dtype)
 
 
 def model(features=7, out=1, dtype=torch.float64, hidden=8):

@@ -24,15 +24,6 @@ from streamrnn.stream import Stream
 HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sensors" / "hapt" / "RawData"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def motion() -> torch.Tensor:
     """300 steps of 6-channel smartphone motion (acc + gyro) while walking (samples

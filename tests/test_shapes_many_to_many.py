@@ -24,15 +24,6 @@ ETT = DATA / "sensors" / "ett" / "ETTh1.csv"
 TEXT = DATA / "text" / "tinyshakespeare.txt"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def ett_column(rows: int, column: str) -> tuple[np.ndarray, np.ndarray]:
     """One ETTh1 column and the hour of day of each row."""
     if not ETT.exists():

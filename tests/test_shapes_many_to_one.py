@@ -22,15 +22,6 @@ from streamrnn.shapes import ManyToOne, PooledStream
 HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sensors" / "hapt" / "RawData"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read(path: Path) -> np.ndarray:
     with gzip.open(path, "rt") as f:
         return np.loadtxt(f, dtype=np.float32)

@@ -18,15 +18,6 @@ from streamrnn.shapes import rollout
 TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def passengers() -> torch.Tensor:
     """river's AirlinePassengers (144 months), log-scaled and standardised on 1949-1952."""
     y = np.log(np.array([v for _, v in datasets.AirlinePassengers()], dtype=np.float64))

@@ -18,15 +18,6 @@ from streamrnn.shapes import Seq2Seq
 ETT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sensors" / "ett" / "ETTh1.csv"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is fastest, and much faster on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def hufl(rows: int):
     if not ETT.exists():
         pytest.skip(f"{ETT} is absent")

@@ -23,14 +23,6 @@ from streamrnn.adapters.audio import (
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _signal(n: int = 4000) -> np.ndarray:
     rng = np.random.default_rng(0)
     return (0.1 * rng.standard_normal(n)).astype(np.float32)

@@ -22,14 +22,6 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 sizes = st.lists(st.one_of(st.just(0), st.just(1), st.integers(0, 5000)), max_size=30)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tone(n: int, rate: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(n) / rate

@@ -32,14 +32,6 @@ FSDD = Path("/work/shared/data/fsdd")
 FULL = {1: 128, 2: 32768, 3: 8388608, 4: 2147483648}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _codes(width: int, n: int, channels: int, seed: int = 0) -> np.ndarray:
     """Random integer sample codes covering the full range of ``width`` bytes, (T, C)."""
     rng = np.random.default_rng(seed)

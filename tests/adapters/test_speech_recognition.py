@@ -21,15 +21,6 @@ from streamrnn.adapters.audio import WavSource, write_wav
 from streamrnn.adapters.speech import DigitRecognizer, demo_path, listen_main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """2-frame pushes are slowed down, not sped up, by threads on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demo():
     """The demo's samples, rate and clip list (file names, word bounds in seconds)."""
