@@ -197,20 +197,7 @@ class RecurrentLayer(nn.Module):
         -----
         x: ``(B, T, F)`` -> y: ``(B, T, H)``; state: ``(L, B, H)``.
         """
-        if x.dim() != 3 or x.shape[2] != self.input_size:
-            raise ValueError(
-                f"x must have shape (B, T, F) with F = {self.input_size}, got {tuple(x.shape)}"
-            )
-        batch, steps = x.shape[0], x.shape[1]
-        if state is None:
-            state = self.initial_state(batch, device=x.device, dtype=x.dtype)
-        if steps == 1 and batch < FUSED_FROM_BATCH:
-            h, state = self._one_step(x[:, 0], state)
-            return h.unsqueeze(1), state
-        if steps == 0:
-            return x.new_zeros(batch, 0, self.hidden_size), state
-        y, state = self._fused(x.transpose(0, 1), state)
-        return y.transpose(0, 1), state  # what nn.LSTM(batch_first=True) returns too
+        return self._chunk(x, state, 1)
 
     def forward_time_first(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """:meth:`forward` with time as the first dimension, as the fused kernel runs.
@@ -233,19 +220,29 @@ class RecurrentLayer(nn.Module):
         >>> torch.equal(y.transpose(0, 1), lstm(x)[0])
         True
         """
+        return self._chunk(x, state, 0)
+
+    def _chunk(self, x: Tensor, state: State | None, t: int) -> tuple[Tensor, State]:
+        # forward (time on dim t = 1) and forward_time_first (t = 0): check, then pick the
+        # kernel path for the shape.
         if x.dim() != 3 or x.shape[2] != self.input_size:
+            layout = "(B, T, F)" if t else "(T, B, F)"
             raise ValueError(
-                f"x must have shape (T, B, F) with F = {self.input_size}, got {tuple(x.shape)}"
+                f"x must have shape {layout} with F = {self.input_size}, got {tuple(x.shape)}"
             )
-        steps, batch = x.shape[0], x.shape[1]
+        steps, batch = x.shape[t], x.shape[1 - t]
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
         if steps == 1 and batch < FUSED_FROM_BATCH:
-            h, state = self._one_step(x[0], state)
-            return h.unsqueeze(0), state
+            h, state = self._one_step(x.select(t, 0), state)
+            return h.unsqueeze(t), state
         if steps == 0:
-            return x.new_zeros(0, batch, self.hidden_size), state
-        return self._fused(x, state)
+            shape = (batch, 0, self.hidden_size) if t else (0, batch, self.hidden_size)
+            return x.new_zeros(shape), state
+        if t == 0:
+            return self._fused(x, state)
+        y, state = self._fused(x.transpose(0, 1), state)
+        return y.transpose(0, 1), state  # what nn.LSTM(batch_first=True) returns too
 
     # The kernel paths (streamrnn/_kernels.py), as methods.
     _fused = fused
