@@ -107,6 +107,7 @@ class LearnerConfig:
         )
         self._version = 0      # optimizer steps taken: a graph is valid for one version
         self._graph = None     # (version, slots, outputs) of a fused k1 == k2 window
+        self._plain = None     # parameters plain, one dtype and device (_clip_grads)
         self.last_loss: float | None = None
         self.last_reset: list = []
 

@@ -7,20 +7,36 @@ takes the fast lane of :mod:`streamrnn._learn_lane`; everything else comes here.
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from streamrnn._checks import all_finite
 from streamrnn._learn_lane import OneStepLane
 from streamrnn._learn_store import LEARNED, NONE, PENDING, Span
+from streamrnn._learn_window import WindowLane
 from streamrnn.state import State
 
 __all__ = ["LearnerCore"]
 
+# Rounding of a Python float to a dtype. One float64 operation on float32 operands,
+# rounded to float32, is the correctly rounded float32 operation (53 >= 2 * 24 + 2 bits),
+# as torch's float32 kernels compute it.
+_F32 = struct.Struct("f")
 
-class LearnerCore(OneStepLane):
+
+def _f32(v: float) -> float:
+    try:
+        return _F32.unpack(_F32.pack(v))[0]
+    except OverflowError:  # rounds past the largest float32
+        return math.copysign(math.inf, v)
+
+
+_ROUND = {torch.float64: float, torch.float32: _f32}
+
+
+class LearnerCore(OneStepLane, WindowLane):
     """Segmenting pushes at window ends, ring bookkeeping, and the TBPTT update."""
 
     def _push(self, keys: list, x: Tensor, tg, m) -> Tensor:
@@ -45,6 +61,7 @@ class LearnerCore(OneStepLane):
         self.last_reset = []
         self._update_due()
         idx = rows.index(slots)
+        lean = tg is not None and m is None and self._window_lane()
         outs, pos = [], 0
         while pos < steps:
             seg = self._segment(slots, steps - pos)
@@ -52,14 +69,16 @@ class LearnerCore(OneStepLane):
             def part(t, lo=pos, hi=pos + seg):
                 return t if t is None or (lo, hi) == (0, steps) else t[:, lo:hi]
 
-            outs.append(self._advance(slots, idx, part(x), part(tg), part(m)))
+            if lean and seg == self.k1 and not (rows.count[slots] % seg).any():
+                outs.append(self._learn_window(slots, idx, None, part(x), part(tg)))
+            else:
+                outs.append(self._advance(slots, idx, part(x), part(tg), part(m)))
             pos += seg
             if pos < steps:
                 self._update_due()
         if self._graph is not None and tg is not None and m is None and self.horizon is None:
-            # A whole window pushed with all its targets (the classic k1 == k2 loop):
-            # learn now, while the forward's activations are still in cache, rather than
-            # at the start of the next push. Nothing of that window can still arrive.
+            # A whole window pushed with all its targets (the window lane's case, with the
+            # lane off): learned now, as the lane does. Nothing of it can still arrive.
             self._update_due()
         y = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
         return y if back is None else y.index_select(0, back)
@@ -98,6 +117,7 @@ class LearnerCore(OneStepLane):
             span.write_masked(rows.ybuf, m, tg)
         rows.live.scatter_(idx, new)
         rows.count[slots] = count + seg
+        rows.bump()
         if self.horizon is not None:
             self._horizon_targets(slots, x, count, seg)
         rows.store_enter(slots, idx, new)
@@ -106,18 +126,21 @@ class LearnerCore(OneStepLane):
         self._check_live(slots, new)
         return y.detach()
 
-    def _check_live(self, slots: np.ndarray, new: State) -> None:
-        # Reset the streams whose new live state is not finite (one reduction when all is).
-        if all_finite(new.h) and (new.c is None or all_finite(new.c)):
-            return
+    def _check_live(self, slots: np.ndarray, new: State) -> bool:
+        # Reset the streams whose new live state is not finite (one reduction when all is);
+        # return whether none was.
+        total = (new.h if new.c is None else new.h + new.c).sum()
+        if math.isfinite(float(total)):  # (a finite state whose sum overflows: see below)
+            return True
         ok = new.is_finite().cpu().numpy()
         if ok.all():
-            return
+            return True
         bad = slots[~ok]
         self.last_reset.extend(self.rows.key_of[s] for s in bad)
         self.rows.zero_rows(bad.tolist())
         self.counts["nonfinite_resets"] += len(bad)
         self._graph = None
+        return False
 
     def _next_end(self, count: np.ndarray, due: np.ndarray) -> np.ndarray:
         # Step count at which each stream's next update happens.
@@ -221,17 +244,13 @@ class LearnerCore(OneStepLane):
         if loss.dim() > 0:
             loss = loss.mean()
         value = float(loss.detach())
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         if not math.isfinite(value):
             self.counts["skipped_nonfinite"] += 1
             return
         loss.backward()
-        if self.clip is not None:
-            norm = nn.utils.clip_grad_norm_(self._params, self.clip)
-        else:
-            norm = nn.utils.get_total_norm([p.grad for p in self._params if p.grad is not None])
-        if not math.isfinite(float(norm)):
-            self.optimizer.zero_grad(set_to_none=True)
+        if not self._clip_grads():
+            self._zero_grad()
             self.counts["skipped_nonfinite"] += 1
             return
         self.optimizer.step()
@@ -239,3 +258,61 @@ class LearnerCore(OneStepLane):
         self.counts["updates"] += 1
         self.counts["learned"] += pred.shape[0]
         self.last_loss = value
+
+    def _zero_grad(self) -> None:
+        # optimizer.zero_grad(set_to_none=True), without its profiling wrapper when the
+        # optimizer holds exactly the model's trainable parameters (the common case).
+        groups = self.optimizer.param_groups
+        if len(groups) == 1 and len(groups[0]["params"]) == len(self._params):
+            for p in self._params:
+                p.grad = None
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def _clip_grads(self) -> bool:
+        """Clip the gradients to norm ``clip`` as ``nn.utils.clip_grad_norm_`` does, bit
+        for bit; return whether their norm is finite (if not, they are left as they are).
+
+        When every parameter is a plain ``nn.Parameter`` of one dtype on one CPU or CUDA
+        device (``clip_grad_norm_`` then takes its foreach path) this runs the same norm
+        kernels without its grouping, computes the coefficient on the host with the
+        dtype's rounding (float32 or float64; other dtypes use the tensor ops), and skips
+        the multiplication by a coefficient of exactly 1, which changes no bit.
+        """
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if not grads:
+            return True
+        if self.clip is None or not self._plain_params():
+            if self.clip is None:
+                norm = nn.utils.get_total_norm(grads)
+            else:
+                norm = nn.utils.clip_grad_norm_(self._params, self.clip)
+            return math.isfinite(float(norm))
+        # Gradients do not require grad: no graph is recorded, as under no_grad.
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+        value = float(norm)
+        if not math.isfinite(value):
+            return False
+        # clip / (norm + 1e-6) clamped to 1 (Tensor.__rdiv__ is reciprocal() * clip),
+        # each operation rounded to the gradients' dtype as the tensor ops round it.
+        rnd = _ROUND.get(norm.dtype)
+        if rnd is None:
+            coef = norm.add_(1e-6).reciprocal_().mul_(float(self.clip)).clamp_(max=1.0)
+            if float(coef) != 1.0:
+                torch._foreach_mul_(grads, coef)
+            return True
+        coef = min(rnd(rnd(1.0 / rnd(value + rnd(1e-6))) * rnd(self.clip)), 1.0)
+        if coef != 1.0:
+            torch._foreach_mul_(grads, coef)
+        return True
+
+    def _plain_params(self) -> bool:
+        # Whether the parameters are plain, of one dtype on one CPU or CUDA device (they
+        # stay on the learner's device and dtype: its buffers are made for them).
+        plain = self._plain
+        if plain is None:
+            p0 = self._params[0]
+            plain = self._plain = p0.device.type in ("cpu", "cuda") and all(
+                type(p) is nn.Parameter and p.dtype == p0.dtype and p.device == p0.device
+                for p in self._params)
+        return plain

@@ -58,6 +58,7 @@ class OneStepLane:
         rows.live.scatter_(idx, new)
         now = count + 1
         rows.count[slot] = now
+        rows.bump()
         if self.horizon is not None:
             self._horizon_one(slot, x, count)
         rows.store_enter_one(slot, now, new)

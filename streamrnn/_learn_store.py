@@ -22,6 +22,8 @@ Slots are allocated like :class:`~streamrnn.StreamBank`'s (grown by doubling up 
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -178,6 +180,8 @@ class StreamRows:
         self.key_of: list = [None] * capacity
         self.free = list(range(capacity - 1, -1, -1))
         self.tick = 0
+        self._memo = None  # the keys of the last push and their slots (see recall)
+        self.epoch = getattr(self, "epoch", 0) + 1  # see bump
         for name, value in self._blank(capacity).items():
             setattr(self, name, value)
 
@@ -226,7 +230,39 @@ class StreamRows:
                 slots[i] = slot
             self.zero_rows(taken)
         self.last_used[slots] = self.tick
+        self._memo = (tuple(keys), slots)
         return slots
+
+    def recall(self, keys) -> tuple[np.ndarray, Tensor, slice | np.ndarray] | None:
+        """Slots (increasing), their index tensor and their host index (a slice when
+        they are consecutive) of ``keys`` when they are the very key objects of the last
+        :meth:`slots_for` and no slot was taken or freed since; otherwise ``None``.
+        Nothing changes (see :meth:`touch`).
+
+        A stream loop pushes the same keys every time: this skips their validation and
+        lookup (the same objects were validated and looked up then).
+        """
+        memo = self._memo
+        if memo is None or len(keys) != len(memo[0]) or not all(
+                map(operator.is_, keys, memo[0])):
+            return None
+        if len(memo) == 2:  # first recall: as arrays, or None when not increasing
+            slots = np.asarray(memo[1], dtype=np.int64)
+            step = np.diff(slots)
+            known = None if (step <= 0).any() else (slots, self.index(slots), slice(
+                int(slots[0]), int(slots[-1]) + 1) if (step == 1).all() else slots)
+            memo = self._memo = (*memo, known)
+        return memo[2]
+
+    def bump(self) -> None:
+        """Note that step counts or pending updates changed other than by the window lane
+        (:mod:`streamrnn._learn_window`), which then reads them again."""
+        self.epoch += 1
+
+    def touch(self, slots: slice | np.ndarray) -> None:
+        """Mark ``slots`` used now, as :meth:`slots_for` does."""
+        self.tick += 1
+        self.last_used[slots] = self.tick
 
     def _evict(self, n: int) -> None:
         order = np.argsort(self.last_used, kind="stable")
@@ -238,6 +274,7 @@ class StreamRows:
     def release(self, slot: int) -> None:
         """Free ``slot``; its pending targets are counted as lost."""
         self.zero_rows([slot])
+        self._memo = None
         del self.slot_of[self.key_of[slot]]
         self.key_of[slot] = None
         self.free.append(slot)
@@ -246,6 +283,7 @@ class StreamRows:
         """Put streams back to step 0: initial state, empty window, nothing due."""
         if not slots:
             return
+        self.bump()
         self.counts["lost_pending"] += int((self.tstat[slots] == PENDING).sum())
         fresh = self.model.initial_state(len(slots), device=self.device, dtype=self.dtype)
         self.live.scatter_(self.index(slots), fresh)
@@ -265,10 +303,7 @@ class StreamRows:
         if not keep.any():
             return
         if keep.all() and (count == count[0]).all():  # lockstep streams: one ring slot
-            r = int(count[0] + self.k2) // self.k1 % self.ring
-            self.enter_h[r].index_copy_(1, idx, rows.h)
-            if self.enter_c is not None:
-                self.enter_c[r].index_copy_(1, idx, rows.c)
+            self.store_enter_lockstep(int(count[0]), idx, rows)
             return
         sel = np.nonzero(keep)[0]
         ring = self.index((count[sel] + self.k2) // self.k1 % self.ring)
@@ -277,6 +312,14 @@ class StreamRows:
         self.enter_h[ring, :, cols] = rows.h.index_select(1, where).transpose(0, 1)
         if self.enter_c is not None:
             self.enter_c[ring, :, cols] = rows.c.index_select(1, where).transpose(0, 1)
+
+    def store_enter_lockstep(self, count: int, idx: Tensor, rows: State) -> None:
+        """:meth:`store_enter` of streams whose counts all equal ``count``, one that makes
+        their state a future window's start."""
+        r = (count + self.k2) // self.k1 % self.ring
+        self.enter_h[r].index_copy_(1, idx, rows.h)
+        if self.enter_c is not None:
+            self.enter_c[r].index_copy_(1, idx, rows.c)
 
     def store_enter_one(self, slot: int, count: int, rows: State) -> None:
         """:meth:`store_enter` of one stream (``rows`` with B = 1) whose count is ``count``."""

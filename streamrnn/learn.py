@@ -204,6 +204,10 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
         -----
         ``(B, T, F)`` or ids ``(B, T)`` -> ``(B, T, O)``; targets ``(B, T, *target)``.
         """
+        if targets is not None and mask is None and self._window_lane():
+            y = self._push_windows(keys, x, targets)  # the classic loop's pushes
+            if y is not None:
+                return y
         keys = check_keys(keys)
         xs = as_inputs(self._spec, x, len(keys))
         lead = tuple(xs.shape[:2])

@@ -10,9 +10,9 @@ lane) with chunks, two-stream ``push_many``, late targets, horizon targets and r
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from _twins import assert_same, assert_same_outputs, twins
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,35 +63,6 @@ def series(tokens: bool, seed: int, steps: int = 200):
     return x, torch.tanh(x[:, :1] + x[:, 1:2])
 
 
-def twins(make):
-    fast, slow = make(), make()
-    slow._fast_lane = False
-    return fast, slow
-
-
-def assert_same(a: OnlineLearner, b: OnlineLearner) -> None:
-    for (name, p), q in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
-        assert torch.equal(p, q), name
-    sa, sb = a.optimizer.state_dict(), b.optimizer.state_dict()
-    assert sa["param_groups"] == sb["param_groups"]
-    assert sa["state"].keys() == sb["state"].keys()
-    for i, entry in sa["state"].items():
-        for k, v in entry.items():
-            w = sb["state"][i][k]
-            assert torch.equal(v, w) if torch.is_tensor(v) else v == w, (i, k)
-    assert a.counts == b.counts
-    assert (a.last_loss, a.last_reset, a._version) == (b.last_loss, b.last_reset, b._version)
-    ra, rb = a.rows, b.rows
-    assert ra.slot_of == rb.slot_of and ra.tick == rb.tick
-    for name in ("xbuf", "ybuf", "enter_h", "enter_c"):
-        x, y = getattr(ra, name), getattr(rb, name)
-        assert (x is None and y is None) or torch.equal(x, y), name
-    for x, y in zip(ra.live, rb.live, strict=True):
-        assert (x is None and y is None) or torch.equal(x, y), "live"
-    for name in ("tstat", "count", "due", "last_used"):
-        assert np.array_equal(getattr(ra, name), getattr(rb, name)), name
-
-
 def play(learner, schedule, data, horizon: bool) -> list:
     """Run ``schedule``: ``(op, size, flag)`` with op a key ("a", "b"), "ab" (push_many of
     both), "learn" (a late target of stream a, ``size`` steps back) or "reset" (stream b).
@@ -123,12 +94,6 @@ def play(learner, schedule, data, horizon: bool) -> list:
             learner.reset("b")
     learner.flush()
     return out
-
-
-def assert_same_outputs(got: list, want: list) -> None:
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert torch.equal(g, w) if torch.is_tensor(g) else g == w
 
 
 OPS = st.tuples(st.sampled_from(["a", "a", "b", "b", "ab", "learn", "reset"]),
