@@ -13,6 +13,8 @@ flat weights.
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -51,7 +53,8 @@ def fused(layer, x: Tensor, state: State) -> tuple[Tensor, State]:
     x: ``(T, B, F)`` -> y: ``(T, B, H)``; state ``(L, B, H)``.
     """
     rnn = layer.rnn
-    if rnn._weights_have_changed():  # parameters replaced since (e.g. functional_call)
+    if not all(map(operator.is_, map(rnn._parameters.get, rnn._flat_weights_names),
+                   rnn._flat_weights)):  # replaced since (functional_call, parametrize)
         rnn._init_flat_weights()
     hx = (state.h, state.c) if layer._mode == "LSTM" else state.h
     out = SEQ_KERNELS[layer._mode](x, hx, rnn._flat_weights, rnn.bias, rnn.num_layers,

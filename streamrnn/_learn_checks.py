@@ -43,7 +43,7 @@ def as_ids(value, *, name: str, high: int, device) -> Tensor:
     if isinstance(value, Tensor):
         if value.dtype not in _INT_DTYPES:
             raise ValueError(f"{name} must hold integer ids, got dtype {value.dtype}")
-        x = value.to(torch.int64)
+        x = value if value.dtype == torch.int64 else value.to(torch.int64)
     elif isinstance(value, np.ndarray):
         if value.dtype.kind not in "iu":
             raise ValueError(f"{name} must hold integer ids, got numpy {value.dtype}")
@@ -57,7 +57,8 @@ def as_ids(value, *, name: str, high: int, device) -> Tensor:
             f"{name} must be a torch.Tensor, numpy array, list or int of ids, got "
             f"{type(value).__name__}"
         )
-    x = x.to(device)
+    if x.device != device:
+        x = x.to(device)
     if x.numel():
         low, top = (int(v) for v in torch.aminmax(x))
         if low < 0 or top >= high:
@@ -104,17 +105,17 @@ def as_chunk_of(spec: Spec, chunk, name: str = "chunk") -> tuple[Tensor, bool]:
 
 def as_inputs(spec: Spec, x, n: int) -> Tensor:
     """Inputs of ``n`` streams as ``(N, T, *in)``."""
-    want = f"(N, T{'' if spec.num_tokens is not None else ', F'}) with N = {n}"
     if spec.num_tokens is not None:
         out = as_ids(x, name="x", high=spec.num_tokens, device=spec.device)
-        ok = out.dim() == 2 and out.shape[0] == n
+        if out.dim() == 2 and out.shape[0] == n:
+            return out
+        want = f"(N, T) with N = {n}"
     else:
         out = _as_values(x, name="x", spec=spec)
-        ok = out.dim() == 3 and out.shape[0] == n and out.shape[2] == spec.features
-        want += f", F = {spec.features}"
-    if not ok:
-        raise ValueError(f"x must have shape {want}, got {_shape_of(out)}")
-    return out
+        if out.dim() == 3 and out.shape[0] == n and out.shape[2] == spec.features:
+            return out
+        want = f"(N, T, F) with N = {n}, F = {spec.features}"
+    raise ValueError(f"x must have shape {want}, got {_shape_of(out)}")
 
 
 def as_targets(spec: Spec, targets, lead: tuple, name: str = "targets") -> Tensor:

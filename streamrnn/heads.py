@@ -311,22 +311,18 @@ class RecurrentModel(nn.Module):
         -----
         x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``; state ``(L, B, H)``.
         """
-        if x.dim() >= 2 and x.shape[1] > 1 and self._time_first and (
-                self.embedding is not None or x.shape[-1] == self.cell.input_size):
-            # Time first through embedding, fused kernel and per-step readout: the kernel's
-            # layout, so neither its input nor its output is transposed by a copy.
-            xt = x.transpose(0, 1) if self.embedding is None else self.embedding(
-                self._ids(x).t())
-            y, state = self.cell.forward_time_first(xt, state)
-            return (y if self.head is None else self.head(y)).transpose(0, 1), state
-        y, state = self.cell(self.embed(x), state)
-        return (y if self.head is None else self.head(y)), state
-
-    @property
-    def _time_first(self) -> bool:
-        # Only for the library's layers and a head that works on each step alone.
-        return isinstance(self.cell, RecurrentLayer) and (
-            self.head is None or type(self.head) is Readout)
+        cell, head, embedding = self.cell, self.head, self.embedding
+        if x.dim() >= 2 and x.shape[1] > 1 and isinstance(cell, RecurrentLayer) and (
+                head is None or type(head) is Readout) and (
+                embedding is not None or x.shape[-1] == cell.input_size):
+            # Time first through embedding, fused kernel and per-step readout (a head that
+            # works on each step alone): the kernel's layout, so neither its input nor its
+            # output is transposed by a copy.
+            xt = x.transpose(0, 1) if embedding is None else embedding(self._ids(x).t())
+            y, state = cell.forward_time_first(xt, state)
+            return (y if head is None else head(y)).transpose(0, 1), state
+        y, state = cell(self.embed(x), state)
+        return (y if head is None else head(y)), state
 
     def readout(self, state: State) -> Tensor:
         """The readout of a state: what the step that produced it predicted.
