@@ -11,7 +11,7 @@ SGD lr 20 (the example's defaults; dropout 0 in both so the work is identical).
   backward, clip_grad_norm_, optimizer step;
 - learner: ``OnlineLearner(k1=35)`` fed with ``push_many(keys, x (20, 35), targets)``,
   which returns the predictions and learns every window (one fused forward per window,
-  its graph reused by the update).
+  its graph reused by the update, in the same push: the learner's window lane).
 
 Both run in the same process with torch threads 1 and 2, interleaved window by window,
 and the median window time is reported in tokens per second (a token is one step of one
@@ -19,8 +19,9 @@ stream). Then, in a second interleaved pair, the learner's cost per token with k
 k2=35 (7x the backward work: every 5 steps it recomputes and backpropagates 35) relative
 to k1=k2=35.
 
-Each measurement is repeated (``--repeats``, fresh runners) and the median ratio printed:
-single runs of the ratio vary by a few percent on a shared machine.
+Each measurement is repeated (``--repeats``, fresh runners; the learner / canonical pair
+over twice ``--windows`` windows) and the median ratio printed: single runs of the ratio
+vary by a few percent on a shared machine.
 
 Run ``python benchmarks/bench_tbptt.py`` (``--quick`` for a short run).
 """
@@ -136,14 +137,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer windows")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--windows", type=int, default=None, help="windows timed per runner")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats (fresh runners)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats (fresh runners)")
     args = parser.parse_args()
     windows = args.windows or (15 if args.quick else 60)
     data, ntoken = load()
     tokens = BPTT * BATCH
     print(f"char LM on {TEXT.name}: vocab {ntoken}, emb {EMB}, {LAYERS}-layer LSTM {HIDDEN}, "
-          f"batch {BATCH}, bptt {BPTT}, SGD lr {LR}, clip {CLIP}; median of {windows} "
-          f"windows, interleaved")
+          f"batch {BATCH}, bptt {BPTT}, SGD lr {LR}, clip {CLIP}; median of {2 * windows} "
+          f"(learner / canonical) and {windows} (k1 = 5) windows, interleaved")
     for threads in args.threads:
         torch.set_num_threads(threads)
         ratios, costs = [], []
@@ -151,7 +152,7 @@ def main() -> None:
             # Each comparison interleaves exactly the two runs it compares: a third,
             # 7x heavier runner in the same rotation disturbs the pair unevenly.
             sec = measure({"canonical": Canonical(data, ntoken),
-                           "learner": Learner(data, ntoken)}, windows)
+                           "learner": Learner(data, ntoken)}, 2 * windows)
             c, lr_ = tokens / sec["canonical"], tokens / sec["learner"]
             sec = measure({"learner": Learner(data, ntoken),
                            "k1=5": Learner(data, ntoken, k1=5, k2=35)}, windows)
