@@ -21,7 +21,8 @@ It writes exactly the values the general path writes, so results are bitwise the
 (``tests/test_learn_fastlane.py`` checks predictions, weights, optimizer state, buffers
 and counts against the general path). It is not taken with a target mask or for
 k1 == k2 == 1, whose one-step windows use the fused autograd path; setting
-``_fast_lane = False`` on a learner turns it off.
+``_fast_lane = False`` on a learner turns it off (and the window lane of
+:mod:`streamrnn._learn_window`).
 """
 
 from __future__ import annotations

@@ -11,12 +11,14 @@ the forward that made its predictions, while its activations are still in cache:
   re-read from the rings;
 - :meth:`WindowLane._push_windows` serves ``push_many`` when the keys are the very key
   objects of the last push (:meth:`StreamRows.recall`): their validation and slot lookup
-  are skipped, the inputs and targets are still checked.
+  are skipped (the inputs and targets are still checked), and the streams' common step
+  count is read from the host arrays once, then carried while nothing else steps them
+  (``StreamRows.epoch``).
 
 With a hidden size of a few hundred the forward and backward kernels are almost all of
 the time; what this lane saves is the bookkeeping around them, which is what separated
 the learner from the plain loop in ``benchmarks/bench_tbptt.py``. Results are bitwise
-those of the general path (``tests/test_learn_fastlane.py`` compares predictions,
+those of the general path (``tests/test_learn_windowlane.py`` compares predictions,
 weights, optimizer state, buffers and counts with ``_fast_lane = False``).
 """
 
