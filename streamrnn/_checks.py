@@ -11,7 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_chunk", "first_nonfinite", "model_dtype", "model_device", "all_finite"]
+__all__ = ["all_finite", "as_chunk", "as_id_chunk", "as_ids", "first_nonfinite", "model_device",
+           "model_dtype", "num_tokens"]
+
+_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -103,3 +106,55 @@ def as_chunk(
     if not all_finite(x):
         raise ValueError(f"{name} has a non-finite value (NaN or inf) at {first_nonfinite(x)}")
     return x, one_step
+
+
+def as_ids(value, *, name: str, high: int, device) -> Tensor:
+    """Integers in ``[0, high)`` as int64 (tensor, numpy array or integer, list or int)."""
+    if isinstance(value, Tensor):
+        if value.dtype not in _INT_DTYPES:
+            raise ValueError(f"{name} must hold integer ids, got dtype {value.dtype}")
+        x = value if value.dtype == torch.int64 else value.to(torch.int64)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iu":
+            raise ValueError(f"{name} must hold integer ids, got numpy {value.dtype}")
+        x = torch.from_numpy(value.astype(np.int64))
+    elif isinstance(value, np.integer):  # one id read from a numpy array
+        x = torch.tensor(int(value))
+    elif isinstance(value, int | list | tuple) and not isinstance(value, bool):
+        x = torch.tensor(value)
+        if x.dtype != torch.int64:
+            raise ValueError(f"{name} must hold integer ids, got {x.dtype} values")
+    else:
+        raise ValueError(
+            f"{name} must be a torch.Tensor, numpy array, list or int of ids, got "
+            f"{type(value).__name__}"
+        )
+    if x.device != device:
+        x = x.to(device)
+    if x.numel():
+        low, top = (int(v) for v in torch.aminmax(x))
+        if low < 0 or top >= high:
+            raise ValueError(f"{name} must hold ids in [0, {high}), got {low if low < 0 else top}")
+    return x
+
+
+def as_id_chunk(chunk, *, high: int, device, name: str = "chunk") -> tuple[Tensor, bool]:
+    """Validate one stream's chunk of token ids; return it as ``(T,)`` plus whether it was
+    one id.
+
+    Shape
+    -----
+    ``(T,)`` ids or one id -> ``(T,)``.
+    """
+    if isinstance(chunk, list | tuple) and len(chunk) == 0:  # an empty list: no steps
+        return torch.zeros(0, dtype=torch.int64, device=device), False
+    x = as_ids(chunk, name=name, high=high, device=device)
+    if x.dim() > 1:
+        raise ValueError(f"{name} must be token ids of shape (T,) or one id, got {tuple(x.shape)}")
+    return (x.reshape(1), True) if x.dim() == 0 else (x, False)
+
+
+def num_tokens(model) -> int | None:
+    """The vocabulary size of a token model (ids in, through an embedding), else None."""
+    n = getattr(model, "num_tokens", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) else None

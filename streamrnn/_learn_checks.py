@@ -10,13 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamrnn._checks import all_finite, as_chunk, first_nonfinite
+from streamrnn._checks import all_finite, as_chunk, as_id_chunk, as_ids, first_nonfinite
 from streamrnn._learn_store import check_key
 
-__all__ = ["Spec", "as_chunk_of", "as_ids", "as_inputs", "as_mask", "as_targets", "check_keys"]
-
-_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-
+__all__ = ["Spec", "as_chunk_of", "as_inputs", "as_mask", "as_targets", "check_keys"]
 
 class Spec:
     """What the learner's inputs and targets look like."""
@@ -36,34 +33,6 @@ class Spec:
 
 def _shape_of(value) -> tuple:
     return tuple(value.shape) if hasattr(value, "shape") else (type(value).__name__,)
-
-
-def as_ids(value, *, name: str, high: int, device) -> Tensor:
-    """Integers in ``[0, high)`` as int64 (tensor, numpy array, list or int)."""
-    if isinstance(value, Tensor):
-        if value.dtype not in _INT_DTYPES:
-            raise ValueError(f"{name} must hold integer ids, got dtype {value.dtype}")
-        x = value if value.dtype == torch.int64 else value.to(torch.int64)
-    elif isinstance(value, np.ndarray):
-        if value.dtype.kind not in "iu":
-            raise ValueError(f"{name} must hold integer ids, got numpy {value.dtype}")
-        x = torch.from_numpy(value.astype(np.int64))
-    elif isinstance(value, int | list | tuple) and not isinstance(value, bool):
-        x = torch.tensor(value)
-        if x.dtype != torch.int64:
-            raise ValueError(f"{name} must hold integer ids, got {x.dtype} values")
-    else:
-        raise ValueError(
-            f"{name} must be a torch.Tensor, numpy array, list or int of ids, got "
-            f"{type(value).__name__}"
-        )
-    if x.device != device:
-        x = x.to(device)
-    if x.numel():
-        low, top = (int(v) for v in torch.aminmax(x))
-        if low < 0 or top >= high:
-            raise ValueError(f"{name} must hold ids in [0, {high}), got {low if low < 0 else top}")
-    return x
 
 
 def _as_values(value, *, name: str, spec: Spec) -> Tensor:
@@ -97,10 +66,7 @@ def as_chunk_of(spec: Spec, chunk, name: str = "chunk") -> tuple[Tensor, bool]:
     if spec.num_tokens is None:
         return as_chunk(chunk, features=spec.features, dtype=spec.dtype, device=spec.device,
                         name=name)
-    x = as_ids(chunk, name=name, high=spec.num_tokens, device=spec.device)
-    if x.dim() > 1:
-        raise ValueError(f"{name} must be token ids of shape (T,) or one id, got {tuple(x.shape)}")
-    return (x.reshape(1), True) if x.dim() == 0 else (x, False)
+    return as_id_chunk(chunk, high=spec.num_tokens, device=spec.device, name=name)
 
 
 def as_inputs(spec: Spec, x, n: int) -> Tensor:

@@ -9,7 +9,15 @@ import torch
 from torch import Tensor
 
 from streamrnn._bank_slots import BankOutputs, SlotTable, check_key, model_config
-from streamrnn._checks import all_finite, as_chunk, first_nonfinite, model_device, model_dtype
+from streamrnn._checks import (
+    all_finite,
+    as_chunk,
+    as_id_chunk,
+    first_nonfinite,
+    model_device,
+    model_dtype,
+    num_tokens,
+)
 from streamrnn.state import State
 from streamrnn.stream import check_model
 
@@ -35,7 +43,8 @@ class StreamBank(SlotTable):
     Parameters
     ----------
     model : RecurrentLayer or recurrent model
-        Shared by all streams (see :class:`~streamrnn.Stream`).
+        Shared by all streams (see :class:`~streamrnn.Stream`); a token model takes
+        token ids.
     max_streams : int
         Most live streams. A new key arriving at the limit evicts the least recently
         used stream (its state is lost); evictions are counted in ``counts``.
@@ -55,7 +64,8 @@ class StreamBank(SlotTable):
     Shape
     -----
     push: ``{key: (T, F) or (F,)}`` -> ``{key: (T, O) or (O,)}``;
-    push_many: ``(N, T, F)`` -> ``(N, T, O)``.
+    push_many: ``(N, T, F)`` -> ``(N, T, O)``. A token model takes ids: ``(T,)`` or one
+    id per key, ``(N, T)`` in ``push_many``.
 
     Examples
     --------
@@ -82,6 +92,7 @@ class StreamBank(SlotTable):
         self._dtype = model_dtype(model)
         self._device = model_device(model)
         self._features = model.input_size
+        self._tokens = num_tokens(model)
         self._config = model_config(model)
         self.counts = {"evicted": 0, "nonfinite_resets": 0, "steps": 0}
         self.last_reset: list = []
@@ -94,9 +105,10 @@ class StreamBank(SlotTable):
         Parameters
         ----------
         chunks : dict
-            ``{key: chunk}``; a chunk is ``(T, F)`` or one step ``(F,)``. New keys start
-            from the initial state. If any chunk is bad (shape, dtype, NaN / inf) a
-            ``ValueError`` names its key and no stream's state changes.
+            ``{key: chunk}``; a chunk is ``(T, F)`` or one step ``(F,)`` (for a token
+            model: ``(T,)`` ids or one id). New keys start from the initial state. If any
+            chunk is bad (shape, dtype, NaN / inf, id out of range) a ``ValueError``
+            names its key and no stream's state changes.
 
         Returns
         -------
@@ -106,7 +118,8 @@ class StreamBank(SlotTable):
 
         Shape
         -----
-        ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``.
+        ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``; ids ``(T,)`` -> ``(T, O)``, one id
+        -> ``(O,)``.
         """
         if not isinstance(chunks, dict):
             raise ValueError(f"chunks must be a dict {{key: chunk}}, got {type(chunks).__name__}")
@@ -116,7 +129,7 @@ class StreamBank(SlotTable):
         values = list(chunks.values())
         x = self._stack_uniform(values)
         if x is not None:
-            one_step = x.dim() == 2
+            one_step = x.dim() == (1 if self._tokens is not None else 2)
             y = self.push_many(keys, x.unsqueeze(1) if one_step else x, _checked=True)
             return BankOutputs(keys, y[:, 0] if one_step else y)
         return self._push_ragged(keys, values)
@@ -125,12 +138,15 @@ class StreamBank(SlotTable):
         """All chunks as one ``(N, T, F)`` / ``(N, F)`` tensor when they share a shape."""
         if set(map(type, values)) != {Tensor}:
             return None
-        if set(map(_dtype_of, values)) != {self._dtype}:
+        want = torch.int64 if self._tokens is not None else self._dtype
+        if set(map(_dtype_of, values)) != {want}:
             return None
         try:
             x = torch.stack(values)
         except RuntimeError:  # unequal shapes
             return None
+        if self._tokens is not None:  # (N,) one id each or (N, T); ranges: push_many
+            return x.to(self._device) if x.dim() in (1, 2) else None
         if x.dim() not in (2, 3) or x.shape[-1] != self._features:
             return None  # the per-chunk path names the key and the rule
         return x.to(self._device)
@@ -140,13 +156,12 @@ class StreamBank(SlotTable):
         # decision for the whole push), then one batched call per distinct length.
         xs, one_step = [], []
         for key, value in zip(keys, values, strict=True):
-            x, one = as_chunk(
-                value,
-                features=self._features,
-                dtype=self._dtype,
-                device=self._device,
-                name=f"chunk for key {key!r}",
-            )
+            name = f"chunk for key {key!r}"
+            if self._tokens is not None:
+                x, one = as_id_chunk(value, high=self._tokens, device=self._device, name=name)
+            else:
+                x, one = as_chunk(value, features=self._features, dtype=self._dtype,
+                                  device=self._device, name=name)
             xs.append(x)
             one_step.append(one)
         slots = np.asarray(self._slots_for(keys), dtype=np.int64)
@@ -171,7 +186,7 @@ class StreamBank(SlotTable):
         keys : list
             N distinct keys, row i of ``x`` belongs to ``keys[i]``.
         x : Tensor
-            Inputs in the model's dtype.
+            Inputs in the model's dtype; for a token model, int64 token ids.
 
         Returns
         -------
@@ -180,14 +195,19 @@ class StreamBank(SlotTable):
 
         Shape
         -----
-        x: ``(N, T, F)`` -> ``(N, T, O)``.
+        x: ``(N, T, F)`` or ids ``(N, T)`` -> ``(N, T, O)``.
         """
         if not _checked:
-            if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[2] != self._features:
+            tokens = self._tokens is not None
+            dims, layout = (2, "(N, T) token ids") if tokens else (
+                3, f"(N, T, F) with F = {self._features}")
+            if not isinstance(x, Tensor) or x.dim() != dims or (
+                    not tokens and x.shape[2] != self._features):
                 shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ValueError(f"x must be (N, T, F) with F = {self._features}, got {shape}")
-            if x.dtype != self._dtype:
-                raise ValueError(f"x must have dtype {self._dtype}, got {x.dtype}")
+                raise ValueError(f"x must be {layout}, got {shape}")
+            want = torch.int64 if tokens else self._dtype
+            if x.dtype != want:
+                raise ValueError(f"x must have dtype {want}, got {x.dtype}")
             if not isinstance(keys, list | tuple):
                 raise ValueError(f"keys must be a list, got {type(keys).__name__}")
             for key in keys:
@@ -198,7 +218,14 @@ class StreamBank(SlotTable):
                     f"{len(keys)} keys of which {len(set(keys))} distinct"
                 )
             x = x.to(self._device)
-        if not all_finite(x):
+        if self._tokens is not None:
+            if x.numel():
+                bad = (x < 0) | (x >= self._tokens)
+                if bool(bad.any()):
+                    row, col = (int(i) for i in bad.nonzero()[0])
+                    raise ValueError(f"chunk for key {keys[row]!r} must hold ids in "
+                                     f"[0, {self._tokens}), got {int(x[row, col])}")
+        elif not all_finite(x):
             row = first_nonfinite(x)[0]
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
         slots, rows = self._rows_for(list(keys))

@@ -8,7 +8,14 @@ import warnings
 import torch
 from torch import Tensor
 
-from streamrnn._checks import all_finite, as_chunk, model_device, model_dtype
+from streamrnn._checks import (
+    all_finite,
+    as_chunk,
+    as_id_chunk,
+    model_device,
+    model_dtype,
+    num_tokens,
+)
 from streamrnn.cells import RecurrentLayer
 from streamrnn.state import State
 
@@ -37,7 +44,8 @@ class Stream:
     ----------
     model : RecurrentLayer or recurrent model
         Anything with ``input_size``, ``initial_state`` and ``forward(x, state)``,
-        such as :class:`~streamrnn.LSTM`.
+        such as :class:`~streamrnn.LSTM`. A token model (a ``num_tokens`` attribute, as
+        :class:`~streamrnn.RecurrentModel` with ``num_tokens``) takes token ids.
     grad : bool
         ``False`` (default) runs under ``torch.inference_mode``. ``True`` keeps the
         autograd graph of each push's outputs; the carried state is detached between
@@ -58,7 +66,8 @@ class Stream:
 
     Shape
     -----
-    push: ``(T, F)`` -> ``(T, O)``; one step ``(F,)`` -> ``(O,)``.
+    push: ``(T, F)`` -> ``(T, O)``; one step ``(F,)`` -> ``(O,)``; a token model's ids
+    ``(T,)`` -> ``(T, O)``, one id -> ``(O,)``.
 
     Examples
     --------
@@ -74,6 +83,18 @@ class Stream:
     Traceback (most recent call last):
     ...
     ValueError: chunk must have 2 features per step, got 5 (shape (3, 5))
+
+    Token ids, for a model with an embedding:
+
+    >>> lm = streamrnn.RecurrentModel(streamrnn.LSTM(8, 16, seed=0),
+    ...                               streamrnn.Readout(16, 5, seed=1), num_tokens=5, seed=2)
+    >>> chars = streamrnn.Stream(lm)
+    >>> chars.push(torch.tensor([1, 4, 2])).shape, chars.push(3).shape
+    (torch.Size([3, 5]), torch.Size([5]))
+    >>> chars.push([0, 7])
+    Traceback (most recent call last):
+    ...
+    ValueError: chunk must hold ids in [0, 5), got 7
     """
 
     def __init__(self, model, *, grad: bool = False, max_chunk: int = 65536) -> None:
@@ -88,6 +109,7 @@ class Stream:
         self._dtype = model_dtype(model)
         self._device = model_device(model)
         self._features = model.input_size
+        self._tokens = num_tokens(model)
         self._step_shape = torch.Size([model.input_size])
         plain = isinstance(model, RecurrentLayer) and all(
             getattr(type(model), name) is getattr(RecurrentLayer, name)
@@ -128,10 +150,11 @@ class Stream:
 
         Parameters
         ----------
-        chunk : Tensor, numpy array or list
-            T steps of F features, or one step of F features. Empty chunks (T = 0) are
-            allowed and leave the state as it is. A chunk with a NaN or inf raises
-            ``ValueError`` and leaves the state untouched.
+        chunk : Tensor, numpy array, list or int
+            T steps of F features, or one step of F features; for a token model, T token
+            ids or one id. Empty chunks (T = 0) are allowed and leave the state as it is.
+            A chunk with a NaN or inf, or an id out of range, raises ``ValueError`` and
+            leaves the state untouched.
 
         Returns
         -------
@@ -140,7 +163,8 @@ class Stream:
 
         Shape
         -----
-        ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``.
+        ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``; ids ``(T,)`` -> ``(T, O)``, one id
+        -> ``(O,)``.
         """
         if (
             type(chunk) is Tensor
@@ -168,9 +192,12 @@ class Stream:
                 as_chunk(chunk, features=self._features, dtype=self._dtype, device=self._device)
             self._commit(state, 1)  # a finite input overflowed the state: reset, report
             return h[0]
-        x, one_step = as_chunk(
-            chunk, features=self._features, dtype=self._dtype, device=self._device
-        )
+        if self._tokens is not None:
+            x, one_step = as_id_chunk(chunk, high=self._tokens, device=self._device)
+        else:
+            x, one_step = as_chunk(
+                chunk, features=self._features, dtype=self._dtype, device=self._device
+            )
         if self.grad:
             y = self._run(x)
         else:
