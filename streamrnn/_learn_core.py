@@ -213,29 +213,39 @@ class LearnerCore(OneStepLane, WindowLane):
                 else:
                     y, _ = self.model(span.read(rows.xbuf), rows.enter_state(slots, idx, end))
                 tg = span.read(rows.ybuf)
-                if terms == sel.size:
-                    preds.append(y.reshape(-1, *y.shape[2:]))
-                    targets.append(tg.reshape(-1, *tg.shape[2:]))
-                    span.write(rows.tstat, LEARNED)
-                else:
-                    at = self._terms_at(sel)
-                    preds.append(y[at])
-                    targets.append(tg[at])
-                    span.write(rows.tstat, np.where(sel, LEARNED, stat))
+                pred, target = self._terms(y, tg, None if terms == sel.size else sel)
+                preds.append(pred)
+                targets.append(target)
+                span.write(rows.tstat, LEARNED if terms == sel.size else np.where(
+                    sel, LEARNED, stat))
             rows.due[due] = False
             if preds:
                 pred = preds[0] if len(preds) == 1 else torch.cat(preds)
                 target = targets[0] if len(targets) == 1 else torch.cat(targets)
                 self._learn_from(pred, target)
 
-    def _terms_at(self, sel: np.ndarray):
-        # Index of the terms ``sel`` (N, W) of a window: a slice when they are one run of
-        # one stream (the same values, in the same order, as the boolean mask selects).
-        if len(sel) == 1:
+    def _terms(self, y: Tensor, tg: Tensor, sel: np.ndarray | None) -> tuple[Tensor, Tensor]:
+        """The loss terms of a window group, step-major: by step, and within a step by
+        stream in slot order (the order of word_language_model's time-first flatten).
+
+        ``y`` is batch first over the time-first outputs of the kernel, so all its terms
+        (``sel`` None) are a view, not a copy.
+
+        Shape
+        -----
+        y: ``(N, W, *out)``, tg: ``(N, W, *target)``, sel: ``(N, W)`` bool ->
+        ``(terms, *out)``, ``(terms, *target)``.
+        """
+        if sel is None:
+            return (y.transpose(0, 1).reshape(-1, *y.shape[2:]),
+                    tg.transpose(0, 1).reshape(-1, *tg.shape[2:]))
+        if len(sel) == 1:  # one stream: its steps, a slice when they are one run
             at = np.flatnonzero(sel[0])
             if at[-1] - at[0] + 1 == len(at):
-                return 0, slice(int(at[0]), int(at[-1]) + 1)
-        return torch.from_numpy(sel).to(self._device)
+                cut = slice(int(at[0]), int(at[-1]) + 1)
+                return y[0, cut], tg[0, cut]
+        at = torch.from_numpy(np.ascontiguousarray(sel.T)).to(self._device)
+        return y.transpose(0, 1)[at], tg.transpose(0, 1)[at]
 
     def _learn_from(self, pred: Tensor, target: Tensor) -> None:
         loss = self.loss(pred, target)

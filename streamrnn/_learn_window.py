@@ -113,5 +113,5 @@ class WindowLane:
             rows.due[alive] = True
             self._update_due()
             return y.detach()
-        self._learn_from(y.reshape(-1, *y.shape[2:]), tg.reshape(-1, *tg.shape[2:]))
+        self._learn_from(*self._terms(y, tg, None))
         return y.detach()

@@ -19,8 +19,11 @@ is a multiple of ``k1``; every stream's window ends are its own.
   detached. Its loss terms are the steps of that window whose targets are pending; with
   targets given with their steps these are the last ``k1`` steps. The loss is the loss
   function applied once to all terms of all due streams (``(N, *out)`` predictions and
-  ``(N, *target)`` targets, streams in slot order, steps in time order); a loss that
-  returns one value per term (``reduction='none'``) is averaged. Then: zero gradients,
+  ``(N, *target)`` targets, step-major: by step, and within a step by stream in slot
+  order, as word_language_model flattens its time-first outputs; streams whose windows
+  differ in width, which happens only near a stream's start, come in groups of equal
+  width, widest first); a loss that returns one value per term (``reduction='none'``) is
+  averaged. Then: zero gradients,
   backward, clip the gradient norm to ``clip``, optimizer step. The entering state of
   later windows advances with the live trajectory (it is a stored copy of the live state,
   kept in a ring of ``k2 // k1 + 1`` states per stream).

@@ -136,3 +136,28 @@ def test_masked_class_targets_learn_only_the_given_steps():
     learner.flush()
     assert logits.shape == (12, 3)
     assert learner.counts["learned"] == 3 and learner.counts["updates"] == 2
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["window_lane", "general_path"])
+@pytest.mark.parametrize("mask", [False, True], ids=["all_targets", "masked"])
+def test_the_loss_sees_its_terms_step_major_streams_in_slot_order(lane, mask):
+    """Terms by step, and within a step by stream in slot order (word_language_model's
+    time-first flatten), on the window lane and on the general path alike."""
+    seen = []
+
+    def loss(pred, target):
+        seen.append(target[:, 0].tolist())
+        return (pred - target).pow(2).mean()
+
+    learner = OnlineLearner(model(features=2), loss=loss, k1=3)
+    learner._fast_lane = lane
+    keys = ["s0", "s1", "s2"]
+    x = torch.zeros(3, 3, 2, dtype=torch.float64)
+    tg = 10.0 * torch.arange(3, dtype=torch.float64)[:, None, None] + torch.arange(
+        3, dtype=torch.float64)[None, :, None]  # stream s, step t: 10 s + t
+    given = torch.tensor([[True, False, True], [True, True, True], [False, True, True]])
+    for _ in range(2):  # the second push of the same keys is the window lane's
+        learner.push_many(keys, x, tg, mask=given if mask else None)
+        learner.flush()
+    want = [10.0 * s + t for t in range(3) for s in range(3) if not mask or given[s, t]]
+    assert seen == [want, want]
