@@ -184,5 +184,6 @@ class FusedPlan:
         header = [0, 0, win, hop, cap, n_fft, n_mels, n_out, int(dct is not None), len(factors)]
         header += [off_window, off_weights, off_dct, off_scratch, 0, len(tw)]
         ints = np.array(header + list(factors) + bands, dtype=np.int64)
-        assert len(header) == _HEADER
+        if len(header) != _HEADER:  # the kernels read a fixed-length header
+            raise RuntimeError(f"header has {len(header)} fields, the kernels read {_HEADER}")
         return cls(ints, real, np.ascontiguousarray(cplx))

@@ -283,11 +283,11 @@ class LearnerCore(OneStepLane, WindowLane):
         """Clip the gradients to norm ``clip`` as ``nn.utils.clip_grad_norm_`` does, bit
         for bit; return whether their norm is finite (if not, they are left as they are).
 
-        When every parameter is a plain ``nn.Parameter`` of one dtype on one CPU or CUDA
-        device (``clip_grad_norm_`` then takes its foreach path) this runs the same norm
-        kernels without its grouping, computes the coefficient on the host with the
-        dtype's rounding (float32 or float64; other dtypes use the tensor ops), and skips
-        the multiplication by a coefficient of exactly 1, which changes no bit.
+        When every parameter is a plain float32 or float64 ``nn.Parameter`` of one dtype
+        on one CPU or CUDA device (``clip_grad_norm_`` then takes its foreach path) this
+        runs the same norm kernels without its grouping, computes the coefficient on the
+        host with the dtype's rounding, and skips the multiplication by a coefficient of
+        exactly 1, which changes no bit. Anything else calls ``clip_grad_norm_``.
         """
         grads = [p.grad for p in self._params if p.grad is not None]
         if not grads:
@@ -305,24 +305,20 @@ class LearnerCore(OneStepLane, WindowLane):
             return False
         # clip / (norm + 1e-6) clamped to 1 (Tensor.__rdiv__ is reciprocal() * clip),
         # each operation rounded to the gradients' dtype as the tensor ops round it.
-        rnd = _ROUND.get(norm.dtype)
-        if rnd is None:
-            coef = norm.add_(1e-6).reciprocal_().mul_(float(self.clip)).clamp_(max=1.0)
-            if float(coef) != 1.0:
-                torch._foreach_mul_(grads, coef)
-            return True
+        rnd = _ROUND[norm.dtype]
         coef = min(rnd(rnd(1.0 / rnd(value + rnd(1e-6))) * rnd(self.clip)), 1.0)
         if coef != 1.0:
             torch._foreach_mul_(grads, coef)
         return True
 
     def _plain_params(self) -> bool:
-        # Whether the parameters are plain, of one dtype on one CPU or CUDA device (they
-        # stay on the learner's device and dtype: its buffers are made for them).
+        # Whether the parameters are plain, of one float32 / float64 dtype on one CPU or
+        # CUDA device (they stay on the learner's device and dtype: its buffers are made
+        # for them).
         plain = self._plain
         if plain is None:
             p0 = self._params[0]
-            plain = self._plain = p0.device.type in ("cpu", "cuda") and all(
+            plain = self._plain = p0.device.type in ("cpu", "cuda") and p0.dtype in _ROUND and all(
                 type(p) is nn.Parameter and p.dtype == p0.dtype and p.device == p0.device
                 for p in self._params)
         return plain

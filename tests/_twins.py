@@ -8,7 +8,7 @@ import torch
 
 from streamrnn.learn import OnlineLearner
 
-__all__ = ["assert_same", "assert_same_outputs", "twins"]
+__all__ = ["assert_same", "assert_same_outputs", "count_calls", "twins"]
 
 
 def twins(make):
@@ -44,3 +44,16 @@ def assert_same_outputs(got: list, want: list) -> None:
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         assert torch.equal(g, w) if torch.is_tensor(g) else g == w
+
+
+def count_calls(obj, name: str) -> dict:
+    """Wrap ``obj.name`` (on the instance) to count its calls in the returned dict."""
+    calls = {name: 0}
+    inner = getattr(obj, name)
+
+    def counted(*args):
+        calls[name] += 1
+        return inner(*args)
+
+    setattr(obj, name, counted)
+    return calls

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _twins import assert_same, assert_same_outputs, twins
+from _twins import assert_same, assert_same_outputs, count_calls, twins
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,19 +119,12 @@ def test_one_step_at_a_time_equals_the_general_path_and_a_single_push(config):
     x, y = series(tokens, 2, steps=300)
     y = None if horizon else y
     fast, slow = twins(make)
-    calls = {"advance": 0}
-    general = fast._advance
-
-    def counted(*args):
-        calls["advance"] += 1
-        return general(*args)
-
-    fast._advance = counted
+    calls = count_calls(fast, "_advance")
     got = [fast.step(x[t], None if y is None else y[t]) for t in range(300)]
     want = [slow.step(x[t], None if y is None else y[t]) for t in range(300)]
     fast.flush()
     slow.flush()
-    assert calls["advance"] == 0  # the lane was taken
+    assert calls["_advance"] == 0  # the lane was taken
     assert_same_outputs(got, want)
     assert_same(fast, slow)
     assert fast.counts["updates"] > 0

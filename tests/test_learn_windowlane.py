@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from _twins import assert_same, assert_same_outputs, twins
+from _twins import assert_same, assert_same_outputs, count_calls, twins
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -118,21 +118,14 @@ def test_random_call_sequences_leave_everything_bitwise_equal(tokens, opt, sched
 def test_the_classic_loop_takes_the_lane_and_learns_each_window_in_its_push():
     x, y = data(True)
     fast, slow = twins(lambda: token_learner(OPTIMIZERS["adam"]))
-    general = {"push": 0}
-    inner = fast._push
-
-    def counted(*args):
-        general["push"] += 1
-        return inner(*args)
-
-    fast._push = counted
+    general = count_calls(fast, "_push")
     for i in range(20):
         window = slice(i * K, (i + 1) * K)
         got = fast.push_many(KEYS, x[:, window], y[:, window])
         want = slow.push_many(KEYS, x[:, window], y[:, window])
         assert torch.equal(got, want)
         assert fast.counts["updates"] == slow.counts["updates"] == i + 1
-    assert general["push"] == 1  # only the first push, which looks the keys up
+    assert general["_push"] == 1  # only the first push, which looks the keys up
     assert_same(fast, slow)
 
 
