@@ -7,36 +7,20 @@ takes the fast lane of :mod:`streamrnn._learn_lane`; everything else comes here.
 from __future__ import annotations
 
 import math
-import struct
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from streamrnn._learn_lane import OneStepLane
 from streamrnn._learn_store import LEARNED, NONE, PENDING, Span
+from streamrnn._learn_update import UpdateSteps
 from streamrnn._learn_window import WindowLane
 from streamrnn.state import State
 
 __all__ = ["LearnerCore"]
 
-# Rounding of a Python float to a dtype. One float64 operation on float32 operands,
-# rounded to float32, is the correctly rounded float32 operation (53 >= 2 * 24 + 2 bits),
-# as torch's float32 kernels compute it.
-_F32 = struct.Struct("f")
-
-
-def _f32(v: float) -> float:
-    try:
-        return _F32.unpack(_F32.pack(v))[0]
-    except OverflowError:  # rounds past the largest float32
-        return math.copysign(math.inf, v)
-
-
-_ROUND = {torch.float64: float, torch.float32: _f32}
-
-
-class LearnerCore(OneStepLane, WindowLane):
+class LearnerCore(OneStepLane, WindowLane, UpdateSteps):
     """Segmenting pushes at window ends, ring bookkeeping, and the TBPTT update."""
 
     def _push(self, keys: list, x: Tensor, tg, m) -> Tensor:
@@ -263,62 +247,8 @@ class LearnerCore(OneStepLane, WindowLane):
             self._zero_grad()
             self.counts["skipped_nonfinite"] += 1
             return
-        self.optimizer.step()
+        self._step()
         self._version += 1
         self.counts["updates"] += 1
         self.counts["learned"] += pred.shape[0]
         self.last_loss = value
-
-    def _zero_grad(self) -> None:
-        # optimizer.zero_grad(set_to_none=True), without its profiling wrapper when the
-        # optimizer holds exactly the model's trainable parameters (the common case).
-        groups = self.optimizer.param_groups
-        if len(groups) == 1 and len(groups[0]["params"]) == len(self._params):
-            for p in self._params:
-                p.grad = None
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-
-    def _clip_grads(self) -> bool:
-        """Clip the gradients to norm ``clip`` as ``nn.utils.clip_grad_norm_`` does, bit
-        for bit; return whether their norm is finite (if not, they are left as they are).
-
-        When every parameter is a plain float32 or float64 ``nn.Parameter`` of one dtype
-        on one CPU or CUDA device (``clip_grad_norm_`` then takes its foreach path) this
-        runs the same norm kernels without its grouping, computes the coefficient on the
-        host with the dtype's rounding, and skips the multiplication by a coefficient of
-        exactly 1, which changes no bit. Anything else calls ``clip_grad_norm_``.
-        """
-        grads = [p.grad for p in self._params if p.grad is not None]
-        if not grads:
-            return True
-        if self.clip is None or not self._plain_params():
-            if self.clip is None:
-                norm = nn.utils.get_total_norm(grads)
-            else:
-                norm = nn.utils.clip_grad_norm_(self._params, self.clip)
-            return math.isfinite(float(norm))
-        # Gradients do not require grad: no graph is recorded, as under no_grad.
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-        value = float(norm)
-        if not math.isfinite(value):
-            return False
-        # clip / (norm + 1e-6) clamped to 1 (Tensor.__rdiv__ is reciprocal() * clip),
-        # each operation rounded to the gradients' dtype as the tensor ops round it.
-        rnd = _ROUND[norm.dtype]
-        coef = min(rnd(rnd(1.0 / rnd(value + rnd(1e-6))) * rnd(self.clip)), 1.0)
-        if coef != 1.0:
-            torch._foreach_mul_(grads, coef)
-        return True
-
-    def _plain_params(self) -> bool:
-        # Whether the parameters are plain, of one float32 / float64 dtype on one CPU or
-        # CUDA device (they stay on the learner's device and dtype: its buffers are made
-        # for them).
-        plain = self._plain
-        if plain is None:
-            p0 = self._params[0]
-            plain = self._plain = p0.device.type in ("cpu", "cuda") and p0.dtype in _ROUND and all(
-                type(p) is nn.Parameter and p.dtype == p0.dtype and p.device == p0.device
-                for p in self._params)
-        return plain

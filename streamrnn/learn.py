@@ -24,7 +24,9 @@ is a multiple of ``k1``; every stream's window ends are its own.
   differ in width, which happens only near a stream's start, come in groups of equal
   width, widest first); a loss that returns one value per term (``reduction='none'``) is
   averaged. Then: zero gradients,
-  backward, clip the gradient norm to ``clip``, optimizer step. The entering state of
+  backward, clip the gradient norm to ``clip``, optimizer step (bit for bit
+  ``optimizer.step()``; plain SGD on the CPU with nothing hooked to its step runs as one
+  ``_foreach_add_``, so profilers see no ``Optimizer.step`` scope). The entering state of
   later windows advances with the live trajectory (it is a stored copy of the live state,
   kept in a ring of ``k2 // k1 + 1`` states per stream).
 * **k1 == k2** is the classic detach-every-k loop: when a push covers a whole window of
