@@ -11,6 +11,9 @@ Every live stream owns one slot, i.e. one row of each preallocated buffer:
   not yet learned from, ``LEARNED``);
 - ``count``: steps seen; ``due``: a learning window ended and its update is pending.
 
+The window lane may hold back its writes of ``live`` and ``enter_*`` (:meth:`StreamRows.hold`);
+they are properties that do held writes before any other read or write.
+
 ``live``, ``enter_*``, ``xbuf`` and ``ybuf`` hold data and live on the model's device;
 ``tstat``, ``count``, ``due`` and ``last_used`` are bookkeeping and live on the host as
 numpy arrays, so deciding what to learn never waits on the device. Index tensors of slots
@@ -138,6 +141,7 @@ class StreamRows:
         self.device, self.dtype = device, dtype
         self.counts = counts  # shared with the learner: evicted, lost_pending
         self._index: dict[tuple, Tensor] = {}
+        self._held = None  # a lane's state writes, held back (see hold)
         self.clear(min(max_streams, 16))
 
     def index(self, ints) -> Tensor:
@@ -184,6 +188,79 @@ class StreamRows:
         self.epoch = getattr(self, "epoch", 0) + 1  # see bump
         for name, value in self._blank(capacity).items():
             setattr(self, name, value)
+
+    # -- live and entering states, a lane's writes held back --------------------------
+    # Every read or write of live, enter_h or enter_c first does the held writes.
+    @property
+    def live(self) -> State:
+        if self._held is not None:
+            self.write_held()
+        return self._live
+
+    @live.setter
+    def live(self, value: State) -> None:
+        self._held = None
+        self._live = value
+
+    @property
+    def enter_h(self) -> Tensor:
+        if self._held is not None:
+            self.write_held()
+        return self._enter_h
+
+    @enter_h.setter
+    def enter_h(self, value: Tensor) -> None:
+        self._held = None
+        self._enter_h = value
+
+    @property
+    def enter_c(self) -> Tensor | None:
+        if self._held is not None:
+            self.write_held()
+        return self._enter_c
+
+    @enter_c.setter
+    def enter_c(self, value: Tensor | None) -> None:
+        self._held = None
+        self._enter_c = value
+
+    def hold(self, idx: Tensor, count: int, rows: State) -> None:
+        """Hold back ``live.scatter_(idx, rows)`` and ``store_enter_lockstep(count, idx,
+        rows)``: the new live state of streams ``idx``, all at step ``count``, a window
+        start (the window lane, :mod:`streamrnn._learn_window`).
+
+        The writes are done by the next read or write of ``live`` or ``enter_*``. Until
+        then :meth:`held` gives the live state, and a later hold of the same streams
+        (the same ``idx`` object) supersedes this one's writes to the same places, so a
+        stream loop's next window reads the state that left the last one with no copy in
+        between. The buffers then hold exactly what the writes done one by one would
+        have left.
+        """
+        held = self._held
+        if held is not None and held[0] is not idx:
+            self.write_held()
+            held = None
+        ring = (count + self.k2) // self.k1 % self.ring
+        if held is None:
+            self._held = (idx, {ring: (count, rows)}, rows)
+        else:
+            entries = held[1]
+            entries.pop(ring, None)
+            entries[ring] = (count, rows)
+            self._held = (idx, entries, rows)
+
+    def held(self, idx: Tensor) -> State | None:
+        """The live state of streams ``idx`` (the same object) if it is held back."""
+        held = self._held
+        return held[2] if held is not None and held[0] is idx else None
+
+    def write_held(self) -> None:
+        """Do the writes held back by :meth:`hold`."""
+        idx, entries, rows = self._held
+        self._held = None
+        for count, state in entries.values():
+            self.store_enter_lockstep(count, idx, state)
+        self._live.scatter_(idx, rows)
 
     @property
     def capacity(self) -> int:

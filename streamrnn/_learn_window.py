@@ -8,7 +8,10 @@ the forward that made its predictions, while its activations are still in cache:
 - :meth:`WindowLane._learn_window` does the general path's :meth:`_advance` and
   :meth:`_update_due` for that case in one: the same writes (inputs, targets, live and
   entering states, counts), minus the target-status round trip and the window's
-  re-read from the rings;
+  re-read from the rings. The new live (and entering) state of streams in lockstep is
+  held back (:meth:`StreamRows.hold`): the next window of the same streams starts from
+  it with no copy out of the buffers and back, and anything else that reads or writes
+  the states first writes it;
 - :meth:`WindowLane._push_windows` serves ``push_many`` when the keys are the very key
   objects of the last push (:meth:`StreamRows.recall`): their validation and slot lookup
   are skipped (the inputs and targets are still checked), and the streams' common step
@@ -89,18 +92,19 @@ class WindowLane:
         """
         rows, k = self.rows, self.k1
         at_host = slots if at_host is None else at_host
+        state = rows.held(idx)  # what the last window of these streams left
         with torch.enable_grad():
-            y, new = self.model(x, rows.live.select(idx))
+            y, new = self.model(x, rows.live.select(idx) if state is None else state)
         new = new.detach()
         rows.xbuf.index_copy_(0, idx, x)  # the whole ring: k1 == k2, the window starts at 0
         rows.ybuf.index_copy_(0, idx, tg)
-        rows.live.scatter_(idx, new)
         if count is None:
+            rows.live.scatter_(idx, new)
             rows.count[slots] += k
             rows.store_enter(slots, idx, new)
         else:
             rows.count[at_host] = count + k
-            rows.store_enter_lockstep(count + k, idx, new)
+            rows.hold(idx, count + k, new)  # the live and entering state, written lazily
         rows.tstat[at_host] = LEARNED
         self.counts["steps"] += len(slots) * k
         if not self._check_live(slots, new):

@@ -4,7 +4,8 @@
 start, whole windows with all their targets: that is the classic TBPTT loop, and it takes
 ``streamrnn._learn_window``. Random call sequences mix such pushes with everything that
 must make the lane step aside (other keys, other orders, partial windows, missing
-targets, one-step pushes, late targets, resets, drops, a checkpoint round trip) and
+targets, one-step pushes, late targets, resets, drops, a checkpoint round trip) or read
+the live state it holds back (``StreamRows.hold``), and
 compare with a twin on the general path (``_fast_lane = False``): predictions, weights,
 optimizer state, counts and every per-stream buffer, bitwise. The clipping the lane's
 update uses is compared with ``nn.utils.clip_grad_norm_``, bitwise.
@@ -60,7 +61,8 @@ def data(tokens: bool, steps: int = 400):
 
 # Mostly the classic loop (the lane), with the events that make it step aside.
 OPS = st.tuples(
-    st.sampled_from(["many"] * 12 + ["one", "learn", "reset", "drop", "checkpoint", "flush"]),
+    st.sampled_from(["many"] * 12 + ["one", "learn", "reset", "drop", "checkpoint", "flush",
+                                     "state"]),
     st.sampled_from(["same"] * 3 + ["copy"] * 2 + ["order", "subset"]),
     st.sampled_from([K, K, K, 2 * K, 3 * K, 1, K + 1, 0]),
     st.sampled_from([True] * 5 + [False]),
@@ -98,6 +100,8 @@ def play(learner, schedule, x, y) -> list:
             learner.load_state_dict(learner.state_dict())
         elif op == "flush":
             learner.flush()
+        elif op == "state" and "a" in learner:  # reads the live state the lane holds back
+            out.extend(learner.state(key="a"))
         out.append(dict(learner.counts))
     learner.flush()
     return out
@@ -119,14 +123,19 @@ def test_the_classic_loop_takes_the_lane_and_learns_each_window_in_its_push():
     x, y = data(True)
     fast, slow = twins(lambda: token_learner(OPTIMIZERS["adam"]))
     general = count_calls(fast, "_push")
+    writes = count_calls(fast.rows, "write_held")
     for i in range(20):
         window = slice(i * K, (i + 1) * K)
         got = fast.push_many(KEYS, x[:, window], y[:, window])
         want = slow.push_many(KEYS, x[:, window], y[:, window])
         assert torch.equal(got, want)
         assert fast.counts["updates"] == slow.counts["updates"] == i + 1
+        # From the second push on, each window's new state is held, read by the next.
+        assert (fast.rows._held is not None) == (i > 0)
     assert general["_push"] == 1  # only the first push, which looks the keys up
-    assert_same(fast, slow)
+    assert writes["write_held"] == 0
+    assert_same(fast, slow)  # reading the buffers writes what was held
+    assert writes["write_held"] == 1 and fast.rows._held is None
 
 
 def test_a_stream_that_overflows_in_a_lane_window_is_reset_the_others_learn():
