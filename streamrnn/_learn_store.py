@@ -11,8 +11,8 @@ Every live stream owns one slot, i.e. one row of each preallocated buffer:
   not yet learned from, ``LEARNED``);
 - ``count``: steps seen; ``due``: a learning window ended and its update is pending.
 
-The window lane may hold back its writes of ``live`` and ``enter_*`` (:meth:`StreamRows.hold`);
-they are properties that do held writes before any other read or write.
+The window lane may hold back its writes (:meth:`StreamRows.hold`); the buffers it
+writes are properties that do them before any other read or write.
 
 ``live``, ``enter_*``, ``xbuf`` and ``ybuf`` hold data and live on the model's device;
 ``tstat``, ``count``, ``due`` and ``last_used`` are bookkeeping and live on the host as
@@ -114,6 +114,23 @@ class Span:
         buf[rowi[mask], ring[mask]] = values[mask]
 
 
+def _held_back(name: str) -> property:
+    # A buffer that the window lane's held-back writes (StreamRows.hold) may touch: every
+    # read does them first; setting it anew (clear, grow) drops them.
+    private = "_" + name
+
+    def get(self):
+        if self._held is not None:
+            self.write_held()
+        return getattr(self, private)
+
+    def put(self, value) -> None:
+        self._held = None
+        setattr(self, private, value)
+
+    return property(get, put, doc=f"``{name}``, with any held-back writes done.")
+
+
 class StreamRows:
     """Slots and per-stream buffers of :class:`~streamrnn.learn.OnlineLearner`."""
 
@@ -189,65 +206,36 @@ class StreamRows:
         for name, value in self._blank(capacity).items():
             setattr(self, name, value)
 
-    # -- live and entering states, a lane's writes held back --------------------------
-    # Every read or write of live, enter_h or enter_c first does the held writes.
-    @property
-    def live(self) -> State:
-        if self._held is not None:
-            self.write_held()
-        return self._live
+    # -- a lane's writes held back ---------------------------------------------------
+    live = _held_back("live")
+    enter_h = _held_back("enter_h")
+    enter_c = _held_back("enter_c")
+    count = _held_back("count")
+    tstat = _held_back("tstat")
+    last_used = _held_back("last_used")
 
-    @live.setter
-    def live(self, value: State) -> None:
-        self._held = None
-        self._live = value
+    def hold(self, idx: Tensor, at_host: slice | np.ndarray, count: int, rows: State) -> None:
+        """Hold back the writes of a window the lane learned (:mod:`streamrnn._learn_window`)
+        for streams ``idx`` (``at_host`` on the host) in lockstep: their new live state
+        ``rows``, which also enters their next window, their step count ``count`` (a
+        window start), their targets learned, and their use at the current tick.
 
-    @property
-    def enter_h(self) -> Tensor:
-        if self._held is not None:
-            self.write_held()
-        return self._enter_h
-
-    @enter_h.setter
-    def enter_h(self, value: Tensor) -> None:
-        self._held = None
-        self._enter_h = value
-
-    @property
-    def enter_c(self) -> Tensor | None:
-        if self._held is not None:
-            self.write_held()
-        return self._enter_c
-
-    @enter_c.setter
-    def enter_c(self, value: Tensor | None) -> None:
-        self._held = None
-        self._enter_c = value
-
-    def hold(self, idx: Tensor, count: int, rows: State) -> None:
-        """Hold back ``live.scatter_(idx, rows)`` and ``store_enter_lockstep(count, idx,
-        rows)``: the new live state of streams ``idx``, all at step ``count``, a window
-        start (the window lane, :mod:`streamrnn._learn_window`).
-
-        The writes are done by the next read or write of ``live`` or ``enter_*``. Until
+        The writes are done by the next read or write of any buffer they touch. Until
         then :meth:`held` gives the live state, and a later hold of the same streams
-        (the same ``idx`` object) supersedes this one's writes to the same places, so a
-        stream loop's next window reads the state that left the last one with no copy in
-        between. The buffers then hold exactly what the writes done one by one would
-        have left.
+        (the same ``idx`` object) supersedes this one's writes to the same places: a
+        stream loop's next window starts from the state the last one left, with no copy
+        out of the buffers and back and no host array touched in between. The buffers
+        then hold exactly what the writes done one by one would have left.
         """
         held = self._held
         if held is not None and held[0] is not idx:
             self.write_held()
             held = None
         ring = (count + self.k2) // self.k1 % self.ring
-        if held is None:
-            self._held = (idx, {ring: (count, rows)}, rows)
-        else:
-            entries = held[1]
-            entries.pop(ring, None)
-            entries[ring] = (count, rows)
-            self._held = (idx, entries, rows)
+        entries = {} if held is None else held[1]
+        entries.pop(ring, None)
+        entries[ring] = (count, rows)
+        self._held = (idx, entries, rows, at_host, count, self.tick)
 
     def held(self, idx: Tensor) -> State | None:
         """The live state of streams ``idx`` (the same object) if it is held back."""
@@ -256,10 +244,13 @@ class StreamRows:
 
     def write_held(self) -> None:
         """Do the writes held back by :meth:`hold`."""
-        idx, entries, rows = self._held
+        idx, entries, rows, at_host, count, tick = self._held
         self._held = None
-        for count, state in entries.values():
-            self.store_enter_lockstep(count, idx, state)
+        self._count[at_host] = count
+        self._tstat[at_host] = LEARNED
+        self._last_used[at_host] = tick
+        for start, state in entries.values():
+            self.store_enter_lockstep(start, idx, state)
         self._live.scatter_(idx, rows)
 
     @property
@@ -314,7 +305,7 @@ class StreamRows:
         """Slots (increasing), their index tensor and their host index (a slice when
         they are consecutive) of ``keys`` when they are the very key objects of the last
         :meth:`slots_for` and no slot was taken or freed since; otherwise ``None``.
-        Nothing changes (see :meth:`touch`).
+        Nothing changes: the caller stamps ``last_used`` (:meth:`hold`).
 
         A stream loop pushes the same keys every time: this skips their validation and
         lookup (the same objects were validated and looked up then).
@@ -335,11 +326,6 @@ class StreamRows:
         """Note that step counts or pending updates changed other than by the window lane
         (:mod:`streamrnn._learn_window`), which then reads them again."""
         self.epoch += 1
-
-    def touch(self, slots: slice | np.ndarray) -> None:
-        """Mark ``slots`` used now, as :meth:`slots_for` does."""
-        self.tick += 1
-        self.last_used[slots] = self.tick
 
     def _evict(self, n: int) -> None:
         order = np.argsort(self.last_used, kind="stable")

@@ -68,7 +68,7 @@ class WindowLane:
             if count % k or (counts != count).any() or rows.due.any():
                 return None
         tg = self._check_targets(targets, (len(slots), steps), False)
-        rows.touch(at_host)
+        rows.tick += 1  # and last_used[at_host] = tick, with each window's other writes
         self.last_reset = []
         outs, self._lane_at = [], None
         for i in range(0, steps, k):
@@ -102,10 +102,10 @@ class WindowLane:
             rows.live.scatter_(idx, new)
             rows.count[slots] += k
             rows.store_enter(slots, idx, new)
-        else:
-            rows.count[at_host] = count + k
-            rows.hold(idx, count + k, new)  # the live and entering state, written lazily
-        rows.tstat[at_host] = LEARNED
+            rows.tstat[at_host] = LEARNED
+            rows.last_used[at_host] = rows.tick
+        else:  # the same writes, held back until something else reads these buffers
+            rows.hold(idx, at_host, count + k, new)
         self.counts["steps"] += len(slots) * k
         if not self._check_live(slots, new):
             # Streams were reset (their counts are 0): their window's targets are lost (as
