@@ -111,7 +111,7 @@ class Learner:
         self.data, self.keys = data, list(range(BATCH))
 
     def window(self, i: int) -> None:
-        # Predictions of the window; the update of the previous window runs first.
+        # Predictions of the window, which is learned in the same push (the window lane).
         self.learner.push_many(self.keys, self.data[:, i * BPTT:(i + 1) * BPTT],
                                self.data[:, i * BPTT + 1:(i + 1) * BPTT + 1])
 
