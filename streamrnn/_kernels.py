@@ -5,7 +5,8 @@
   ``nn.LSTM.forward``'s argument checks and batch-first transposes;
 - :func:`one_step`: one step through the per-layer cell kernel (``torch._VF.lstm_cell``
   and kin, what ``nn.LSTMCell`` calls), faster than the fused kernel for one step of
-  fewer than :data:`FUSED_FROM_BATCH` streams (see :mod:`streamrnn.cells`).
+  fewer than :data:`FUSED_FROM_BATCH` streams (see :mod:`streamrnn.cells`);
+  :func:`cell_step`: the same for one layer on bare ``(B, H)`` tensors.
 
 Both take a :class:`~streamrnn.cells.RecurrentLayer` and use its ``nn`` module's
 flat weights.
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from streamrnn.state import State
 
-__all__ = ["CELL_KERNELS", "FUSED_FROM_BATCH", "SEQ_KERNELS", "fused", "one_step"]
+__all__ = ["CELL_KERNELS", "FUSED_FROM_BATCH", "SEQ_KERNELS", "cell_step", "fused", "one_step"]
 
 # The fused multi-step kernels nn.LSTM / nn.GRU / nn.RNN call, taken time first.
 SEQ_KERNELS = {
@@ -64,6 +65,21 @@ def fused(layer, x: Tensor, state: State) -> tuple[Tensor, State]:
     return out[0], State(out[1])
 
 
+def cell_step(layer, x: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """One step of a single-layer ``layer`` through its cell kernel, on bare tensors:
+    :func:`one_step` without the layer dimension (what a one-stream loop carries).
+
+    Shape
+    -----
+    x: ``(B, F)``; h, c: ``(B, H)`` (c None but for an LSTM) -> the new h, c.
+    """
+    w = layer.rnn._flat_weights
+    b_ih, b_hh = (w[2], w[3]) if layer._weights_per_layer == 4 else (None, None)
+    if c is not None:
+        return layer._kernel(x, (h, c), w[0], w[1], b_ih, b_hh)
+    return layer._kernel(x, h, w[0], w[1], b_ih, b_hh), None
+
+
 def one_step(layer, x: Tensor, state: State) -> tuple[Tensor, State]:
     """One step through the per-layer cell kernel: the fast path for T == 1.
 
@@ -71,15 +87,11 @@ def one_step(layer, x: Tensor, state: State) -> tuple[Tensor, State]:
     -----
     x: ``(B, F)`` -> top-layer output ``(B, H)``; state ``(L, B, H)``.
     """
+    if layer.num_layers == 1:  # the common case, without per-layer lists
+        h, c = cell_step(layer, x, state.h[0], None if state.c is None else state.c[0])
+        return h, State(h.unsqueeze(0), None if c is None else c.unsqueeze(0))
     w, n = layer.rnn._flat_weights, layer._weights_per_layer
     kernel = layer._kernel
-    if layer.num_layers == 1:  # the common case, without per-layer lists
-        b_ih, b_hh = (w[2], w[3]) if n == 4 else (None, None)
-        if state.c is not None:
-            h, c = kernel(x, (state.h[0], state.c[0]), w[0], w[1], b_ih, b_hh)
-            return h, State(h.unsqueeze(0), c.unsqueeze(0))
-        h = kernel(x, state.h[0], w[0], w[1], b_ih, b_hh)
-        return h, State(h.unsqueeze(0))
     hs, cs, inp = [], [], x
     for i in range(layer.num_layers):
         lw = w[i * n : i * n + n]

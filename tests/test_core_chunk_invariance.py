@@ -201,3 +201,40 @@ def test_one_step_pushes_go_through_an_overridden_forward():
     got = torch.stack([stream.push(row) for row in x])
     want, _ = offline(model, x)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(
+    config=st.sampled_from(CONFIGS),
+    seed=st.integers(0, 2**16),
+    ops=st.lists(st.sampled_from(["step", "step", "step", "chunk", "read", "set", "reset"]),
+                 max_size=30),
+)
+def test_reading_or_setting_the_state_between_steps_changes_nothing(config, seed, ops):
+    # A single layer's one-step pushes carry the state as bare tensors and make the State
+    # only when asked (Stream._state): every read must see the live state, and a set or
+    # reset in between must take effect.
+    kind, layers = config
+    model = model_for(kind, layers, torch.float64)
+    x = sequence(seed, 2 * len(ops) + 1, torch.float64)
+    stream, pos, start, steps = streamrnn.Stream(model), 0, 0, 0
+    for op in ops:
+        if op == "step":
+            got = stream.push(x[pos])
+            want = offline(model, x[start : pos + 1])[0][-1]
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+            pos, steps = pos + 1, steps + 1
+        elif op == "chunk":
+            got = stream.push(x[pos : pos + 2])
+            torch.testing.assert_close(got, offline(model, x[start : pos + 2])[0][-2:],
+                                       rtol=0, atol=1e-10)
+            pos, steps = pos + 2, steps + 2
+        elif op == "read" and pos > start:
+            assert_state_close(stream.state, offline(model, x[start:pos])[1], 1e-10)
+        elif op == "set":  # the initial state, set from outside: the next step starts there
+            stream.state = model.initial_state(1, dtype=torch.float64)
+            start = pos
+        elif op == "reset":
+            stream.reset()
+            start, steps = pos, 0
+    assert stream.steps == steps
