@@ -158,7 +158,7 @@ class StreamRows:
         self.device, self.dtype = device, dtype
         self.counts = counts  # shared with the learner: evicted, lost_pending
         self._index: dict[tuple, Tensor] = {}
-        self._held = None  # a lane's state writes, held back (see hold)
+        self._held = None  # a lane window's writes, held back (see hold)
         self.clear(min(max_streams, 16))
 
     def index(self, ints) -> Tensor:

@@ -76,9 +76,9 @@ class UpdateSteps:
         out = []
         for group in opt.param_groups:
             lr = group["lr"]
-            if (group["momentum"] != 0 or group["weight_decay"] != 0 or group["maximize"]
-                    or group["differentiable"] or group["fused"]
-                    or type(lr) not in (float, int)):
+            if (group["momentum"] != 0 or group["weight_decay"] != 0
+                    or group.get("maximize") or group.get("differentiable")
+                    or group.get("fused") or type(lr) not in (float, int)):
                 return None
             params = [p for p in group["params"] if p.grad is not None]
             grads = [p.grad for p in params]
