@@ -65,19 +65,19 @@ def fused(layer, x: Tensor, state: State) -> tuple[Tensor, State]:
     return out[0], State(out[1])
 
 
-def cell_step(layer, x: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """One step of a single-layer ``layer`` through its cell kernel, on bare tensors:
-    :func:`one_step` without the layer dimension (what a one-stream loop carries).
+def cell_step(rnn, kernel, x: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """One step of a single-layer ``nn`` module ``rnn`` through its cell ``kernel``, on
+    bare tensors: :func:`one_step` without the layer dimension (what a one-stream loop
+    carries; it may keep ``rnn`` and ``kernel``, the weights are read at each call).
 
     Shape
     -----
     x: ``(B, F)``; h, c: ``(B, H)`` (c None but for an LSTM) -> the new h, c.
     """
-    w = layer.rnn._flat_weights
-    b_ih, b_hh = (w[2], w[3]) if layer._weights_per_layer == 4 else (None, None)
+    w = rnn._flat_weights
     if c is not None:
-        return layer._kernel(x, (h, c), w[0], w[1], b_ih, b_hh)
-    return layer._kernel(x, h, w[0], w[1], b_ih, b_hh), None
+        return kernel(x, (h, c), *w)
+    return kernel(x, h, *w), None
 
 
 def one_step(layer, x: Tensor, state: State) -> tuple[Tensor, State]:
@@ -88,7 +88,8 @@ def one_step(layer, x: Tensor, state: State) -> tuple[Tensor, State]:
     x: ``(B, F)`` -> top-layer output ``(B, H)``; state ``(L, B, H)``.
     """
     if layer.num_layers == 1:  # the common case, without per-layer lists
-        h, c = cell_step(layer, x, state.h[0], None if state.c is None else state.c[0])
+        h, c = cell_step(layer.rnn, layer._kernel, x, state.h[0],
+                         None if state.c is None else state.c[0])
         return h, State(h.unsqueeze(0), None if c is None else c.unsqueeze(0))
     w, n = layer.rnn._flat_weights, layer._weights_per_layer
     kernel = layer._kernel

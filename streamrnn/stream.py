@@ -119,6 +119,8 @@ class Stream:
         self._fast_step = model._one_step if plain and not grad else None
         # One layer: the fast path carries bare (1, H) tensors (_cell, see _state).
         self._single = self._fast_step is not None and model.num_layers == 1
+        if self._single:
+            self._rnn, self._kernel = model.rnn, model._kernel
         self._cell = None
         self.counts = {"nonfinite_resets": 0}
         self.reset()
@@ -207,7 +209,7 @@ class Stream:
                     if cell is None:
                         live = self._live
                         cell = (live.h[0], None if live.c is None else live.c[0])
-                    h, c = cell_step(self.model, chunk.unsqueeze(0), *cell)
+                    h, c = cell_step(self._rnn, self._kernel, chunk.unsqueeze(0), *cell)
                     state = None
                 else:
                     h, state = self._fast_step(chunk.unsqueeze(0), self._state)
@@ -215,8 +217,11 @@ class Stream:
                 torch._C._set_grad_enabled(grad)
             top = h if state is None else state.h  # (a lower layer's inf can vanish above)
             if math.isfinite(float(chunk.sum())) and math.isfinite(float(top.sum())):
+                # One layer's output is its new state: the stream keeps a copy, so that a
+                # caller's in-place change of the output leaves the state alone (more
+                # layers stack their states into a new tensor).
                 if state is None:
-                    self._cell = (h, c)
+                    self._cell = (h.clone(), c)
                 else:
                     self._state = state
                 self.steps += 1
@@ -224,7 +229,7 @@ class Stream:
             if not all_finite(chunk):  # the input: refuse it, the state is untouched
                 as_chunk(chunk, features=self._features, dtype=self._dtype, device=self._device)
             if state is None:
-                state = State(h.unsqueeze(0), None if c is None else c.unsqueeze(0))
+                state = State(h.clone().unsqueeze(0), None if c is None else c.unsqueeze(0))
             self._commit(state, 1)  # a finite input overflowed the state: reset, report
             return h[0]
         if self._tokens is not None:
@@ -252,6 +257,8 @@ class Stream:
                 parts.append(y[0])
             out = torch.cat(parts)
         self._commit(state.detach() if self.grad else state, steps)
+        if out.untyped_storage().data_ptr() == state.h.untyped_storage().data_ptr():
+            out = out.clone()  # one step of a bare layer: its output is the new state
         return out
 
     def _commit(self, state: State, steps: int) -> None:

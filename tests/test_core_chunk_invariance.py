@@ -238,3 +238,22 @@ def test_reading_or_setting_the_state_between_steps_changes_nothing(config, seed
             stream.reset()
             start, steps = pos, 0
     assert stream.steps == steps
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("form", ["(F,)", "(1, F)", "(1, F) grad"])
+def test_changing_an_output_in_place_leaves_the_state_alone(kind, layers, form):
+    # One step of a bare layer outputs its new top-layer state; the stream must hand out
+    # a copy, or a caller's in-place change (a sigmoid_, a clamp_) would rewrite it.
+    model = model_for(kind, layers, torch.float64)
+    x = sequence(3, 6, torch.float64)
+    grad = form.endswith("grad")
+    touched, clean = (streamrnn.Stream(model, grad=grad) for _ in range(2))
+    for t in range(len(x)):
+        chunk = x[t] if form == "(F,)" else x[t : t + 1]
+        got, want = touched.push(chunk), clean.push(chunk)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        with torch.inference_mode(), torch.no_grad():  # outputs may be inference tensors
+            got.mul_(100.0)
+    assert_state_close(touched.state, clean.state, 0.0)
