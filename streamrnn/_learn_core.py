@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from streamrnn._learn_lane import OneStepLane
-from streamrnn._learn_store import LEARNED, NONE, PENDING, Span
+from streamrnn._learn_span import Span
+from streamrnn._learn_store import LEARNED, NONE, PENDING
 from streamrnn._learn_update import UpdateSteps
 from streamrnn._learn_window import WindowLane
 from streamrnn.state import State
