@@ -7,12 +7,11 @@ gives the same tensors as one offline pass over the whole signal.
 - :mod:`streamrnn.adapters.tokens` — bytes / characters / tokenizer ids, incremental
   encoding and decoding that never splits a character.
 - :mod:`streamrnn.adapters.audio` — PCM chunks to log-mel / MFCC frames.
-- :mod:`streamrnn.adapters.sensor` — timestamped records to fixed-rate tensors.
-- :mod:`streamrnn.adapters.speech` — a live spoken-digit recogniser (``streamrnn listen``).
-- :mod:`streamrnn.adapters.lm` — an online character language model
-  (``streamrnn train-lm``, ``streamrnn generate``).
-- :mod:`streamrnn.adapters.forecast` — online forecasting of a sensor series
-  (``streamrnn forecast``, ``streamrnn demo``).
+- :mod:`streamrnn.adapters.sensor` — timestamped records to fixed-rate tensors, and
+  their sources (:mod:`streamrnn.adapters.sensor.sources`: CSV, JSON lines, TCP, MQTT).
+
+Adapters use only streamrnn's public names; the applications built on them live in
+:mod:`streamrnn.apps`.
 
 Submodules are imported on demand, so a missing optional dependency of one adapter
 never breaks another.

@@ -8,7 +8,7 @@ in 20 ms chunks through
   ``AudioFeatures.push`` and ``DigitRecognizer.logits`` (the recogniser's model kernel),
   random weights (timing only): features, recurrent model and output probabilities, the
   work silero's loop below does too;
-- **ours + decoder**: :class:`~streamrnn.adapters.speech.DigitRecognizer` ``.push``, the
+- **ours + decoder**: :class:`~streamrnn.apps.speech.DigitRecognizer` ``.push``, the
   same plus what ``streamrnn listen`` adds: frame energy, endpointer and digit decoder
   (silero's own VADIterator logic on top of its model is not timed);
 - **ours, generic path**: the same front end and model through ``streamrnn.Stream``
@@ -53,9 +53,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import streamrnn
-from streamrnn.adapters._speech_decode import softmax
 from streamrnn.adapters.audio import AudioFeatures
-from streamrnn.adapters.speech import DigitRecognizer
+from streamrnn.apps.speech import DigitRecognizer
+from streamrnn.apps.speech._decode import softmax
 from streamrnn.heads import Readout, RecurrentModel
 
 SR, CHUNK, SILERO_CHUNK, SILERO_CONTEXT = 16000, 320, 512, 64

@@ -34,8 +34,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_tbptt as canon  # noqa: E402  (the canonical loop, as written there)
 
-from streamrnn.adapters.lm import CharLM, LMTrainer, build_model  # noqa: E402
 from streamrnn.adapters.tokens import CharCodec  # noqa: E402
+from streamrnn.apps.lm import CharLM, LMTrainer, build_model  # noqa: E402
 
 
 class TrainLM:

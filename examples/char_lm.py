@@ -2,7 +2,7 @@
 
 What ``streamrnn train-lm FILE`` and ``streamrnn generate`` do, written out with the API:
 
-1. :class:`~streamrnn.adapters.lm.LMTrainer` reads the file (invalid UTF-8 replaced and
+1. :class:`~streamrnn.apps.lm.LMTrainer` reads the file (invalid UTF-8 replaced and
    counted), builds a :class:`~streamrnn.adapters.tokens.CharCodec` from the first 90 %
    of the characters, cuts their ids into B parallel streams (canonical batchify) and
    learns next-character prediction online with ``OnlineLearner``'s TBPTT(k1, k2) for a
@@ -11,7 +11,7 @@ What ``streamrnn train-lm FILE`` and ``streamrnn generate`` do, written out with
    streamed through the model with carried state and no learning (nanoGPT's
    ``shakespeare_char`` split: the first 90 % / last 10 % of the characters);
 3. the checkpoint (the learner's safetensors file with the codec in its header) is
-   loaded as a :class:`~streamrnn.adapters.lm.CharLM`, a prompt is pushed in one fused
+   loaded as a :class:`~streamrnn.apps.lm.CharLM`, a prompt is pushed in one fused
    pass, and characters are sampled from the live state and printed as they come.
 
 Reference points on the same split (nanoGPT README, ``shakespeare_char``): a 6-layer
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from streamrnn.adapters.lm import CharLM, LMTrainer
+from streamrnn.apps.lm import CharLM, LMTrainer
 
 TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"
 

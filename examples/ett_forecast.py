@@ -6,7 +6,7 @@ transformer, CC BY-ND 4.0. The CSV is read as is from ``../shared/data/sensors/e
 
 Protocol (an *online* one, which is not the published one):
 
-- The stream is read from the first row. The model (:func:`streamrnn.adapters.forecast.
+- The stream is read from the first row. The model (:func:`streamrnn.apps.forecast.
   forecast_csv`: a stateful LSTM learning by TBPTT while it forecasts, predict-then-learn)
   learns through the standard train and validation blocks (rows 0-11,519), then keeps
   learning on the test block (rows 11,520-14,399) while it is scored prequentially: the
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamrnn.adapters.forecast import forecast_csv
+from streamrnn.apps.forecast import forecast_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sensors" / "ett" / "ETTh1.csv"

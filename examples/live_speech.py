@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from streamrnn.adapters.audio import MicrophoneSource, WavSource
-from streamrnn.adapters.speech import DigitRecognizer, demo_path
+from streamrnn.apps.speech import DigitRecognizer, demo_path
 
 
 def main() -> None:

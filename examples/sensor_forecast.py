@@ -1,6 +1,6 @@
 """Forecast a sensor column of a CSV H steps ahead while learning online (``streamrnn forecast``).
 
-A thin wrapper of :func:`streamrnn.adapters.forecast.forecast_main`: the same arguments
+A thin wrapper of :func:`streamrnn.apps.forecast.forecast_main`: the same arguments
 as ``streamrnn forecast``. Without a file it runs ``streamrnn demo`` (river's bundled
 WaterFlow series, 1,268 hourly readings, forecast 6 hours ahead; nothing is downloaded).
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from streamrnn.adapters.forecast import demo_main, forecast_main
+from streamrnn.apps.forecast import demo_main, forecast_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,11 +13,11 @@ RMS, >= 15 dB above the noise) and 5 ms fades. 8 % of the sequences are noise on
 switches on at a random time; clicks and bursts of noise (5-80 ms, -40 to -10 dBFS) are
 sprinkled in (0.6 per sequence on average). Up to 4 mel bands per sequence are masked.
 
-Labels. Energy endpointing of each clip (``streamrnn.adapters.speech.word_bounds``)
+Labels. Energy endpointing of each clip (``streamrnn.apps.speech.word_bounds``)
 gives its word; frames (centres) from 40 % into the word to 50 ms after it are labelled
 with the digit, the first 40 % of the word is left out of the loss, every other frame is
 blank. The decoder (``DigitRecognizer``) votes over the frames the model calls non-blank
-and emits one digit per word after 6 blank frames (see ``streamrnn.adapters.speech``).
+and emits one digit per word after 6 blank frames (see ``streamrnn.apps.speech``).
 
 Training. Adam (5e-3, cosine to 5 %), gradient clipping at 1, batches of 32 sequences,
 truncated BPTT in windows of 100 frames with the state carried (detached) between them,
@@ -33,8 +33,8 @@ latency, and false detections in 80 s of silence and noise.
 Usage (from the repository root)::
 
     python examples/train_digits.py --folds --threads 1   # leave-one-speaker-out, 5 folds
-    python examples/train_digits.py --final --threads 1   # all speakers -> adapters/data/
-    python examples/train_digits.py --make-demo           # adapters/data/digits_demo.wav
+    python examples/train_digits.py --final --threads 1   # all speakers -> apps/speech/data/
+    python examples/train_digits.py --make-demo           # apps/speech/data/digits_demo.wav
 
 On a 2-core machine shared with other work, one thread trained about twice as fast as two
 (the cores were already busy; measured: 14 epochs in ~280 s vs ~900 s).
@@ -57,12 +57,12 @@ import torch.nn.functional as F
 
 import streamrnn
 from streamrnn.adapters.audio import AudioFeatures, WavSource, write_wav
-from streamrnn.adapters.speech import LABELS, DigitRecognizer, word_bounds
+from streamrnn.apps.speech import LABELS, DigitRecognizer, word_bounds
 from streamrnn.heads import Readout, RecurrentModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fsdd"
-OUT = ROOT / "adapters" / "data"
+OUT = ROOT / "apps" / "speech" / "data"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "yweweler")
 FEATURES = {
     "sample_rate": 8000,

@@ -13,15 +13,15 @@ Examples
 torch.Size([5, 8])
 """
 
-from streamrnn._version import __version__
-from streamrnn.bank import BankOutputs, StreamBank
-from streamrnn.cells import GRU, LSTM, RNN, RecurrentLayer
-from streamrnn.heads import Readout, RecurrentModel, pool
-from streamrnn.learn import OnlineLearner
-from streamrnn.lookahead import Bidirectional, Lookahead
-from streamrnn.shapes import ManyToOne, PooledStream, Seq2Seq, rollout
-from streamrnn.state import State
-from streamrnn.stream import Stream
+from ._version import __version__
+from .bank import BankOutputs, StreamBank
+from .cells.classic import GRU, LSTM, RNN, RecurrentLayer
+from .heads import Readout, RecurrentModel, pool
+from .learn.learner import OnlineLearner
+from .lookahead import Bidirectional, Lookahead
+from .shapes import ManyToOne, PooledStream, Seq2Seq, rollout
+from .state import State
+from .stream import Stream
 
 __all__ = [
     "GRU",

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamrnn._bank_slots import BankOutputs, SlotTable, check_key, model_config
-from streamrnn._checks import (
+from ._checks import (
     all_finite,
     as_chunk,
     as_id_chunk,
@@ -18,8 +17,9 @@ from streamrnn._checks import (
     model_dtype,
     num_tokens,
 )
-from streamrnn.state import State
-from streamrnn.stream import check_model
+from ._slots import BankOutputs, SlotTable, check_key, model_config
+from .state import State
+from .stream import check_model
 
 __all__ = ["BankOutputs", "StreamBank", "model_config"]
 

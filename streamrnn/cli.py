@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from importlib.metadata import entry_points
 
-from streamrnn._version import __version__
+from ._version import __version__
 
 __all__ = ["build_parser", "main"]
 

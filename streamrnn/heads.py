@@ -16,8 +16,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from streamrnn.cells import RecurrentLayer
-from streamrnn.state import State
+from .cells.classic import RecurrentLayer
+from .state import State
 
 __all__ = ["Readout", "RecurrentModel", "pool"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from streamrnn._checks import as_chunk, model_device, model_dtype
-from streamrnn.heads import _head_output_size
-from streamrnn.state import State
+from ._checks import as_chunk, model_device, model_dtype
+from .heads import _head_output_size
+from .state import State
 
 __all__ = ["Bidirectional", "Lookahead"]
 

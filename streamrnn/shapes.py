@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from streamrnn._checks import as_chunk, model_device, model_dtype
-from streamrnn.heads import RecurrentModel, _check_positive_int, _head_output_size, pool
-from streamrnn.state import State
+from ._checks import as_chunk, model_device, model_dtype
+from .heads import RecurrentModel, _check_positive_int, _head_output_size, pool
+from .state import State
 
 __all__ = ["ManyToOne", "PooledStream", "Seq2Seq", "rollout"]
 

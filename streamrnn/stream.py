@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from streamrnn._checks import (
+from ._checks import (
     all_finite,
     as_chunk,
     as_id_chunk,
@@ -16,9 +16,9 @@ from streamrnn._checks import (
     model_dtype,
     num_tokens,
 )
-from streamrnn._kernels import cell_step
-from streamrnn.cells import RecurrentLayer
-from streamrnn.state import State
+from .cells._kernels import cell_step
+from .cells.classic import RecurrentLayer
+from .state import State
 
 __all__ = ["Stream", "check_model"]
 

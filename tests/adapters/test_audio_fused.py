@@ -18,8 +18,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamrnn.adapters import _audio_features, _audio_fft, _audio_frames, _audio_fused
 from streamrnn.adapters.audio import AudioFeatures
+from streamrnn.adapters.audio import _features as _audio_features
+from streamrnn.adapters.audio import _fft as _audio_fft
+from streamrnn.adapters.audio import _frames as _audio_frames
+from streamrnn.adapters.audio import _fused as _audio_fused
 
 pytestmark = pytest.mark.skipif(not _audio_frames.HAVE_NUMBA, reason="needs numba")
 

@@ -287,7 +287,8 @@ def _without_fused(fe: AudioFeatures) -> AudioFeatures:
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_both_paths_are_taken_and_agree_frame_by_frame(monkeypatch, fused):
-    from streamrnn.adapters import _audio_features, _audio_frames
+    from streamrnn.adapters.audio import _features as _audio_features
+    from streamrnn.adapters.audio import _frames as _audio_frames
 
     taken = []
     for name in ("_small", "_push_large"):

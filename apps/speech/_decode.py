@@ -1,0 +1,134 @@
+"""Frame posteriors -> digit emissions: model-segmented posterior voting (private).
+
+The rule (documented on :mod:`streamrnn.apps.speech`): a word is a run of frames in
+which blank has posterior ``< 0.5`` (blank runs shorter than ``release_frames`` inside it
+do not end it). At the ``release_frames``-th blank frame after it, the digit with the
+largest summed posterior over the word's frames is emitted, if the word has at least
+``min_frames`` frames, that digit's mean posterior over them is ``>= threshold``, the
+frame energy from the word's first frame to this one spans ``>= min_range_db`` (a word
+rises and falls; a noise that starts and stays does not), and the endpointer heard a
+voiced frame within the last ``voice_frames`` frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "DECODER_DEFAULTS",
+    "FrameDecoder",
+    "check_decoder_config",
+    "frames_since",
+    "softmax",
+]
+
+#: The decoder settings and their defaults.
+DECODER_DEFAULTS = {
+    "threshold": 0.3,
+    "min_frames": 4,
+    "release_frames": 6,
+    "voice_frames": 60,
+    "min_range_db": 10.0,
+}
+
+
+def check_decoder_config(config: dict) -> dict:
+    """Validate decoder settings (unknown names and bad values raise ``ValueError``)."""
+    unknown = set(config) - set(DECODER_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"decoder settings must be among {sorted(DECODER_DEFAULTS)}, got {sorted(unknown)}"
+        )
+    out = {**DECODER_DEFAULTS, **config}
+    t = out["threshold"]
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 < t <= 1.0:
+        raise ValueError(f"threshold must be a number in (0, 1], got {t!r}")
+    out["threshold"] = float(t)
+    r = out["min_range_db"]
+    if isinstance(r, bool) or not isinstance(r, int | float) or not 0.0 <= r < math.inf:
+        raise ValueError(f"min_range_db must be a finite number >= 0, got {r!r}")
+    out["min_range_db"] = float(r)
+    for name in ("min_frames", "release_frames", "voice_frames"):
+        v = out[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (float32 in, float32 out).
+
+    Shape
+    -----
+    ``(T, C)`` -> ``(T, C)``.
+    """
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+class FrameDecoder:
+    """The emission rule over frame posteriors whose last class is blank."""
+
+    def __init__(
+        self,
+        *,
+        threshold: float,
+        min_frames: int,
+        release_frames: int,
+        voice_frames: int,
+        min_range_db: float,
+    ) -> None:
+        cfg = check_decoder_config(
+            {
+                "threshold": threshold,
+                "min_frames": min_frames,
+                "release_frames": release_frames,
+                "voice_frames": voice_frames,
+                "min_range_db": min_range_db,
+            }
+        )
+        self.min_range_db = cfg["min_range_db"]
+        self.threshold = cfg["threshold"]
+        self.min_frames = cfg["min_frames"]
+        self.release_frames = cfg["release_frames"]
+        self.voice_frames = cfg["voice_frames"]
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the word in progress."""
+        self._votes = np.zeros(10)
+        self._frames = 0  # non-blank frames of the word in progress
+        self._blank_run = 0
+        self._lo, self._hi = math.inf, -math.inf  # energy range since the word began
+
+    def update(self, p: np.ndarray, frames_since_voice: float, energy_db: float) -> int | None:
+        """Take one frame's posteriors ``(C,)`` and energy; return the digit emitted, if any."""
+        blank = len(p) - 1
+        if p[blank] < 0.5:
+            self._votes += p[:blank]
+            self._frames += 1
+            self._blank_run = 0
+        elif self._frames:
+            self._blank_run += 1
+        if self._frames == 0:
+            return None
+        self._lo, self._hi = min(self._lo, energy_db), max(self._hi, energy_db)
+        if self._blank_run < self.release_frames:
+            return None
+        d = int(np.argmax(self._votes))
+        ok = (
+            self._frames >= self.min_frames
+            and self._votes[d] / self._frames >= self.threshold
+            and self._hi - self._lo >= self.min_range_db
+            and frames_since_voice < self.voice_frames
+        )
+        self.reset()
+        return d if ok else None
+
+
+def frames_since(last: int, now: int) -> float:
+    """Frames from frame ``last`` to frame ``now`` (infinite if ``last`` is -1, never)."""
+    return math.inf if last < 0 else float(now - last)

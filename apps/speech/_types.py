@@ -1,0 +1,104 @@
+"""Detections, the demo recording and clip endpointing (private; public in ``speech``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+from streamrnn.adapters.audio._features import AudioFeatures
+
+from ._endpoint import energy_reference_db, frame_energy_db
+from ._endpoint import word_bounds as _frame_bounds
+
+__all__ = ["LABELS", "Detection", "demo_path", "word_bounds"]
+
+_PUBLIC = __name__.rpartition(".")[0]  # streamrnn.apps.speech
+
+
+def _public(obj):
+    """Report ``obj`` as living in ``speech``, so its doctest runs once, from there."""
+    obj.__module__ = _PUBLIC
+    return obj
+
+
+#: Class names by index: the digits, then blank (silence, noise, between words).
+LABELS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "blank")
+
+
+@_public
+@dataclass(frozen=True)
+class Detection:
+    """One recognised digit.
+
+    Attributes
+    ----------
+    digit : int
+        0 to 9.
+    time_s : float
+        Stream time (seconds from the first sample) at which it was emitted.
+    latency_ms : float
+        Emission time minus the end of the word as the energy endpointer saw it (>= 0).
+
+    Examples
+    --------
+    >>> d = Detection(7, 1.235, 40.0)
+    >>> d.as_dict()
+    {'digit': 7, 'time_s': 1.235, 'latency_ms': 40.0}
+    """
+
+    digit: int
+    time_s: float
+    latency_ms: float
+
+    def as_dict(self) -> dict:
+        """The fields as a JSON-ready dict (times rounded to 0.1 ms)."""
+        out = asdict(self)
+        out["time_s"] = round(self.time_s, 4)
+        out["latency_ms"] = round(self.latency_ms, 1)
+        return out
+
+
+@_public
+def demo_path() -> str:
+    """Path of the shipped demo recording ``data/digits_demo.wav`` (8 kHz, 16-bit mono).
+
+    Its source clips are listed in ``data/digits_demo.json`` and ``data/ATTRIBUTION.md``.
+
+    Examples
+    --------
+    >>> demo_path().endswith("digits_demo.wav")
+    True
+    """
+    return str(resources.files("streamrnn.apps.speech").joinpath("data", "digits_demo.wav"))
+
+
+@_public
+def word_bounds(
+    signal, features: AudioFeatures, *, relative_db: float = 30.0, min_db: float = -55.0
+) -> tuple[float, float] | None:
+    """Start and end (seconds) of the one word in a short clip, by energy endpointing.
+
+    Frames whose energy (from ``features.offline(signal)``) is within ``relative_db`` of
+    the loudest frame and above ``min_db`` dB re full-scale RMS are voiced; the word runs
+    from the start of the first voiced frame to the end of the last. ``None`` if none is.
+
+    Shape
+    -----
+    signal ``(samples,)`` at ``features.input_rate`` -> ``(start_s, end_s)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fe = AudioFeatures(8000, n_mels=40, win_length=200, hop_length=80)
+    >>> x = np.zeros(8000, dtype=np.float32)
+    >>> x[2000:4000] = 0.3 * np.sin(np.arange(2000) * 0.3)
+    >>> word_bounds(x, fe)
+    (0.23, 0.515)
+    """
+    feats = features.offline(signal).numpy()
+    energy = frame_energy_db(feats, energy_reference_db(features))
+    bounds = _frame_bounds(energy, relative_db=relative_db, min_db=min_db)
+    if bounds is None:
+        return None
+    hop, win, sr = features.hop_length, features.win_length, features.sample_rate
+    return bounds[0] * hop / sr, (bounds[1] * hop + win) / sr

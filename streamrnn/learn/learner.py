@@ -1,0 +1,337 @@
+"""OnlineLearner: prequential predict-then-learn on live streams with TBPTT(k1, k2).
+
+Semantics (the contract the tests check)
+----------------------------------------
+Steps of a stream are numbered 0, 1, 2, ... . A *window end* is a step count ``n`` that
+is a multiple of ``k1``; every stream's window ends are its own.
+
+* **Prediction.** Step ``t`` runs the model once from the stream's live state with the
+  weights of that moment and returns its output: the prediction is made before the
+  step's target is learned from. The live state is the only trajectory of states; it is
+  never rewritten by learning.
+* **When learning happens.** When a stream reaches a window end, an update is *due*. Due
+  updates are performed lazily, just before the learner next runs any step (of any
+  stream), or by :meth:`OnlineLearner.flush`; a chunk that crosses a window end is split
+  there. All streams due at that moment are learned in **one** optimizer step.
+* **What is learned.** The update of a stream at window end ``n`` recomputes the window
+  of steps ``[max(0, n - k2), n)`` with the current weights, starting from the *entering
+  state*: the live state that entered step ``n - k2`` (the initial state if ``n <= k2``),
+  detached. Its loss terms are the steps of that window whose targets are pending; with
+  targets given with their steps these are the last ``k1`` steps. The loss is the loss
+  function applied once to all terms of all due streams (``(N, *out)`` predictions and
+  ``(N, *target)`` targets, step-major: by step, and within a step by stream in slot
+  order, as word_language_model flattens its time-first outputs; streams whose windows
+  differ in width, which happens only near a stream's start, come in groups of equal
+  width, widest first); a loss that returns one value per term (``reduction='none'``) is
+  averaged. Then: zero gradients,
+  backward, clip the gradient norm to ``clip``, optimizer step (bit for bit
+  ``optimizer.step()``; plain SGD on the CPU with nothing hooked to its step runs as one
+  ``_foreach_add_``, so profilers see no ``Optimizer.step`` scope). The entering state of
+  later windows advances with the live trajectory (it is a stored copy of the live state,
+  kept in a ring of ``k2 // k1 + 1`` states per stream).
+* **k1 == k2** is the classic detach-every-k loop: when a push covers a whole window of
+  its streams, their live forward is one fused call with autograd on, and if exactly
+  those streams are due at the update (and no optimizer step came between), that graph
+  is the update's graph (no recompute; the recompute would give the same bits). When
+  such a push also brings every target of its window (no mask, no ``horizon``), nothing
+  of that window can still arrive, so its update runs at the end of that same push,
+  while the forward's activations are still in cache, instead of before the next step;
+  the weights and predictions are the same either way. The weights are then exactly
+  those of the canonical loop (repackage hidden, zero_grad, forward, loss, backward,
+  clip, step).
+* **Late targets.** :meth:`OnlineLearner.learn` gives the target of an earlier step
+  ``t``. It is accepted while ``t`` is inside the window of the stream's next update
+  (``t >= n_next - k2``) and learned by that update; otherwise it is dropped and counted
+  in ``counts['late_dropped']``. A second target for the same step is dropped and counted
+  in ``counts['duplicate_dropped']``. With ``horizon=h`` the target of step ``t`` is the
+  input of step ``t + h`` (or chosen columns of it; or with ``horizon_path=True`` the
+  inputs of steps ``t+1 .. t+h``), which arrives ``h`` steps late: use ``k2 >= k1 + h``
+  to learn from every one of them.
+* **Guards.** Non-finite inputs or targets raise ``ValueError`` before any state changes.
+  A non-finite loss or gradient norm skips the update (weights and optimizer state stay
+  bitwise as they were; the window's targets are consumed) and is counted in
+  ``counts['skipped_nonfinite']``. A stream whose live state becomes non-finite is reset
+  (``counts['nonfinite_resets']``, keys in ``last_reset``).
+
+The model runs in whatever mode it is in (``model.train()`` / ``model.eval()``); the
+learner does not toggle it. With dropout active, a recomputed window draws new masks
+(torch's global RNG), so exact resume and the brute-force equality hold without dropout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..state import State
+from ._checks import as_chunk_of, as_inputs, as_mask, as_targets, check_keys
+from ._config import LearnerConfig
+from ._core import LearnerCore
+from ._state import LearnerCheckpoint
+from ._store import check_key
+
+__all__ = ["OnlineLearner"]
+
+
+class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
+    """Predict, then learn, on one or many live streams with TBPTT(k1, k2).
+
+    Parameters
+    ----------
+    model : RecurrentModel or recurrent model
+        Shared by all streams: ``forward(x, state) -> (y, state)``, ``initial_state``,
+        ``input_size``, ``output_size`` (e.g. :class:`~streamrnn.heads.RecurrentModel`).
+    loss : callable or None
+        ``loss(pred, target)``; default ``nn.MSELoss()`` for value targets and
+        ``nn.CrossEntropyLoss()`` for class targets. A per-term result is averaged.
+    optimizer : None, Optimizer class, Optimizer instance or callable
+        ``None``: Adam. A class is built as ``cls(params, lr=lr)``; a callable as
+        ``factory(params)``; an instance must hold the model's parameters.
+    lr : float or None
+        Learning rate for a ``None`` or class optimizer (default 1e-3).
+    k1, k2 : int
+        Learn every ``k1`` steps, backpropagating through the last ``k2 >= k1`` steps
+        (``k2=None`` means ``k1``).
+    clip : float or None
+        Clip the gradient norm to this value; ``None`` disables clipping.
+    horizon : int or None
+        Targets come from the inputs: the target of step t is the input of step t + h.
+    horizon_column : int, list of int or None
+        Input columns that form the horizon target (``None``: all).
+    horizon_path : bool
+        With ``horizon``, the target of step t is the inputs of steps t+1 .. t+h,
+        ``(h, C)`` (for sequence outputs, e.g. :class:`~streamrnn.shapes.Seq2Seq`).
+    target_kind : {"values", "classes"} or None
+        Float targets shaped like the output, or int64 class indices (the output's last
+        dimension holds the logits). ``None``: classes for token models and
+        cross-entropy / NLL losses, values otherwise.
+    max_streams : int
+        Most live streams; a new key at the limit evicts the least recently used one.
+
+    Attributes
+    ----------
+    counts : dict
+        ``steps``, ``updates``, ``learned`` (loss terms learned from), ``late_dropped``,
+        ``duplicate_dropped``, ``skipped_nonfinite``, ``nonfinite_resets``, ``evicted``,
+        ``lost_pending`` (pending targets of reset, dropped or evicted streams).
+    last_loss : float or None
+        Loss of the last update.
+
+    Shape
+    -----
+    push: ``(T, F)`` or ids ``(T,)`` -> ``(T, O)``; push_many: ``(B, T, F)`` or
+    ``(B, T)`` -> ``(B, T, O)``; targets ``(T, O)`` / ``(B, T, O)`` for values,
+    ``(T,)`` / ``(B, T)`` for classes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from streamrnn.cells import GRU
+    >>> from streamrnn.heads import Readout, RecurrentModel
+    >>> model = RecurrentModel(GRU(1, 16, seed=0), Readout(16, 1, seed=1))
+    >>> learner = OnlineLearner(model, k1=8, k2=16, lr=1e-2, horizon=1)
+    >>> wave = torch.sin(torch.arange(400.0) / 5).unsqueeze(1)
+    >>> pred = learner.push(wave)              # predictions of the next value
+    >>> pred.shape, learner.counts["updates"], learner.steps_seen()
+    (torch.Size([400, 1]), 49, 400)
+    >>> bool((pred[-50:-1] - wave[-49:]).abs().mean() < (pred[:49] - wave[1:50]).abs().mean())
+    True
+    >>> before = learner.state().h.clone()
+    >>> learner.rollout(3).shape                 # one-to-many, live state untouched
+    torch.Size([3, 1])
+    >>> torch.equal(before, learner.state().h)
+    True
+    >>> late = OnlineLearner(model, k1=4, k2=8, optimizer=torch.optim.SGD, lr=0.1)
+    >>> _ = late.push(torch.zeros(10, 1))      # no targets yet; next update at 12
+    >>> late.learn(5, [0.5]), late.learn(3, [0.5])  # that window is steps 4 .. 11
+    (True, False)
+    >>> late.counts["late_dropped"]
+    1
+    """
+
+    # -- predicting ----------------------------------------------------------------
+    def push(self, chunk, targets=None, *, key=None, mask=None) -> Tensor:
+        """Predict every step of one stream's chunk, then learn as windows end.
+
+        Parameters
+        ----------
+        chunk : Tensor, numpy array or list
+            ``(T, F)`` values (or one step ``(F,)``), or token ids ``(T,)`` (or one id).
+        targets : Tensor, numpy array, list or None
+            The targets of these steps (``(T, *target)``), arriving with them.
+        key : str, int, tuple or None
+            The stream (``None``: the default stream).
+        mask : bool Tensor or None
+            ``(T,)``: which of ``targets`` are given.
+
+        Returns
+        -------
+        Tensor
+            Predictions, made before each step's target was learned from.
+
+        Shape
+        -----
+        ``(T, F)`` -> ``(T, O)``; one step ``(F,)`` -> ``(O,)``.
+        """
+        if key is not None:
+            check_key(key)
+        x, one = as_chunk_of(self._spec, chunk)
+        tg = self._check_targets(targets, (x.shape[0],), one)
+        m = None if mask is None else as_mask(mask, (x.shape[0],), self._device).unsqueeze(0)
+        y = self._push([key], x.unsqueeze(0), None if tg is None else tg.unsqueeze(0), m)
+        return y[0, 0] if one else y[0]
+
+    def step(self, x, target=None, *, key=None) -> Tensor:
+        """One step of one stream: :meth:`push` of a single step.
+
+        Shape
+        -----
+        ``(F,)`` or one id -> ``(O,)``.
+        """
+        return self.push(x, target, key=key)
+
+    def push_many(self, keys, x, targets=None, *, mask=None) -> Tensor:
+        """Predict T steps of B streams in one batched call per window segment.
+
+        Parameters
+        ----------
+        keys : list
+            B distinct stream keys; row i of ``x`` belongs to ``keys[i]``.
+        x : Tensor
+            Inputs in the model's dtype, or int token ids.
+        targets : Tensor or None
+            Targets of these steps.
+        mask : bool Tensor or None
+            ``(B, T)``: which targets are given.
+
+        Shape
+        -----
+        ``(B, T, F)`` or ids ``(B, T)`` -> ``(B, T, O)``; targets ``(B, T, *target)``.
+        """
+        if targets is not None and mask is None and self._window_lane():
+            y = self._push_windows(keys, x, targets)  # the classic loop's pushes
+            if y is not None:
+                return y
+        keys = check_keys(keys)
+        xs = as_inputs(self._spec, x, len(keys))
+        lead = tuple(xs.shape[:2])
+        tg = self._check_targets(targets, lead, False)
+        m = None if mask is None else as_mask(mask, lead, self._device)
+        return self._push(keys, xs, tg, m)
+
+    def _check_targets(self, targets, lead: tuple, one: bool) -> Tensor | None:
+        if targets is None:
+            return None
+        if self.horizon is not None:
+            raise ValueError("targets must be None in horizon mode (they come from the inputs)")
+        if one:
+            return as_targets(self._spec, targets, ()).reshape(*lead, *self._spec.target_shape)
+        return as_targets(self._spec, targets, lead)
+
+    # -- late targets --------------------------------------------------------------
+    def learn(self, step_index: int, target, *, key=None) -> bool:
+        """Give the target of an earlier step of a stream; return whether it was accepted.
+
+        Parameters
+        ----------
+        step_index : int
+            The step (0-based) the target belongs to; it must have been pushed.
+        target : Tensor, numpy array, list or int
+            Its target (``target`` shape, or a class index).
+        key : str, int, tuple or None
+            The stream.
+
+        Returns
+        -------
+        bool
+            ``True`` if it will be learned by the stream's next update; ``False`` if it was
+            dropped (too late, counted in ``late_dropped``; or a second target for the step,
+            counted in ``duplicate_dropped``).
+        """
+        if self.horizon is not None:
+            raise ValueError("learn() does not apply in horizon mode (targets come from inputs)")
+        slot = self._slot(key)
+        count = int(self.rows.count[slot])
+        if isinstance(step_index, bool) or not isinstance(step_index, int | np.integer) or not (
+            0 <= step_index < count
+        ):
+            raise ValueError(
+                f"step_index must be an int step already pushed on stream {key!r}, "
+                f"0 <= step_index < {count}, got {step_index!r}"
+            )
+        y = as_targets(self._spec, target, (), name="target")
+        end = count if self.rows.due[slot] else (count // self.k1 + 1) * self.k1
+        if step_index < end - self.k2:
+            self.counts["late_dropped"] += 1
+            return False
+        return self._put_targets(np.array([slot]), np.array([step_index]), y.unsqueeze(0)) == 1
+
+    # -- learning ------------------------------------------------------------------
+    def flush(self) -> None:
+        """Perform the due updates now (otherwise they run before the next step)."""
+        self._update_due()
+
+    # -- per-stream views ----------------------------------------------------------
+    def _slot(self, key) -> int:
+        try:
+            return self.rows.slot_of[key]
+        except (KeyError, TypeError):
+            raise ValueError(f"key {key!r} is not a live stream of this learner") from None
+
+    def state(self, *, key=None) -> State:
+        """A copy of one stream's live state (B = 1)."""
+        return self.rows.live.select(self.rows.index((self._slot(key),)))
+
+    def steps_seen(self, *, key=None) -> int:
+        """Steps pushed on one stream since it started or was reset."""
+        return int(self.rows.count[self._slot(key)])
+
+    def readout(self, *, key=None) -> Tensor:
+        """Many-to-one on demand: the model's readout of the stream's current state.
+
+        Shape
+        -----
+        ``(O,)``.
+        """
+        if not callable(getattr(self.model, "readout", None)):
+            raise ValueError(f"model {type(self.model).__name__} has no readout(state)")
+        with torch.no_grad():
+            return self.model.readout(self.state(key=key))[0]
+
+    def rollout(self, steps: int, *, key=None, feedback=None, sample: bool = False,
+                temperature: float = 1.0, seed: int | None = None) -> Tensor:
+        """One-to-many: roll the stream's state forward, feeding outputs back as inputs.
+
+        The live state, the weights and the learning buffers are untouched; see
+        :func:`streamrnn.shapes.rollout` for the parameters.
+
+        Shape
+        -----
+        ``(steps, O)`` values, or ``(steps,)`` token ids for token models.
+        """
+        from ..shapes import rollout
+
+        return rollout(self.model, self.state(key=key), steps, feedback=feedback,
+                       sample=sample, temperature=temperature, seed=seed)[0]
+
+    def keys(self) -> list:
+        """Live stream keys in slot order."""
+        return self.rows.keys_by_slot()
+
+    def __len__(self) -> int:
+        return len(self.rows.slot_of)
+
+    def __contains__(self, key) -> bool:
+        return key in self.rows.slot_of
+
+    def reset(self, key=None) -> None:
+        """Restart one stream at step 0 (its pending targets are dropped and counted)."""
+        self.rows.zero_rows([self._slot(key)])
+        self._graph = None
+
+    def drop(self, key=None) -> None:
+        """Forget one stream and free its slot."""
+        self.rows.release(self._slot(key))
+        self._graph = None
+

@@ -1,0 +1,215 @@
+"""Spoken digits, end to end with the shipped model: the demo, silence and noise,
+chunk invariance (streaming == offline), resampled input, and the ``listen`` command.
+
+The expected digits of the demo come from the FSDD file names recorded in
+``data/digits_demo.json`` (``{digit}_{speaker}_{take}.wav``), not from the model.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+import soxr
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamrnn.adapters.audio import WavSource, write_wav
+from streamrnn.apps.speech import DigitRecognizer, demo_path, listen_main
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The demo's samples, rate and clip list (file names, word bounds in seconds)."""
+    meta_file = resources.files("streamrnn.apps.speech").joinpath("data", "digits_demo.json")
+    meta = json.loads(meta_file.read_text())
+    source = WavSource(demo_path())
+    return source.read(), source.sample_rate, meta["clips"]
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return DigitRecognizer.load()
+
+
+def expected_digits(clips) -> list[int]:
+    return [int(c["file"].split("_")[0]) for c in clips]
+
+
+def stream(rec: DigitRecognizer, x: np.ndarray, chunk: int, **push_kw):
+    rec.reset()
+    found = []
+    for i in range(0, len(x), chunk):
+        found += rec.push(x[i : i + chunk], **push_kw)
+    return found + rec.flush()
+
+
+# ------------------------------------------------------------------ the demo recording
+
+
+def test_demo_digits_in_order_each_after_its_word(demo, recognizer):
+    x, sr, clips = demo
+    found = stream(recognizer, x, sr // 50)  # 20 ms chunks
+    assert [d.digit for d in found] == expected_digits(clips)
+    for d, clip in zip(found, clips, strict=True):
+        # emitted after the word ended, and within half a second of it
+        assert clip["word_end_s"] <= d.time_s <= clip["word_end_s"] + 0.5
+        assert 0.0 <= d.latency_ms <= 500.0
+
+
+def test_demo_metadata_matches_the_recording(demo):
+    x, sr, clips = demo
+    assert sr == 8000 and len(clips) >= 4
+    assert len({c["file"].split("_")[1] for c in clips}) == len(clips)  # one per speaker
+    for c in clips:
+        assert c["start_s"] <= c["word_start_s"] < c["word_end_s"] <= c["end_s"] + 0.03
+    assert clips[-1]["end_s"] < len(x) / sr
+
+
+# ------------------------------------------------------------------ silence and noise
+
+
+@pytest.mark.parametrize(
+    "kind, level_db",
+    [("zero", None), ("white", -20.0), ("white", -45.0), ("pink", -30.0), ("white", -10.0)],
+)
+def test_silence_and_noise_give_no_digit(recognizer, kind, level_db):
+    rng = np.random.default_rng(3)
+    n = 8000 * 8
+    if kind == "zero":
+        x = np.zeros(n, dtype=np.float32)
+    else:
+        w = rng.standard_normal(n)
+        if kind == "pink":
+            spec = np.fft.rfft(w) / np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / 8000), 20.0))
+            w = np.fft.irfft(spec, n)
+        x = (w / w.std() * 10 ** (level_db / 20)).clip(-1, 1).astype(np.float32)
+    assert stream(recognizer, x, 160) == []
+
+
+def test_noise_burst_and_hum_give_no_digit(recognizer):
+    t = np.arange(8000 * 4) / 8000
+    hum = 0.05 * np.sin(2 * np.pi * 50 * t) + 0.02 * np.sin(2 * np.pi * 150 * t)
+    burst = np.zeros_like(t)
+    burst[8000:8400] = np.random.default_rng(0).standard_normal(400) * 0.3  # a 50 ms click
+    x = (hum + burst).clip(-1, 1).astype(np.float32)
+    assert stream(recognizer, x, 160) == []
+
+
+# ------------------------------------------------------------------ chunk invariance
+
+
+def test_chunk_size_does_not_change_detections(demo, recognizer):
+    x, sr, _ = demo
+    ref = stream(recognizer, x, 160)  # 20 ms
+    assert stream(recognizer, x, 56) == ref  # 7 ms
+    assert stream(recognizer, x, len(x)) == ref  # the whole file at once
+    assert recognizer.recognize(x) == ref
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(0, 2000), min_size=1, max_size=30))
+def test_random_chunking_gives_the_same_detections(demo, recognizer, sizes):
+    x, _, _ = demo
+    ref = recognizer.recognize(x)
+    recognizer.reset()
+    found, i, k = [], 0, 0
+    while i < len(x):
+        n = sizes[k % len(sizes)]
+        found += recognizer.push(x[i : i + n])
+        i, k = i + n, k + 1
+        if n == 0 and all(s == 0 for s in sizes):
+            break
+    found += recognizer.push(x[i:]) + recognizer.flush()
+    assert found == ref
+
+
+def test_int16_bytes_give_the_same_digits(demo, recognizer):
+    x, _, clips = demo
+    pcm = np.round(x * 32768).clip(-32768, 32767).astype("<i2").tobytes()
+    found = []
+    recognizer.reset()
+    for i in range(0, len(pcm), 333):  # odd byte counts: half samples wait
+        found += recognizer.push(pcm[i : i + 333])
+    found += recognizer.flush()
+    assert [d.digit for d in found] == expected_digits(clips)
+
+
+# ------------------------------------------------------------------ other sample rates
+
+
+def test_16khz_copy_is_resampled_and_recognised(demo, tmp_path):
+    x, sr, clips = demo
+    path = tmp_path / "demo16k.wav"
+    write_wav(path, soxr.resample(x, sr, 16000).clip(-1, 1), 16000)
+    rec = DigitRecognizer.load(input_rate=16000)
+    source = WavSource(path, chunk_ms=20)
+    found = stream(rec, source.read(), 320, sample_rate=16000)
+    assert [d.digit for d in found] == expected_digits(clips)
+    ref = stream(DigitRecognizer.load(), x, 160)
+    assert all(abs(a.time_s - b.time_s) <= 0.03 for a, b in zip(found, ref, strict=True))
+
+
+# ------------------------------------------------------------------ the listen command
+
+
+def test_listen_json_prints_one_valid_object_per_digit(demo, capsys):
+    _, _, clips = demo
+    assert listen_main([demo_path(), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    objs = [json.loads(line) for line in lines]
+    assert [o["digit"] for o in objs] == expected_digits(clips)
+    for o in objs:
+        assert set(o) == {"digit", "time_s", "latency_ms"}
+        assert isinstance(o["time_s"], float) and isinstance(o["latency_ms"], float)
+
+
+def test_listen_human_readable(demo, capsys):
+    _, _, clips = demo
+    assert listen_main([demo_path()]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == len(clips) + 1
+    assert out[-1] == "digits: " + " ".join(map(str, expected_digits(clips)))
+
+
+def test_listen_stereo_16khz_file(demo, tmp_path, capsys):
+    x, sr, clips = demo
+    y = soxr.resample(x, sr, 16000).clip(-1, 1)
+    path = tmp_path / "stereo.wav"
+    write_wav(path, np.stack([y, 0.5 * y], axis=1), 16000)
+    assert listen_main([str(path), "--json"]) == 0
+    digits = [json.loads(line)["digit"] for line in capsys.readouterr().out.splitlines()]
+    assert digits == expected_digits(clips)
+
+
+# ------------------------------------------------------------------ the fast path is the reference
+
+#: ``streamrnn listen`` on the demo before the numpy front end and kernel fast paths.
+DEMO_DETECTIONS = [(2, 1.265, 100.0), (7, 2.465, 110.0), (5, 3.445, 120.0), (0, 5.075, 100.0),
+                   (9, 6.085, 170.0)]  # fmt: skip
+
+
+def test_fast_path_equals_the_reference_computation(demo):
+    """What ``listen`` runs on 20 ms chunks (the front end's numpy path, the numpy LSTM kernel)
+    equals torchaudio features of the whole signal through the torch model from the warm-up
+    state, and finds the same digits at the same times as before the fast paths existed."""
+    x, sr, _ = demo
+    rec = DigitRecognizer.load()
+    feats, logits = [], []
+    for i in range(0, len(x), sr // 50):
+        f = rec.features._push(x[i : i + sr // 50], None)
+        feats.append(f)
+        logits.append(rec.logits(f))
+    feats, logits = np.concatenate(feats), np.concatenate(logits)
+    ref = rec.features.offline(x)  # one batched torchaudio call
+    assert feats.shape == ref.shape
+    np.testing.assert_allclose(feats, ref.numpy(), rtol=1e-5, atol=1e-5)
+    silence = rec.features.offline(np.zeros(round(rec.warmup_ms * sr / 1000), np.float32))
+    with torch.no_grad():
+        want = rec.model(torch.cat([silence, ref])[None])[0][0, len(silence) :].numpy()
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+    found = stream(rec, x, sr // 50)
+    assert [(d.digit, d.time_s, d.latency_ms) for d in found] == DEMO_DETECTIONS

@@ -1,0 +1,150 @@
+"""river protocol: river's own estimator checks, purity, determinism, ecosystem."""
+
+import itertools
+
+import numpy as np
+import pytest
+from river import checks, compose, datasets, evaluate, metrics, preprocessing
+
+from streamrnn.river import RNNClassifier, RNNForecaster, RNNRegressor
+from streamrnn.river._core import ENGINES
+
+SMALL = {"hidden_size": 8, "seed": 0}
+
+
+def _checks_for(model):
+    return list(checks.yield_checks(model))
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier, RNNForecaster])
+def test_river_check_estimator_passes_every_check(cls, engine):
+    # river.checks.check_estimator, check by check so a failure names its check; nothing
+    # is skipped (the estimators declare no _unit_test_skips).
+    model = cls(engine=engine, **SMALL)
+    assert not model._unit_test_skips()
+    names = []
+    for check in _checks_for(model):
+        names.append(getattr(check, "__name__", str(check)))
+        check(model.clone())
+    assert "check_pickling" in names or cls is RNNForecaster
+    assert "check_forecast" in names or cls is not RNNForecaster
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier])
+def test_predict_never_changes_weights_or_state(cls, engine):
+    model = cls(engine=engine, **SMALL)
+    data = list(itertools.islice(datasets.Phishing(), 60))
+    if cls is RNNRegressor:
+        data = [(x, float(y)) for x, y in data]
+    for x, y in data[:40]:
+        model.learn_one(x, y)
+    weights = model._weights()
+    state = model._live_state()
+    for x, _ in data[40:]:
+        model.predict_one(x)
+    after = model._weights()
+    for k, v in weights.items():
+        assert np.array_equal(v, after[k])
+    assert np.array_equal(model._live_state(), state)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forecast_never_changes_weights_or_state(engine):
+    model = RNNForecaster(engine=engine, **SMALL)
+    for x, y in itertools.islice(datasets.TrumpApproval(), 50):
+        model.learn_one(y, x)
+    weights = model._weights()
+    state = model._live_state()
+    xs = [x for x, _ in itertools.islice(datasets.TrumpApproval(), 6)]
+    first = model.forecast(horizon=6, xs=xs)
+    assert model.forecast(horizon=6, xs=xs) == first and len(first) == 6
+    after = model._weights()
+    for k, v in weights.items():
+        assert np.array_equal(v, after[k])
+    assert np.array_equal(model._live_state(), state)
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_same_seed_same_forecasts_other_seed_differs(engine):
+    def run(seed):
+        m = RNNForecaster(hidden_size=8, seed=seed, engine=engine)
+        for _, y in datasets.AirlinePassengers():
+            m.learn_one(y)
+        return m.forecast(3)
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_regressor_in_a_pipeline_with_delayed_labels():
+    model = preprocessing.StandardScaler() | RNNRegressor(**SMALL)
+    assert isinstance(model, compose.Pipeline)
+    data = [({"x": float(i % 5)}, float((i + 1) % 5)) for i in range(200)]
+    result = evaluate.progressive_val_score(data, model, metrics.MAE(), delay=3)
+    assert result.get() < 2.0  # the mean-predictor's MAE on this cycle is 1.2..2.0
+
+
+def test_forecaster_beats_the_last_value_on_co2():
+    import statsmodels.api as sm
+    from river.time_series.base import Forecaster
+
+    class LastValue(Forecaster):
+        def __init__(self):
+            self.last = 0.0
+
+        def learn_one(self, y, x=None):
+            self.last = y
+
+        def forecast(self, horizon, xs=None):
+            return [self.last] * horizon
+
+    co2 = sm.datasets.co2.load_pandas().data["co2"].dropna().to_numpy()[:800]
+    data = [({}, float(v)) for v in co2]
+    ours = evaluate.evaluate(data, RNNForecaster(seed=0), metrics.MAE(), horizon=3)
+    naive = evaluate.evaluate(data, LastValue(), metrics.MAE(), horizon=3)
+    for step in range(3):  # same protocol, same steps: every horizon step beats it
+        assert ours.metrics[step].get() < naive.metrics[step].get()
+
+
+def test_emerging_features_take_new_columns_and_extra_ones_are_counted():
+    model = RNNRegressor(max_features=2, **SMALL)
+    model.learn_one({"a": 1.0}, 1.0)
+    model.learn_one({"a": 1.0, "b": 2.0, "c": 3.0}, 1.0)
+    assert model._columns == {"a": 0, "b": 1}
+    assert model.counts["ignored_features"] == 1
+    model.learn_one({"a": 1.0, "when": "monday"}, 1.0)
+    assert model.counts["non_numeric"] == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "3"])
+def test_bad_targets_raise_and_change_nothing(bad, engine):
+    model = RNNRegressor(engine=engine, **SMALL)
+    model.learn_one({"a": 1.0}, 1.0)
+    before = model._live_state()
+    with pytest.raises(ValueError, match="y must be"):
+        model.learn_one({"a": 1.0}, bad)
+    assert np.array_equal(model._live_state(), before)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bad_features_raise_and_change_nothing(engine):
+    model = RNNRegressor(engine=engine, **SMALL)
+    model.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    before = model._live_state()
+    with pytest.raises(ValueError, match="feature 'b' must be finite"):
+        model.learn_one({"a": 1.0, "b": float("nan")}, 1.0)
+    assert np.array_equal(model._live_state(), before)
+    with pytest.raises(ValueError, match="x must be a dict"):
+        model.learn_one([1.0], 1.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"engine": "jax"}, "engine must be one of"),
+    ({"engine": "numba", "num_layers": 2}, "engine='numba' runs num_layers=1"),
+])
+def test_bad_engine_is_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RNNForecaster(**kwargs)
