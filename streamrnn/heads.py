@@ -327,14 +327,16 @@ class RecurrentModel(nn.Module):
     def readout(self, state: State) -> Tensor:
         """The readout of a state: what the step that produced it predicted.
 
-        This is the many-to-one readout on demand: it reads the top layer's hidden
-        state and changes nothing.
+        This is the many-to-one readout on demand: it reads the cell's output of that
+        step (:meth:`~streamrnn.cells.Cell.output_of`, the top layer of ``h`` unless the
+        cell says otherwise) and changes nothing.
 
         Shape
         -----
-        state ``(L, B, H)`` -> ``(B, O)``.
+        state ``(L, B, ...)`` -> ``(B, O)``.
         """
-        top = state.h[-1]
+        output_of = getattr(self.cell, "output_of", None)
+        top = output_of(state) if callable(output_of) else state.h[-1]
         return top if self.head is None else self.head(top)
 
     def config(self) -> dict:

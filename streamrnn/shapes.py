@@ -313,10 +313,12 @@ class Seq2Seq(nn.Module):
         ``(N, H)`` -> ``(N, M, O)``.
         """
         n = top.shape[0]
-        layers = self.decoder.num_layers
-        h = top.unsqueeze(0).expand(layers, n, top.shape[1]).contiguous()
-        c = torch.zeros_like(h) if self.decoder.has_cell_state else None
-        state, inp, outs = State(h, c), top.new_zeros(n, 1, self.output_size), []
+        zero = self.decoder.initial_state(n, device=top.device, dtype=top.dtype)
+        # The decoder starts from its initial state with h set, in every layer, to the
+        # encoder's top state (its other parts, an LSTM's c, stay at their initial value).
+        h = top.unsqueeze(0).expand(zero.h.shape).contiguous()
+        state = State(**{**dict(zero.items()), "h": h})
+        inp, outs = top.new_zeros(n, 1, self.output_size), []
         for _ in range(self.horizon):
             y, state = self.decoder(inp, state)
             inp = self.head(y)

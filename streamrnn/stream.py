@@ -155,15 +155,21 @@ class Stream:
         ref = self._state
         if not isinstance(value, State):
             raise ValueError(f"state must be a streamrnn.State, got {type(value).__name__}")
-        for part, want, got in (("h", ref.h, value.h), ("c", ref.c, value.c)):
-            if (want is None) != (got is None):
-                raise ValueError(f"state.{part} must be {'a tensor' if got is None else 'None'}")
-            if want is not None and (want.shape != got.shape or want.dtype != got.dtype):
+        if value.parts != ref.parts:
+            missing = [k for k in ref.parts if k not in value.parts]
+            extra = [k for k in value.parts if k not in ref.parts]
+            what = (f"state.{missing[0]} is missing" if missing else
+                    f"state.{extra[0]} is not a part of this model's state" if extra else
+                    "the parts are in another order")
+            raise ValueError(f"state must have parts {ref.parts}, got {value.parts}: {what}")
+        for part, want in ref.items():
+            got = value[part]
+            if want.shape != got.shape or want.dtype != got.dtype:
                 raise ValueError(
                     f"state.{part} must be {want.dtype} of shape {tuple(want.shape)}, "
                     f"got {got.dtype} of shape {tuple(got.shape)}"
                 )
-            if got is not None and not bool(torch.isfinite(got).all()):
+            if not bool(torch.isfinite(got).all()):
                 raise ValueError(f"state.{part} has non-finite values")
         self._state = value.to(self._device)
 
@@ -264,7 +270,7 @@ class Stream:
     def _commit(self, state: State, steps: int) -> None:
         """Keep the new state, or reset and report a non-finite one (overflow)."""
         self.steps += steps
-        if all_finite(state.h) and (state.c is None or all_finite(state.c)):
+        if all(map(all_finite, state.values())):
             self._state = state
             return
         self.counts["nonfinite_resets"] += 1

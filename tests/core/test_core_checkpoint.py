@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import streamrnn
 
 FEATURES, HIDDEN = 3, 4
-FORMAT, VERSION = "streamrnn.StreamBank", "1"
+FORMAT, VERSION = "streamrnn.StreamBank", "2"
 
 scalar_keys = st.one_of(st.text(max_size=5), st.integers(-(2**62), 2**62))
 keys_strategy = st.one_of(
