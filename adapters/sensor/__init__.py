@@ -94,9 +94,8 @@ tensor([[20.,  0.,  0.,  0.],
 from __future__ import annotations
 
 from ._core import SensorAdapter
-from .sources._base import RecordIterator, iter_jsonl, iter_jsonl_socket
-from .sources._csv import iter_csv
-from .sources._mqtt import MQTTSource
+from ._parse import to_seconds
+from .sources import MQTTSource, RecordIterator, iter_csv, iter_jsonl, iter_jsonl_socket
 
 __all__ = [
     "MQTTSource",
@@ -105,6 +104,7 @@ __all__ = [
     "iter_csv",
     "iter_jsonl",
     "iter_jsonl_socket",
+    "to_seconds",
 ]
 
 # The public objects live in private modules; list them so ``pytest --doctest-modules

@@ -45,6 +45,15 @@ def to_seconds(t, name: str = "timestamp") -> float:
 
     Naive datetimes and ISO strings without an offset are read as UTC. A trailing ``Z``
     is accepted. Booleans, NaN and infinities are refused.
+
+    Examples
+    --------
+    >>> to_seconds("1970-01-01T00:01:30Z"), to_seconds(12.5)
+    (90.0, 12.5)
+    >>> to_seconds(float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: timestamp must be finite, got nan
     """
     if isinstance(t, bool | np.bool_):
         raise ValueError(f"{name} must be float seconds, a datetime or an ISO string, got {t!r}")

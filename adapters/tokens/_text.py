@@ -31,12 +31,28 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def new_counts() -> dict[str, int]:
-    """A zeroed counts dict with every key of :data:`COUNT_KEYS`."""
+    """A zeroed counts dict with every key of :data:`COUNT_KEYS`.
+
+    Examples
+    --------
+    >>> new_counts()
+    {'invalid_sequences': 0, 'invalid_bytes': 0, 'unknown': 0, 'forced_cuts': 0}
+    """
     return dict.fromkeys(COUNT_KEYS, 0)
 
 
 def check_errors(errors: Any) -> str:
-    """Validate the ``errors`` policy keyword."""
+    """Validate the ``errors`` policy keyword ("replace" or "strict").
+
+    Examples
+    --------
+    >>> check_errors("strict")
+    'strict'
+    >>> check_errors("ignore")
+    Traceback (most recent call last):
+    ...
+    ValueError: errors must be 'replace' or 'strict', got 'ignore'
+    """
     if not isinstance(errors, str) or errors not in ERRORS:
         raise ValueError(f"errors must be 'replace' or 'strict', got {errors!r}")
     return errors

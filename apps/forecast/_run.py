@@ -15,8 +15,7 @@ import time
 import numpy as np
 import torch
 
-from streamrnn.adapters.sensor import SensorAdapter, iter_csv
-from streamrnn.adapters.sensor._parse import to_seconds
+from streamrnn.adapters.sensor import SensorAdapter, iter_csv, to_seconds
 
 from ._model import OnlineForecaster
 from ._result import ForecastResult, make_snarimax

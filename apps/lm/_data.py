@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from streamrnn.adapters.tokens._text import check_errors, new_counts, read_utf8
+from streamrnn.adapters.tokens import check_errors, new_counts, read_utf8
 
 __all__ = [
     "batchify",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from importlib import resources
 
-from streamrnn.adapters.audio._features import AudioFeatures
+from streamrnn.adapters.audio import AudioFeatures
 
 from ._endpoint import energy_reference_db, frame_energy_db
 from ._endpoint import word_bounds as _frame_bounds
