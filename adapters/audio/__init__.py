@@ -47,6 +47,8 @@ import wave
 
 import numpy as np
 
+from streamrnn.utils import atomic_write
+
 from ._convert import check_int
 from ._features import AudioFeatures
 from ._files import FULL_SCALE, SoundFileSource, WavSource
@@ -64,7 +66,7 @@ __all__ = [
 
 
 def write_wav(path, samples, sample_rate: int, sample_width: int = 2) -> None:
-    """Write float samples in [-1, 1] to an integer-PCM WAV file with the stdlib.
+    """Write float samples in [-1, 1] to an integer-PCM WAV file with the stdlib, atomically.
 
     Samples are scaled by the full range of ``sample_width`` bytes (1: unsigned 8-bit,
     2, 3, 4: signed 16, 24, 32-bit) and rounded; +1.0 becomes the largest code.
@@ -101,8 +103,11 @@ def write_wav(path, samples, sample_rate: int, sample_width: int = 2) -> None:
         data = q.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     else:
         data = q.astype("<i2" if sample_width == 2 else "<i4").tobytes()
-    with wave.open(os.fspath(path), "wb") as w:
-        w.setnchannels(x2.shape[1])
-        w.setsampwidth(sample_width)
-        w.setframerate(sample_rate)
-        w.writeframes(data)
+    def write(f) -> None:
+        with wave.open(f, "wb") as w:
+            w.setnchannels(x2.shape[1])
+            w.setsampwidth(sample_width)
+            w.setframerate(sample_rate)
+            w.writeframes(data)
+
+    atomic_write(os.fspath(path), write)

@@ -16,6 +16,8 @@ __all__ = [
     "CHANNEL_POLICIES",
     "MAX_ABS_SAMPLE",
     "MAX_CHANNELS",
+    "MAX_N_FFT",
+    "MAX_N_MELS",
     "NONFINITE_POLICIES",
     "RESAMPLE_QUALITIES",
     "SAMPLE_FORMATS",
@@ -46,6 +48,10 @@ CHANNEL_POLICIES = ("raise", "mean", "first")
 #: read as (samples, channels), e.g. a torchaudio waveform without ``channel_axis=0``.
 MAX_CHANNELS = 32
 NONFINITE_POLICIES = ("raise", "zero")
+#: Largest FFT (and frame) accepted: 4 s at 16 kHz; the filterbank is (n_fft / 2 + 1, n_mels).
+MAX_N_FFT = 1 << 16
+#: Most mel bands accepted.
+MAX_N_MELS = 2048
 RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 
 _PUBLIC_MODULE = __name__.rpartition(".")[0]  # streamrnn.adapters.audio
@@ -109,6 +115,8 @@ def check_frame_config(
     if win_length is None:
         win_length = max(1, round(0.025 * sample_rate))
     win_length = check_int("win_length", win_length, 1)
+    if win_length > MAX_N_FFT:
+        raise ValueError(f"win_length must be <= {MAX_N_FFT} samples, got {win_length}")
     if hop_length is None:
         hop_length = min(win_length, max(1, round(0.010 * sample_rate)))
     hop_length = check_int("hop_length", hop_length, 1)
@@ -117,7 +125,11 @@ def check_frame_config(
     n_fft = check_int("n_fft", win_length if n_fft is None else n_fft, 1)
     if n_fft < win_length:
         raise ValueError(f"n_fft must be >= win_length={win_length}, got {n_fft}")
+    if n_fft > MAX_N_FFT:
+        raise ValueError(f"n_fft must be <= {MAX_N_FFT}, got {n_fft}")
     n_mels = check_int("n_mels", n_mels, 1)
+    if n_mels > MAX_N_MELS:
+        raise ValueError(f"n_mels must be <= {MAX_N_MELS}, got {n_mels}")
     n_mfcc = check_int("n_mfcc", n_mfcc, 1)
     if kind == "mfcc" and n_mfcc > n_mels:
         raise ValueError(f"n_mfcc must be <= n_mels={n_mels}, got {n_mfcc}")

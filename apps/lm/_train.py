@@ -295,7 +295,12 @@ class LMTrainer:
                 f"{saved['sha256'][:12]}..., {text_name} has {trainer.chars} characters with "
                 f"SHA-256 {trainer.digest[:12]}...: exact resume needs the same text"
             )
-        trainer.learner.load_state_dict({**state, "tensors": tensors})
+        try:
+            trainer.learner.load_state_dict({**state, "tensors": tensors})
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+            raise ValueError(f"{where} does not hold a valid learner state: {err!r}") from None
         progress = meta["progress"]
         trainer.steps = int(progress["steps"])
         trainer.elapsed = float(progress["elapsed"])

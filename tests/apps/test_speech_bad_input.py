@@ -53,7 +53,7 @@ def test_listen_bad_weights(tmp_path, capsys):
     bad = tmp_path / "w.safetensors"
     bad.write_bytes(b"\x00" * 16)
     assert listen_main([demo_path(), "--weights", str(bad)]) == 2
-    assert "not a safetensors file" in capsys.readouterr().err
+    assert "not a readable safetensors file" in capsys.readouterr().err
 
 
 def test_listen_usage_error_returns_2(capsys):
