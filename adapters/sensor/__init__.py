@@ -38,7 +38,10 @@ Gaps
     A silence longer than ``max_gap`` seconds emits rows up to ``max_gap`` past the last
     record, skips the rest (``gaps``, ``skipped_rows``) and resumes at the next record, so
     a gap of days costs a bounded number of rows. ``(t, {})`` is a heartbeat: it moves
-    time forward without observing anything.
+    time forward without observing anything. The cost of a gap does not depend on its
+    length (it is counted, never stepped through). A timestamp with
+    ``|t| > 2**52 * period`` (e.g. ``1e300``) has no grid: the record is dropped and
+    counted (``out_of_range``).
 Normalisation
     With ``normalize=True`` each value column is ``(x - mean) / sqrt(var + eps)`` under
     the channel's running statistics after every observation at or before the row:

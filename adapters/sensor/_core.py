@@ -29,8 +29,13 @@ _FORMAT = "streamrnn.adapters.SensorAdapter"
 _VERSION = 1
 _COUNTS = tuple(
     "records rows late reordered duplicate unknown_channel missing non_finite invalid held "
-    "gaps skipped_rows overflow".split()
+    "gaps skipped_rows overflow out_of_range".split()
 )
+#: Largest ``|timestamp| / period``: beyond 2**52 periods the float64 times of
+#: consecutive grid rows ``origin + k * period`` are no longer distinct (the spacing of
+#: floats there exceeds the period), so no grid exists. Such a record is dropped and
+#: counted (``out_of_range``); an ``origin`` there is refused.
+MAX_PERIODS = float(2**52)
 _CALENDAR = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
 
 
@@ -98,8 +103,11 @@ class SensorAdapter:
         ``duplicate`` (values whose channel already had one at that timestamp; the
         first wins), ``unknown_channel``, ``missing``, ``non_finite``, ``invalid``
         (values; a value too large for ``dtype`` counts as non-finite), ``held`` (values
-        repaired by ``nan_policy="hold"``), ``gaps``, ``skipped_rows``, and ``overflow``
-        (output cells zeroed because float64 arithmetic overflowed on values near 1e308).
+        repaired by ``nan_policy="hold"``), ``gaps``, ``skipped_rows``, ``overflow``
+        (output cells zeroed because float64 arithmetic overflowed on values near 1e308),
+        and ``out_of_range`` (records dropped because ``|timestamp| > 2**52 * period``,
+        where consecutive grid times are no longer distinct floats: ``1e300`` is one; the
+        present epoch time is not, down to a period of 1 microsecond).
     last_times : Tensor
         Grid times (float64 seconds) of the rows returned by the last push / flush.
 
@@ -187,6 +195,10 @@ class SensorAdapter:
         self._cfg = Config.of(self, max_gap=gap, interp_limit=reach)
         self._index = {name: i for i, name in enumerate(self.channels)}
         self._limit = torch.finfo(dtype).max
+        self._span = MAX_PERIODS * self.period  # largest |timestamp| with a grid
+        if abs(self.origin) > self._span:
+            raise ValueError(f"origin must be within 2**52 periods of 0 (|origin| <= "
+                             f"{self._span:g} for period={self.period!r}), got {origin!r}")
         self.reset()
 
     # -- description -------------------------------------------------------------
@@ -313,6 +325,9 @@ class SensorAdapter:
                 counts["non_finite"] += 1
                 v = None
             clean[i] = v
+        if not abs(ts) <= self._span:  # no grid there: dropped, counted
+            counts["out_of_range"] += 1
+            return
         newest = self._max_seen
         if (newest is not None and ts < newest - self.lateness) or (
             self._closed is not None and ts <= self._closed
@@ -383,7 +398,7 @@ class SensorAdapter:
                 }
                 for ts, vals in state["pending"]
             }
-            counts.update({k: int(state["counts"][k]) for k in _COUNTS})
+            counts.update({k: int(state["counts"].get(k, 0)) for k in _COUNTS})
             newest, closed = state["max_seen"], state["closed"]
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"state is not a valid SensorAdapter state_dict: {err!r}") from err

@@ -50,11 +50,19 @@ class Resampler:
         return self.cfg.origin + k * self.cfg.period
 
     def first_at_or_after(self, t: float) -> int:
-        """Smallest k with ``grid(k) >= t`` (exact on the float grid, not just ceil)."""
+        """Smallest k with ``grid(k) >= t`` (exact on the float grid, not just ceil).
+
+        O(1): within ``MAX_PERIODS`` of the origin (the adapter drops records beyond) the
+        grid's spacing exceeds the rounding of ``ceil``, so a step or two corrects it.
+        """
         k = math.ceil((t - self.cfg.origin) / self.cfg.period)
-        while self.grid(k - 1) >= t:
+        for _ in range(4):
+            if self.grid(k - 1) < t:
+                break
             k -= 1
-        while self.grid(k) < t:
+        for _ in range(4):
+            if self.grid(k) >= t:
+                break
             k += 1
         return k
 

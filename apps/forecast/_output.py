@@ -144,6 +144,7 @@ _COUNTED = (
     ("missing", "empty values (masked)"),
     ("non_finite", "NaN/inf values (masked)"),
     ("unobserved_rows", "grid rows without a new target value (held, not scored)"),
+    ("out_of_range", "records with a timestamp too far from the others (dropped)"),
     ("gaps", "gaps over max_gap"),
     ("skipped_rows", "rows skipped in those gaps"),
     ("snarimax_fallback", "non-finite SNARIMAX forecasts (replaced by the last value)"),

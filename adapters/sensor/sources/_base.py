@@ -26,8 +26,9 @@ class RecordIterator:
     """An iterator of records with the ``counts`` of what its source did.
 
     ``counts`` holds ``lines`` read, ``records`` yielded, ``malformed`` lines skipped,
-    ``invalid_value`` fields dropped, ``blank`` lines, and ``truncated`` (a followed
-    file that shrank and was re-read from its start). Use as a context manager, or
+    ``invalid_value`` fields dropped, ``blank`` lines, ``truncated`` (a followed file
+    that shrank and was re-read from its start) and ``too_long`` (lines over a socket
+    source's ``max_line``, dropped). Use as a context manager, or
     call :meth:`close`, to release the file or socket early.
 
     Examples
@@ -41,7 +42,8 @@ class RecordIterator:
 
     def __init__(self, make: Callable[[dict], Iterator]) -> None:
         self.counts = dict.fromkeys(
-            ("lines", "records", "malformed", "invalid_value", "empty_cells", "blank", "truncated"),
+            ("lines", "records", "malformed", "invalid_value", "empty_cells", "blank", "truncated",
+             "too_long"),
             0,
         )
         self._gen = make(self.counts)
@@ -194,6 +196,7 @@ def iter_jsonl_socket(
     poll: float = 0.1,
     timeout: float | None = None,
     stop=None,
+    max_line: int = 1 << 20,
 ) -> RecordIterator:
     """Records from JSON lines sent by a TCP server (connects as a client).
 
@@ -215,6 +218,9 @@ def iter_jsonl_socket(
         Stop after this many seconds without data (``None``: never).
     stop : threading.Event or callable or None
         Stop once set and drained.
+    max_line : int
+        Longest line in bytes (default 1 MiB); a longer one is dropped unread and counted
+        in ``counts["too_long"]`` (memory stays bounded whatever the peer sends).
 
     Returns
     -------
@@ -241,20 +247,54 @@ def iter_jsonl_socket(
     check_keys(time_key, values_key)
     check_source_args(on_error, poll, timeout, stop)
     check_number("connect_timeout", connect_timeout, low=0.0, low_open=True)
+    if isinstance(max_line, bool) or not isinstance(max_line, int) or max_line < 1:
+        raise ValueError(f"max_line must be a positive int, got {max_line!r}")
     origin = f"{host}:{port} "
 
     def run(counts: dict):
-        lines = _socket_lines(host, port, connect_timeout, poll, timeout, stop, counts)
+        chunks = _recv_chunks(host, port, connect_timeout, poll, timeout, stop)
+        lines = split_lines(chunks, max_line, counts)
         yield from _jsonl_records(lines, time_key, values_key, on_error, counts, origin)
 
     return RecordIterator(run)
 
 
-def _socket_lines(host, port, connect_timeout, poll, timeout, stop, counts):
+def split_lines(chunks, max_line: int, counts: dict):
+    """``(lineno, bytes)`` of the newline-terminated lines in a stream of byte chunks.
+
+    A line longer than ``max_line`` bytes is dropped and counted (``too_long``) without
+    being buffered: at most ``max_line`` bytes are ever held, and every byte is looked at
+    once (no rescan of a growing buffer). The last line may lack its newline.
+    """
+    buf, lineno, skipping = bytearray(), 0, False
+    for data in chunks:
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            end = len(data) if nl < 0 else nl
+            if not skipping and len(buf) + end - start > max_line:
+                skipping = True  # drop what was held and the rest of this line
+                buf.clear()
+                counts["too_long"] += 1
+            if nl < 0:
+                if not skipping:
+                    buf += data[start:]
+                break
+            lineno += 1
+            counts["lines"] += 1
+            if not skipping:
+                yield lineno, bytes(buf) + data[start:nl]
+            buf.clear()
+            skipping, start = False, nl + 1
+    if buf:
+        counts["lines"] += 1
+        yield lineno + 1, bytes(buf)
+
+
+def _recv_chunks(host, port, connect_timeout, poll, timeout, stop):
     sock = socket.create_connection((host, port), timeout=connect_timeout)
     try:
         sock.settimeout(poll)
-        buf, lineno = b"", 0
         idle_since = time.monotonic()
         while True:
             try:
@@ -268,14 +308,6 @@ def _socket_lines(host, port, connect_timeout, poll, timeout, stop, counts):
             if not data:
                 break
             idle_since = time.monotonic()
-            buf += data
-            *complete, buf = buf.split(b"\n")
-            for line in complete:
-                lineno += 1
-                counts["lines"] += 1
-                yield lineno, line
-        if buf:
-            counts["lines"] += 1
-            yield lineno + 1, buf
+            yield data
     finally:
         sock.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 from .._parse import check_choice, check_number, parse_json_record
 from ._base import check_keys, parse_fields, stopped
@@ -25,6 +25,7 @@ _COUNTS = (
     "connects",
     "refused",
     "disconnects",
+    "topics_forgotten",
 )
 
 
@@ -67,6 +68,10 @@ class MQTTSource:
         is raised in the thread iterating the source.
     dedup_window : int
         Timestamps remembered per topic for duplicate detection.
+    dedup_topics : int
+        Topics remembered for duplicate detection (least recently seen forgotten first,
+        counted in ``topics_forgotten``): memory stays bounded under endless new topics.
+        A redelivery on a forgotten topic is not recognised as a duplicate.
     max_queue : int
         Records buffered between the network thread and the reader; when full the
         network thread waits (back-pressure to the broker).
@@ -82,7 +87,7 @@ class MQTTSource:
     counts : dict
         ``messages`` received, ``records`` delivered, ``duplicate``, ``malformed``,
         ``invalid_value``, ``connects``, ``refused`` (connections or subscriptions the
-        broker refused), ``disconnects``.
+        broker refused), ``disconnects``, ``topics_forgotten`` (see ``dedup_topics``).
 
     Examples
     --------
@@ -112,6 +117,7 @@ class MQTTSource:
         values_key: str | None = None,
         on_error: str = "skip",
         dedup_window: int = 4096,
+        dedup_topics: int = 10_000,
         max_queue: int = 100_000,
         poll: float = 0.1,
         timeout: float | None = None,
@@ -135,6 +141,7 @@ class MQTTSource:
         for name, value in (
             ("keepalive", keepalive),
             ("dedup_window", dedup_window),
+            ("dedup_topics", dedup_topics),
             ("max_queue", max_queue),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -154,11 +161,13 @@ class MQTTSource:
         self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
         self.connect_timeout = connect_timeout
         self.time_key, self.values_key, self.on_error = time_key, values_key, on_error
-        self.dedup_window, self.max_queue = dedup_window, max_queue
+        self.dedup_window, self.dedup_topics = dedup_window, dedup_topics
+        self.max_queue = max_queue
         self.poll, self.timeout, self.stop = poll, timeout, stop
         self.counts = dict.fromkeys(_COUNTS, 0)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._seen: dict = {}
+        self._seen: OrderedDict = OrderedDict()  # topic -> (stamps, order), LRU first
+        self._seen_lock = threading.Lock()
         self._connected = threading.Event()  # connected and subscribed (SUBACK seen)
         self._sub_mid: int | None = None
         self._refused: list = []
@@ -309,9 +318,15 @@ class MQTTSource:
             else:
                 self.counts["malformed"] += 1
             return
-        seen = self._seen.get(topic)
-        if seen is None:
-            seen = self._seen[topic] = (set(), deque())
+        with self._seen_lock:  # paho calls back on one thread; the lock keeps it so
+            seen = self._seen.get(topic)
+            if seen is None:
+                seen = self._seen[topic] = (set(), deque())
+                if len(self._seen) > self.dedup_topics:  # forget the least recent topic
+                    self._seen.popitem(last=False)
+                    self.counts["topics_forgotten"] += 1
+            else:
+                self._seen.move_to_end(topic)
         stamps, order = seen
         if ts in stamps:
             self.counts["duplicate"] += 1
