@@ -13,6 +13,8 @@ import torch
 import torchaudio.functional as taf
 from torch import Tensor
 
+from streamrnn.utils import RunningMoments
+
 __all__ = [
     "FFT_BLOCK", "WINDOWS", "FrameFeatures", "padded_length", "preemphasize", "running_normalize",
 ]  # fmt: skip
@@ -21,10 +23,6 @@ WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
 
 #: Frames per float64 FFT call of the batched path (a long signal takes several calls).
 FFT_BLOCK = 256
-
-#: Running-normalisation state: (frames seen, shift, sum of shifted, sum of squared shifted).
-Stats = tuple[int, Tensor, Tensor, Tensor]
-
 
 def preemphasize(x: np.ndarray, coef: float, prev: float) -> np.ndarray:
     """``y[n] = x[n] - coef * x[n - 1]``, with ``prev`` standing for ``x[-1]``.
@@ -58,31 +56,20 @@ def padded_length(n_samples: int, win_length: int, hop_length: int, tail: str) -
     return (frames - 1) * hop_length + win_length
 
 
-def running_normalize(feats: Tensor, stats: Stats | None, eps: float) -> tuple[Tensor, Stats]:
+def running_normalize(feats: np.ndarray, moments: RunningMoments, eps: float) -> np.ndarray:
     """Standardise each frame by the statistics of all frames up to and including it.
 
-    ``out_t = (f_t - mean_t) / sqrt(var_t + eps)`` with the population variance. Sums
-    run in float64 over values shifted by the stream's first frame (stable for long
-    streams); a chunk continues the sums of ``stats``, ``None`` starts a stream.
+    ``out_t = (f_t - mean_t) / sqrt(var_t + eps)`` with the population variance, from
+    ``moments`` (a :class:`~streamrnn.utils.RunningMoments` of the stream's frames so
+    far, float64), which the chunk's frames then continue.
 
     Shape
     -----
-    ``(T, F)`` -> ``(T, F)`` float32, plus the new statistics.
+    ``(T, F)`` float32 -> ``(T, F)`` float32.
     """
-    f = feats.to(torch.float64)
-    if stats is None:
-        count, shift = 0, f[0].clone()
-        s1 = s2 = torch.zeros_like(shift)
-    else:
-        count, shift, s1, s2 = stats
-    d = f - shift  # (T, F)
-    c1 = torch.cumsum(d, 0) + s1
-    c2 = torch.cumsum(d * d, 0) + s2
-    t = torch.arange(count + 1, count + len(f) + 1, dtype=torch.float64)[:, None]  # (T, 1)
-    mean = c1 / t
-    var = (c2 / t - mean * mean).clamp_min(0.0)  # rounding can dip just below 0
-    out = ((d - mean) / torch.sqrt(var + eps)).to(torch.float32)
-    return out, (count + len(f), shift, c1[-1], c2[-1])
+    f = np.asarray(feats, dtype=np.float64)
+    mean, var = moments.extend(f)
+    return ((f - mean) / np.sqrt(var + eps)).astype(np.float32)
 
 
 class FrameFeatures:

@@ -7,6 +7,8 @@ import soxr
 import torch
 from torch import Tensor
 
+from streamrnn.utils import RunningMoments
+
 from ._convert import (
     MAX_ABS_SAMPLE,
     check_choice,
@@ -307,7 +309,7 @@ class AudioFeatures:
             self._resampler = soxr.ResampleStream(*rates, 1, dtype="float32", quality=q)
         self._prev = 0.0  # last sample before pre-emphasis
         self._framer.reset()  # samples from the start of the next frame on, and their count
-        self._stats = None  # running-normalisation statistics
+        self._stats = RunningMoments(self.n_features)  # running-normalisation statistics
 
     def offline(self, signal, sample_rate: int | None = None) -> Tensor:
         """Features of a whole signal in one pass: what ``push(signal)`` + :meth:`flush` give.
@@ -342,7 +344,8 @@ class AudioFeatures:
             return torch.zeros(0, self.n_features)
         feats = self._compute(x[: (n - 1) * self.hop_length + self.win_length])
         if self.normalize == "running":
-            feats, _ = running_normalize(feats, None, self.norm_eps)
+            moments = RunningMoments(self.n_features)
+            feats = torch.from_numpy(running_normalize(feats.numpy(), moments, self.norm_eps))
         return feats
 
     # ------------------------------------------------------------------ internals
@@ -392,7 +395,5 @@ class AudioFeatures:
         """Frame (pre-emphasised) samples: the features of every frame they complete."""
         feats = self._framer.push(x)  # a new array, never a view of the caller's data
         if self.normalize == "running" and len(feats):
-            t = torch.from_numpy(feats)
-            out, self._stats = running_normalize(t, self._stats, self.norm_eps)
-            return out.numpy()
+            return running_normalize(feats, self._stats, self.norm_eps)
         return feats

@@ -46,9 +46,8 @@ Normalisation
     With ``normalize=True`` each value column is ``(x - mean) / sqrt(var + eps)`` under
     the channel's running statistics after every observation at or before the row:
     Welford by default, exponentially weighted with ``ema=alpha``; :meth:`freeze` stops
-    the updates. Statistics are plain floats updated in time order, so they are
-    chunk-invariant and serialise exactly (``river.stats.Var`` was not used: it adds
-    per-object state to pickle and nothing this needs).
+    the updates. The statistics are a :class:`streamrnn.utils.RunningMoments` (plain
+    floats updated in time order), so they are chunk-invariant and serialise exactly.
 Calendar
     ``calendar=True`` appends ``hour_sin, hour_cos, dow_sin, dow_cos``: the phase of the
     day and of the week (Monday 00:00 = 0), at UTC + ``utc_offset``.

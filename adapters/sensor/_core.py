@@ -220,12 +220,12 @@ class SensorAdapter:
     @property
     def mean(self) -> Tensor:
         """Running mean of each channel, float64 ``(C,)`` (0 before any observation)."""
-        return torch.from_numpy(self._engine.stats.arrays()[0])
+        return torch.tensor(self._engine.stats.mean, dtype=torch.float64)
 
     @property
     def std(self) -> Tensor:
         """Running standard deviation of each channel, float64 ``(C,)``."""
-        return torch.from_numpy(self._engine.stats.arrays()[1]).sqrt()
+        return torch.from_numpy(self._engine.stats.var()).sqrt()
 
     @property
     def frozen(self) -> bool:

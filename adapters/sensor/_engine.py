@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from ._stats import RunningStats
+from streamrnn.utils import RunningMoments
 
 __all__ = ["Resampler"]
 
@@ -43,7 +43,7 @@ class Resampler:
         self.last_event: float | None = None
         self.last_val = [math.nan] * size
         self.last_ts = [math.nan] * size
-        self.stats = RunningStats(size, cfg.ema)
+        self.stats = RunningMoments(size, ema=cfg.ema)
 
     # -- grid ----------------------------------------------------------------------
     def grid(self, k: int) -> float:
@@ -100,7 +100,7 @@ class Resampler:
             self.last_val[i] = v
             self.last_ts[i] = ts
             if i not in repaired:
-                self.stats.update(i, v)
+                self.stats.add(i, v)
             if linear:
                 self.ahead[i].popleft()
         self.last_event = ts
@@ -249,4 +249,4 @@ class Resampler:
         self.last_event = state["last_event"]
         self.last_val = [math.nan if v is None else float(v) for v in state["last_val"]]
         self.last_ts = [math.nan if v is None else float(v) for v in state["last_ts"]]
-        self.stats.load(state["stats"], size)
+        self.stats.load(state["stats"])

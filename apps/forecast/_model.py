@@ -12,11 +12,13 @@ from torch import nn
 from streamrnn.cells import GRU, LSTM, RNN
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
+from streamrnn.utils import RunningMoments
 
 from ._parts import (
+    FLOOR,
     MeanAbs,
-    RunningScaler,
     SkipModel,
+    floored_std,
     nonneg_int,
     pos_float,
     pos_int,
@@ -174,12 +176,12 @@ class OnlineForecaster:
             layer, head)
         self.learner = OnlineLearner(self.model, loss=_LOSSES[loss](), optimizer=self._adam,
                                      k1=self.k1, k2=self.k2, clip=self.clip)
-        self.scaler = RunningScaler(self.channels)
+        self.scaler = RunningMoments(self.channels)
         self.counts = dict.fromkeys(_COUNTS, 0)
         self._last_y: float | None = None  # target value of the previous step
         self._next_index = 0
-        self._step_change = MeanAbs(self.scaler.floor)  # |y[t] - y[t - 1]|
-        self._change = MeanAbs(self.scaler.floor)  # |y[t] - y[t - h]|: the target's scale
+        self._step_change = MeanAbs(FLOOR)  # |y[t] - y[t - 1]|
+        self._change = MeanAbs(FLOOR)  # |y[t] - y[t - h]|: the target's scale
         self._recent: dict = {}  # grid index -> (step, y, scale, observed), last k2 + h
         spans = np.array([max(2, self.horizon // 2), 2 * self.horizon, 8 * self.horizon])
         self._decay = 1.0 - 2.0 / (spans + 1.0)  # EMAs of the target over these spans
@@ -280,7 +282,7 @@ class OnlineForecaster:
                 self._change.update(abs(y - back[1]))
             ss[r] = self._change.scale(self.scaler.mean[0])
             last = y if self._last_y is None else self._last_y
-            feats[r, :c] = (v[r] - self.scaler.mean) / self.scaler.std
+            feats[r, :c] = (v[r] - self.scaler.mean) / floored_std(self.scaler)
             feats[r, c] = (y - last) / self._step_change.scale(self.scaler.mean[0])
             feats[r, c + 1] = 0.0 if back is None else (y - back[1]) / ss[r]
             if seen:
