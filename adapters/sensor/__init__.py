@@ -27,8 +27,12 @@ Channels
 Bad values
     ``None`` (missing), NaN / inf and non-numeric strings follow ``nan_policy``:
     ``"raise"`` (``ValueError`` before anything changes), ``"mask"`` (dropped, as if not
-    reported), ``"hold"`` (the last good value repeated as an observation). Counted as
-    ``missing`` / ``non_finite`` / ``invalid``; repairs as ``held``.
+    reported), ``"hold"`` (the last good value repeated as an observation); non-numeric
+    ones follow ``invalid_policy`` instead when it is set. Counted as ``missing`` /
+    ``non_finite`` / ``invalid``; repairs as ``held``. A value is parsed once, by the
+    source that read it or by ``push`` (a source yields a float, ``None`` or an
+    :class:`Invalid`), and judged and counted once, here: sources judge only the shape
+    of their lines.
 Order and duplicates
     A record older than the newest timestamp by at most ``lateness`` seconds is put in
     its place (``reordered``); an older one is dropped (``late``). A value for a channel
@@ -57,8 +61,10 @@ Sources
 :func:`iter_csv` (a file, or ``follow=True`` for one still being written),
 :func:`iter_jsonl` (any text stream, e.g. ``sys.stdin``), :func:`iter_jsonl_socket`
 (a TCP server sending JSON lines) and :class:`MQTTSource` (topics on a broker, with
-automatic reconnect and duplicate drop) all yield records; the first three are
-:class:`RecordIterator` objects with ``counts`` of what they skipped. ``push`` consumes
+automatic reconnect and duplicate drop) all yield records. Each is a :class:`Source`
+(the first three :class:`RecordIterator` objects): ``counts`` of what it read and
+skipped, ``on_error`` for malformed lines (``"raise"`` naming the line, or ``"skip"``
+and count), ``close()`` and ``with``. ``push`` consumes
 the iterable it is given, so feed a live source record by record or in batches::
 
     adapters = {}
@@ -96,17 +102,19 @@ tensor([[20.,  0.,  0.,  0.],
 from __future__ import annotations
 
 from ._core import SensorAdapter
-from .sources._base import RecordIterator, iter_jsonl, iter_jsonl_socket
-from .sources._csv import iter_csv
-from .sources._mqtt import MQTTSource
+from ._parse import Invalid, to_seconds
+from .sources import MQTTSource, RecordIterator, Source, iter_csv, iter_jsonl, iter_jsonl_socket
 
 __all__ = [
+    "Invalid",
     "MQTTSource",
     "RecordIterator",
     "SensorAdapter",
+    "Source",
     "iter_csv",
     "iter_jsonl",
     "iter_jsonl_socket",
+    "to_seconds",
 ]
 
 # The public objects live in private modules; list them so ``pytest --doctest-modules

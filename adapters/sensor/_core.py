@@ -14,8 +14,8 @@ from torch import Tensor
 
 from ._engine import Resampler
 from ._parse import (
-    INVALID,
     Config,
+    Invalid,
     check_bool,
     check_channels,
     check_choice,
@@ -63,6 +63,11 @@ class SensorAdapter:
         ``ValueError`` before anything changes; drop it (``"mask"``: the channel is
         simply not observed then); or repeat the channel's last good value as an
         observation (``"hold"``; dropped if there is none yet). Counted either way.
+    invalid_policy : {"raise", "mask"} or None
+        What a non-numeric value does, if not as ``nan_policy`` (``None``): raise
+        ``ValueError`` naming where it came from (a source's file and line), or drop it.
+        Values are parsed once, by the source or here; this is their one policy and
+        ``counts["invalid"]`` their one count (sources do not judge values).
     lateness : float
         Seconds a record may be older than the newest timestamp seen and still be
         placed in order; older records are dropped and counted (``late``). Rows are
@@ -148,6 +153,7 @@ class SensorAdapter:
         *,
         method: str = "hold",
         nan_policy: str = "mask",
+        invalid_policy: str | None = None,
         lateness: float = 0.0,
         max_gap: float | None = None,
         interp_limit: float | None = None,
@@ -166,6 +172,9 @@ class SensorAdapter:
         check_choice("method", method, ("hold", "linear"))
         check_choice("nan_policy", nan_policy, ("raise", "mask", "hold"))
         self.method, self.nan_policy = method, nan_policy
+        if invalid_policy is not None:
+            check_choice("invalid_policy", invalid_policy, ("raise", "mask"))
+        self.invalid_policy = invalid_policy
         self.lateness = check_number("lateness", lateness, low=0.0)
         self.max_gap = max_gap
         gap = (
@@ -192,7 +201,12 @@ class SensorAdapter:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self.dtype = dtype
-        self._cfg = Config.of(self, max_gap=gap, interp_limit=reach)
+        self._cfg = Config.of(self, max_gap=gap, interp_limit=reach,
+                              invalid_policy=invalid_policy or nan_policy)
+        self._drop_invalid = invalid_policy == "mask"
+        self._raise_invalid = ("invalid_policy" if invalid_policy == "raise" else
+                               "nan_policy" if invalid_policy is None and nan_policy == "raise"
+                               else None)  # the policy named when a non-number raises
         self._index = {name: i for i, name in enumerate(self.channels)}
         self._limit = torch.finfo(dtype).max
         self._span = MAX_PERIODS * self.period  # largest |timestamp| with a grid
@@ -276,7 +290,8 @@ class SensorAdapter:
         -----
         ``(T, F)``, ``T >= 0``.
         """
-        parsed = parse_records(records, self._index, self.nan_policy == "raise", self._limit)
+        parsed = parse_records(records, self._index, self.nan_policy == "raise", self._limit,
+                               self._raise_invalid)
         for ts, values, unknown in parsed:
             self._accept(ts, values, unknown)
         if self._max_seen is None:
@@ -318,8 +333,10 @@ class SensorAdapter:
         for i, v in values.items():
             if v is None:
                 counts["missing"] += 1
-            elif v is INVALID:
+            elif type(v) is Invalid:
                 counts["invalid"] += 1
+                if self._drop_invalid:  # masked: as if not reported
+                    continue
                 v = None
             elif not math.isfinite(v):
                 counts["non_finite"] += 1
@@ -383,7 +400,8 @@ class SensorAdapter:
             raise ValueError(f"state version must be {_VERSION}, got {state.get('version')!r}")
         mine = self._cfg.to_json()
         theirs = state.get("config")
-        theirs = theirs if isinstance(theirs, Mapping) else {}
+        theirs = dict(theirs) if isinstance(theirs, Mapping) else {}
+        theirs.setdefault("invalid_policy", theirs.get("nan_policy"))  # before it existed
         diff = sorted(k for k in mine if theirs.get(k) != mine[k])
         if diff:
             detail = ", ".join(f"{k}={theirs.get(k)!r} (adapter has {mine[k]!r})" for k in diff)

@@ -136,7 +136,7 @@ def format_table(result, *, title: str) -> str:
 
 _COUNTED = (
     ("source_malformed", "malformed lines skipped"),
-    ("source_invalid_value", "non-numeric values skipped"),
+    ("invalid", "non-numeric values (masked)"),
     ("source_blank", "blank lines"),
     ("late", "records out of order (dropped)"),
     ("reordered", "records reordered"),

@@ -11,25 +11,12 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from .._parse import check_choice, check_number, parse_json_record
-from ._base import check_keys, parse_fields, stopped
+from .._parse import check_number, parse_json_record
+from ._base import Source, check_keys, stopped
 
 __all__ = ["MQTTSource"]
 
-_COUNTS = (
-    "messages",
-    "records",
-    "duplicate",
-    "malformed",
-    "invalid_value",
-    "connects",
-    "refused",
-    "disconnects",
-    "topics_forgotten",
-)
-
-
-class MQTTSource:
+class MQTTSource(Source):
     """Records ``(topic, timestamp, {channel: value})`` from MQTT topics.
 
     A paho-mqtt (>= 2) client runs its network loop in a background thread
@@ -86,7 +73,7 @@ class MQTTSource:
     ----------
     counts : dict
         ``messages`` received, ``records`` delivered, ``duplicate``, ``malformed``,
-        ``invalid_value``, ``connects``, ``refused`` (connections or subscriptions the
+        ``connects``, ``refused`` (connections or subscriptions the
         broker refused), ``disconnects``, ``topics_forgotten`` (see ``dedup_topics``).
 
     Examples
@@ -99,6 +86,9 @@ class MQTTSource:
 
     With a broker running: ``with src: for topic, t, values in src: ...``.
     """
+
+    COUNTS = ("messages", "records", "duplicate", "malformed", "connects", "refused",
+              "disconnects", "topics_forgotten")
 
     def __init__(
         self,
@@ -155,16 +145,15 @@ class MQTTSource:
         if stop is not None and not (callable(stop) or callable(getattr(stop, "is_set", None))):
             raise ValueError(f"stop must be a threading.Event or a callable, got {stop!r}")
         check_keys(time_key, values_key)
-        check_choice("on_error", on_error, ("raise", "skip"))
+        super().__init__(on_error=on_error)
         self.host, self.port, self.topics, self.qos = host, port, topics, qos
         self.client_id, self.persistent, self.keepalive = client_id, persistent, keepalive
         self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
         self.connect_timeout = connect_timeout
-        self.time_key, self.values_key, self.on_error = time_key, values_key, on_error
+        self.time_key, self.values_key = time_key, values_key
         self.dedup_window, self.dedup_topics = dedup_window, dedup_topics
         self.max_queue = max_queue
         self.poll, self.timeout, self.stop = poll, timeout, stop
-        self.counts = dict.fromkeys(_COUNTS, 0)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._seen: OrderedDict = OrderedDict()  # topic -> (stamps, order), LRU first
         self._seen_lock = threading.Lock()
@@ -311,7 +300,7 @@ class MQTTSource:
         try:
             text = message.payload.decode("utf-8")
             ts, raw = parse_json_record(text, time_key=self.time_key, values_key=self.values_key)
-            values = parse_fields(raw, where, self.on_error, self.counts)
+            values = self.values(raw, where)
         except (UnicodeDecodeError, ValueError) as err:
             if self.on_error == "raise":
                 self._queue.put(ValueError(f"{where}: {err}"))
