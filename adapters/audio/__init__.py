@@ -47,9 +47,8 @@ import wave
 
 import numpy as np
 
-from streamrnn.utils import atomic_write
+from streamrnn.utils import atomic_write, check_positive_int
 
-from ._convert import check_int
 from ._features import AudioFeatures
 from ._files import FULL_SCALE, SoundFileSource, WavSource
 from ._live import MicrophoneSource, RawPCMSource, TcpSource
@@ -84,7 +83,7 @@ def write_wav(path, samples, sample_rate: int, sample_width: int = 2) -> None:
     >>> WavSource(path).read()
     array([-1.       ,  0.       ,  0.5      ,  0.9921875], dtype=float32)
     """
-    check_int("sample_rate", sample_rate, 1)
+    check_positive_int("sample_rate", sample_rate)
     if sample_width not in FULL_SCALE:
         raise ValueError(f"sample_width must be 1, 2, 3 or 4 bytes, got {sample_width!r}")
     x = np.asarray(samples)

@@ -7,10 +7,11 @@ and commit their state only when nothing raised, so a bad chunk never half-updat
 from __future__ import annotations
 
 import inspect
-import math
 
 import numpy as np
 import torch
+
+from streamrnn.utils import check_choice, check_number, check_positive_int
 
 __all__ = [
     "CHANNEL_POLICIES",
@@ -22,11 +23,8 @@ __all__ = [
     "RESAMPLE_QUALITIES",
     "SAMPLE_FORMATS",
     "array_to_frames",
-    "check_choice",
     "check_frame_config",
     "check_input_config",
-    "check_int",
-    "check_positive_float",
     "decode_chunk",
     "decode_pcm",
     "nonfinite_count",
@@ -75,34 +73,6 @@ def public(obj):
 # --------------------------------------------------------------------------- config checks
 
 
-def check_int(name: str, value, minimum: int) -> int:
-    """Return ``value`` if it is an int (not a bool) >= ``minimum``, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite number > 0 (or >= 0), else raise."""
-    rule = ">= 0" if allow_zero else "> 0"
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a finite number {rule}, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {rule}, got {value}")
-    return value
-
-
-def check_choice(name: str, value, choices) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
-    if not isinstance(value, str) or value not in choices:
-        listed = " | ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
-    return value
-
-
 def check_frame_config(
     sample_rate, kind, win_length, hop_length, n_fft, n_mels, n_mfcc, f_min, f_max,
     mel_scale, mel_norm,
@@ -114,28 +84,28 @@ def check_frame_config(
     """
     if win_length is None:
         win_length = max(1, round(0.025 * sample_rate))
-    win_length = check_int("win_length", win_length, 1)
+    win_length = check_positive_int("win_length", win_length)
     if win_length > MAX_N_FFT:
         raise ValueError(f"win_length must be <= {MAX_N_FFT} samples, got {win_length}")
     if hop_length is None:
         hop_length = min(win_length, max(1, round(0.010 * sample_rate)))
-    hop_length = check_int("hop_length", hop_length, 1)
+    hop_length = check_positive_int("hop_length", hop_length)
     if hop_length > win_length:
         raise ValueError(f"hop_length must be <= win_length={win_length}, got {hop_length}")
-    n_fft = check_int("n_fft", win_length if n_fft is None else n_fft, 1)
+    n_fft = check_positive_int("n_fft", win_length if n_fft is None else n_fft)
     if n_fft < win_length:
         raise ValueError(f"n_fft must be >= win_length={win_length}, got {n_fft}")
     if n_fft > MAX_N_FFT:
         raise ValueError(f"n_fft must be <= {MAX_N_FFT}, got {n_fft}")
-    n_mels = check_int("n_mels", n_mels, 1)
+    n_mels = check_positive_int("n_mels", n_mels)
     if n_mels > MAX_N_MELS:
         raise ValueError(f"n_mels must be <= {MAX_N_MELS}, got {n_mels}")
-    n_mfcc = check_int("n_mfcc", n_mfcc, 1)
+    n_mfcc = check_positive_int("n_mfcc", n_mfcc)
     if kind == "mfcc" and n_mfcc > n_mels:
         raise ValueError(f"n_mfcc must be <= n_mels={n_mels}, got {n_mfcc}")
     nyquist = sample_rate / 2
-    f_min = check_positive_float("f_min", f_min, allow_zero=True)
-    f_max = nyquist if f_max is None else check_positive_float("f_max", f_max)
+    f_min = check_number("f_min", f_min, low=0)
+    f_max = nyquist if f_max is None else check_number("f_max", f_max, low=0, low_open=True)
     if not f_min < f_max <= nyquist:
         raise ValueError(
             f"f_min and f_max must satisfy 0 <= f_min < f_max <= {nyquist} (Nyquist), "
@@ -152,12 +122,12 @@ def check_input_config(
 ) -> tuple[int, str, str, int, int, str]:
     """Validate the input settings of ``AudioFeatures``: ``(input_rate, resample_quality,
     channels, channel_axis, in_channels, nonfinite)``, ``input_rate=None`` filled in."""
-    in_rate = check_int("input_rate", sample_rate if input_rate is None else input_rate, 1)
+    in_rate = check_positive_int("input_rate", sample_rate if input_rate is None else input_rate)
     quality = check_choice("resample_quality", resample_quality, RESAMPLE_QUALITIES)
     channels = check_choice("channels", channels, CHANNEL_POLICIES)
     if isinstance(channel_axis, bool) or channel_axis not in (-2, -1, 0, 1):
         raise ValueError(f"channel_axis must be one of -2, -1, 0, 1, got {channel_axis!r}")
-    in_channels = check_int("in_channels", in_channels, 1)
+    in_channels = check_positive_int("in_channels", in_channels)
     if in_channels > MAX_CHANNELS:
         raise ValueError(f"in_channels must be <= {MAX_CHANNELS}, got {in_channels}")
     nonfinite = check_choice("nonfinite", nonfinite, NONFINITE_POLICIES)

@@ -7,15 +7,12 @@ import soxr
 import torch
 from torch import Tensor
 
-from streamrnn.utils import RunningMoments
+from streamrnn.utils import RunningMoments, check_choice, check_number, check_positive_int
 
 from ._convert import (
     MAX_ABS_SAMPLE,
-    check_choice,
     check_frame_config,
     check_input_config,
-    check_int,
-    check_positive_float,
     decode_chunk,
     public,
 )
@@ -188,7 +185,7 @@ class AudioFeatures:
         in_channels: int = 1,
         nonfinite: str = "raise",
     ) -> None:
-        self.sample_rate = check_int("sample_rate", sample_rate, 1)
+        self.sample_rate = check_positive_int("sample_rate", sample_rate)
         self.kind = check_choice("kind", kind, _KINDS)
         (
             self.win_length, self.hop_length, self.n_fft, self.n_mels, self.n_mfcc,
@@ -198,12 +195,12 @@ class AudioFeatures:
             f_min, f_max, mel_scale, mel_norm,
         )  # fmt: skip
         self.window = check_choice("window", window, tuple(WINDOWS))
-        self.log_offset = check_positive_float("log_offset", log_offset)
-        self.preemphasis = check_positive_float("preemphasis", preemphasis, allow_zero=True)
+        self.log_offset = check_number("log_offset", log_offset, low=0, low_open=True)
+        self.preemphasis = check_number("preemphasis", preemphasis, low=0)
         if self.preemphasis >= 1.0:
             raise ValueError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
         self.normalize = check_choice("normalize", normalize, ("none", "running"))
-        self.norm_eps = check_positive_float("norm_eps", norm_eps)
+        self.norm_eps = check_number("norm_eps", norm_eps, low=0, low_open=True)
         self.tail = check_choice("tail", tail, ("drop", "pad"))
         (
             self.input_rate, self.resample_quality, self.channels, self.channel_axis,

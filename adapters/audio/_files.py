@@ -8,7 +8,9 @@ import wave
 
 import numpy as np
 
-from ._convert import check_choice, check_positive_float, decode_pcm, public
+from streamrnn.utils import check_bool, check_choice, check_number
+
+from ._convert import decode_pcm, public
 
 __all__ = ["FULL_SCALE", "ChunkSource", "SoundFileSource", "WavSource"]
 
@@ -27,13 +29,6 @@ def import_soundfile(who: str):
             "(or pip install 'streamrnn[audio]')"
         ) from exc
     return soundfile
-
-
-def check_bool(name: str, value) -> bool:
-    """Return ``value`` if it is a bool, else raise ``ValueError``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 class ChunkSource:
@@ -145,7 +140,7 @@ class WavSource(ChunkSource):
         self, path, chunk_ms: float = 20.0, realtime: bool = False, *, truncated: str = "raise"
     ) -> None:
         self.path = path
-        self.chunk_ms = check_positive_float("chunk_ms", chunk_ms)
+        self.chunk_ms = check_number("chunk_ms", chunk_ms, low=0, low_open=True)
         self.realtime = check_bool("realtime", realtime)
         self.truncated = check_choice("truncated", truncated, ("raise", "count"))
         self.sample_width: int | None = None
@@ -256,7 +251,7 @@ class SoundFileSource(ChunkSource):
     def __init__(self, path, chunk_ms: float = 20.0, realtime: bool = False) -> None:
         sf = import_soundfile("SoundFileSource")
         self.path = path
-        self.chunk_ms = check_positive_float("chunk_ms", chunk_ms)
+        self.chunk_ms = check_number("chunk_ms", chunk_ms, low=0, low_open=True)
         self.realtime = check_bool("realtime", realtime)
         try:
             info = sf.info(os.fspath(path))

@@ -12,16 +12,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from streamrnn.utils import check_bool, check_choice, check_number
+
 from ._engine import Resampler
-from ._parse import (
-    Config,
-    Invalid,
-    check_bool,
-    check_channels,
-    check_choice,
-    check_number,
-    parse_records,
-)
+from ._parse import Config, Invalid, check_channels, parse_records
 
 __all__ = ["SensorAdapter"]
 

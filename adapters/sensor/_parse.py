@@ -17,10 +17,7 @@ import numpy as np
 __all__ = [
     "Config",
     "Invalid",
-    "check_bool",
     "check_channels",
-    "check_choice",
-    "check_number",
     "parse_json_record",
     "parse_records",
     "parse_value",
@@ -173,26 +170,6 @@ def parse_json_record(text: str, *, time_key: str, values_key: str | None):
     return stamp, values
 
 
-def check_number(name: str, value, *, low=None, low_open=False, allow_inf=False) -> float:
-    """``value`` as a float after checking it is a real number within bounds."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        rule = ">" if low_open else ">="
-        raise ValueError(f"{name} must be {rule} {low}, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value, choices: tuple) -> None:
-    """Raise unless ``value`` is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        options = " | ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class Config:
     """The validated configuration of a SensorAdapter (defaults resolved)."""
@@ -226,13 +203,6 @@ class Config:
         for key in ("max_gap", "interp_limit"):
             out[key] = repr(out[key]) if math.isinf(out[key]) else out[key]
         return out
-
-
-def check_bool(name: str, value) -> bool:
-    """``value`` after checking it is a bool."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return value
 
 
 def check_channels(channels) -> tuple:

@@ -1,8 +1,6 @@
-"""Parts of the online forecaster: validation, floored scales, the skip model (private)."""
+"""Parts of the online forecaster: floored scales, the skip model (private)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -11,28 +9,7 @@ from torch import nn
 from streamrnn.heads import RecurrentModel
 from streamrnn.utils import RunningMoments
 
-__all__ = ["FLOOR", "MeanAbs", "SkipModel", "floored_std", "nonneg_int", "pos_float",
-           "pos_int"]
-
-
-def pos_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def nonneg_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
-
-
-def pos_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+__all__ = ["FLOOR", "MeanAbs", "SkipModel", "floored_std"]
 
 
 #: Floor of the scales, relative to the level: ``floor * (|mean| + 1)``.

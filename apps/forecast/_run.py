@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from streamrnn.adapters.sensor import SensorAdapter, iter_csv, to_seconds
+from streamrnn.utils import check_bool, check_positive_int
 
 from ._model import OnlineForecaster
 from ._result import ForecastResult, make_snarimax
@@ -200,12 +201,8 @@ def forecast_csv(
     ['records', 'rows']
     """
     for name, flag in (("calendar", calendar), ("snarimax", snarimax), ("progress", progress)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be a bool, got {flag!r}")
-    if max_records is not None and (
-        isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1
-    ):
-        raise ValueError(f"max_records must be a positive int or None, got {max_records!r}")
+        check_bool(name, flag)
+    check_positive_int("max_records", max_records, none_ok=True)
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     model = OnlineForecaster(horizon, num_inputs=len(inputs), num_extra=4 * calendar,
                              hidden_size=hidden_size, k1=k1, k2=k2, lr=lr, seed=seed)

@@ -6,7 +6,6 @@ Public through :mod:`streamrnn.apps.lm`.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 
@@ -17,50 +16,10 @@ from streamrnn.adapters.tokens._text import check_errors, new_counts, read_utf8
 
 __all__ = [
     "batchify",
-    "check_choice",
-    "check_fraction",
-    "check_positive_float",
-    "check_positive_int",
     "read_text",
     "split_text",
     "text_digest",
 ]
-
-
-def check_positive_int(name: str, value, *, none_ok: bool = False) -> int | None:
-    """``value`` if it is a positive int (or ``None`` when allowed); else ``ValueError``."""
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        extra = " or None" if none_ok else ""
-        raise ValueError(f"{name} must be a positive int{extra}, got {value!r}")
-    return value
-
-
-def check_positive_float(name: str, value, *, none_ok: bool = False) -> float | None:
-    """``value`` as a float if it is positive and finite (or ``None`` when allowed)."""
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(value) and value > 0
-    ):
-        extra = " or None" if none_ok else ""
-        raise ValueError(f"{name} must be a positive finite number{extra}, got {value!r}")
-    return float(value)
-
-
-def check_fraction(name: str, value) -> float:
-    """``value`` as a float in ``[0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value, choices: tuple) -> str:
-    """``value`` if it is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def read_text(source, *, errors: str = "replace") -> tuple[str, dict[str, int]]:

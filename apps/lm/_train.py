@@ -13,13 +13,16 @@ import torch
 
 from streamrnn.adapters.tokens import CharCodec
 from streamrnn.learn import OnlineLearner
+from streamrnn.utils import (
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_float,
+    check_positive_int,
+)
 
 from ._data import (
     batchify,
-    check_choice,
-    check_fraction,
-    check_positive_float,
-    check_positive_int,
     read_text,
     split_text,
     text_digest,
@@ -123,10 +126,8 @@ class LMTrainer:
         self.lr = check_positive_float("lr", lr)
         self.clip = check_positive_float("clip", clip, none_ok=True)
         self.optimizer = check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
-        self.holdout = check_fraction("holdout", holdout)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        self.seed, self.errors = seed, errors
+        self.holdout = check_number("holdout", holdout, low=0, high=1, high_open=True)
+        self.seed, self.errors = check_int("seed", seed), errors
         full, self.counts = read_text(text, errors=errors)
         self.digest, self.chars = text_digest(full), len(full)
         train, held = split_text(full, self.holdout)

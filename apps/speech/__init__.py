@@ -58,7 +58,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import math
 import os
 from importlib import resources
 
@@ -67,6 +66,7 @@ import torch
 
 from streamrnn.adapters.audio import AudioFeatures
 from streamrnn.stream import Stream
+from streamrnn.utils import check_number
 
 from ._cli import listen_main
 from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
@@ -172,10 +172,7 @@ class DigitRecognizer:
         if out != len(LABELS):
             raise ValueError(f"model.output_size must be {len(LABELS)} (LABELS), got {out!r}")
         for name, value in (("flush_ms", flush_ms), ("warmup_ms", warmup_ms)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_number(name, value, low=0)
         self.features = features
         self.decoder = FrameDecoder(
             threshold=threshold,

@@ -151,7 +151,7 @@ def test_csv_missing_columns_are_named(tmp_path):
         list(iter_csv(path, time_column="time", columns=["temp", "hum"]))
     with pytest.raises(FileNotFoundError):
         list(iter_csv(tmp_path / "nope.csv", time_column="time"))
-    with pytest.raises(ValueError, match="poll must be > 0.0"):
+    with pytest.raises(ValueError, match="poll must be a finite number > 0.0, got 0"):
         iter_csv(path, time_column="time", poll=0)
     with pytest.raises(ValueError, match="on_error must be one of 'raise' | 'skip'"):
         iter_csv(path, time_column="time", on_error="ignore")

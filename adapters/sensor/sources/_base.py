@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from .._parse import check_choice, check_number, parse_value
+from streamrnn.utils import check_choice, check_number
+
+from .._parse import parse_value
 
 __all__ = ["RecordIterator", "Source", "check_keys", "check_source_args", "split_lines",
            "stopped"]

@@ -6,6 +6,8 @@ import csv
 import os
 import time
 
+from streamrnn.utils import check_bool
+
 from .._parse import to_seconds
 from ._base import RecordIterator, check_source_args, stopped
 
@@ -86,8 +88,7 @@ def iter_csv(
             raise ValueError(f"columns must be a list of column names, got {columns!r}")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
-    if not isinstance(follow, bool):
-        raise ValueError(f"follow must be a bool, got {follow!r}")
+    check_bool("follow", follow)
     check_source_args(on_error, poll, timeout, stop)
     path = os.fspath(path)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import socket
 import time
 
-from .._parse import check_number, parse_json_record
+from streamrnn.utils import check_number, check_positive_int
+
+from .._parse import parse_json_record
 from ._base import RecordIterator, check_keys, check_source_args, split_lines, stopped
 
 __all__ = ["iter_jsonl", "iter_jsonl_socket"]
@@ -155,8 +157,7 @@ def iter_jsonl_socket(
     check_keys(time_key, values_key)
     check_source_args(on_error, poll, timeout, stop)
     check_number("connect_timeout", connect_timeout, low=0.0, low_open=True)
-    if isinstance(max_line, bool) or not isinstance(max_line, int) or max_line < 1:
-        raise ValueError(f"max_line must be a positive int, got {max_line!r}")
+    check_positive_int("max_line", max_line)
     origin = f"{host}:{port} "
 
     def run(src: RecordIterator):

@@ -11,7 +11,9 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from .._parse import check_number, parse_json_record
+from streamrnn.utils import check_bool, check_number, check_positive_int
+
+from .._parse import parse_json_record
 from ._base import Source, check_keys, stopped
 
 __all__ = ["MQTTSource"]
@@ -124,8 +126,7 @@ class MQTTSource(Source):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
         if client_id is not None and not isinstance(client_id, str):
             raise ValueError(f"client_id must be a str or None, got {client_id!r}")
-        if not isinstance(persistent, bool):
-            raise ValueError(f"persistent must be a bool, got {persistent!r}")
+        check_bool("persistent", persistent)
         if persistent and not client_id:
             raise ValueError("persistent=True needs a client_id, got None")
         for name, value in (
@@ -134,8 +135,7 @@ class MQTTSource(Source):
             ("dedup_topics", dedup_topics),
             ("max_queue", max_queue),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         check_number("reconnect_min", reconnect_min, low=0.0, low_open=True)
         check_number("reconnect_max", reconnect_max, low=reconnect_min)
         check_number("connect_timeout", connect_timeout, low=0.0, low_open=True)
