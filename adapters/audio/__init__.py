@@ -2,11 +2,13 @@
 
 :class:`AudioFeatures` turns PCM pushed in chunks of any size (int16 bytes, numpy or torch
 int16 / int32 / float32 / float64) into feature frames, computing all frames a push
-completes in one call: a live chunk of up to 16 frames is one compiled numba call
-(window, real FFT, power, mel, log, DCT; ``_audio_fused.py``), a bigger push batched
-``torch.fft.rfft`` calls of 256 frames. Both use torchaudio's mel filterbank and DCT
-matrices and take the FFT in float64, so they agree with each other to float32 rounding
-even in near-silent bands (a numpy fallback runs without numba). It streams exactly: the
+completes in one call. The maths is one pure function, :func:`.functional.log_mel`
+(torchaudio's mel filterbank and DCT matrices, a float64 ``torch.fft.rfft``): the
+reference, used offline and for a large push. A live chunk of up to 16 frames takes the
+one fast path, a compiled numba call doing the same steps (its FFT ``numpy.fft.rfft``
+through rocket-fft; ``_fused.py``), tested against the reference; without numba every
+push runs the reference. Both take the FFT in float64, so they agree to float32 rounding
+even in near-silent bands. It streams exactly: the
 frames of a signal pushed in any chunking equal :meth:`AudioFeatures.offline` on the
 whole signal (float32, to about 1e-5 absolute and relative; the frame count is exact).
 It can resample on the fly with ``soxr.ResampleStream`` (e.g. a 48 kHz microphone into a

@@ -6,8 +6,6 @@ and commit their state only when nothing raised, so a bad chunk never half-updat
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 
@@ -28,7 +26,6 @@ __all__ = [
     "decode_chunk",
     "decode_pcm",
     "nonfinite_count",
-    "public",
     "split_frames",
     "to_mono",
 ]
@@ -51,24 +48,6 @@ MAX_N_FFT = 1 << 16
 #: Most mel bands accepted.
 MAX_N_MELS = 2048
 RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
-
-_PUBLIC_MODULE = __name__.rpartition(".")[0]  # streamrnn.adapters.audio
-
-
-def public(obj):
-    """Report ``obj`` (and a class's methods) as living in the public ``audio`` module.
-
-    Docs and reprs then show the public path, and the doctest finder, which collects an
-    object's Examples in the module its ``__module__`` names, runs each exactly once,
-    from ``audio.py``.
-    """
-    obj.__module__ = _PUBLIC_MODULE
-    if isinstance(obj, type):
-        for member in vars(obj).values():
-            if inspect.isfunction(member):
-                member.__module__ = _PUBLIC_MODULE
-    return obj
-
 
 # --------------------------------------------------------------------------- config checks
 

@@ -9,16 +9,11 @@ from torch import Tensor
 
 from streamrnn.utils import RunningMoments, check_choice, check_number, check_positive_int
 
-from ._convert import (
-    MAX_ABS_SAMPLE,
-    check_frame_config,
-    check_input_config,
-    decode_chunk,
-    public,
-)
-from ._dsp import WINDOWS, FrameFeatures, padded_length, preemphasize, running_normalize
+from ._convert import MAX_ABS_SAMPLE, check_frame_config, check_input_config, decode_chunk
+from ._dsp import FrameFeatures, padded_length, preemphasize, running_normalize
 from ._frames import FrameStream
 from ._fused import push_frames
+from .functional import WINDOWS
 
 __all__ = ["AudioFeatures"]
 
@@ -31,14 +26,14 @@ _DECODE_KEYS = ("in_channels", "channel_axis", "channels", "nonfinite")
 _SAFE_SUM_SQ = 0.1 * MAX_ABS_SAMPLE**2
 
 
-@public
 class AudioFeatures:
     """Streaming log-mel or MFCC features of PCM audio pushed in chunks of any size.
 
     Every frame completed by a push is computed in one call: a compiled (numba) kernel
     for a push of up to 16 frames (a live 10-20 ms chunk: window, real FFT, mel, log and
-    DCT in one call), else one batched ``torch.fft.rfft`` (what
-    ``torchaudio.functional.spectrogram`` with ``center=False`` does); every path's FFT
+    DCT in one call), else :func:`~streamrnn.adapters.audio.functional.log_mel`, the
+    reference (batched ``torch.fft.rfft``, what ``torchaudio.functional.spectrogram``
+    with ``center=False`` does); every path's FFT
     is float64, so they agree to float32 rounding even in near-silent bands. Both use the
     ``torchaudio.functional.melscale_fbanks`` filterbank and, for MFCC, the
     ``torchaudio.functional.create_dct`` matrix. Frame ``k`` covers the samples

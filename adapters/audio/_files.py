@@ -10,7 +10,7 @@ import numpy as np
 
 from streamrnn.utils import check_bool, check_choice, check_number
 
-from ._convert import decode_pcm, public
+from ._convert import decode_pcm
 
 __all__ = ["FULL_SCALE", "ChunkSource", "SoundFileSource", "WavSource"]
 
@@ -79,7 +79,6 @@ class ChunkSource:
         raise NotImplementedError
 
 
-@public
 class WavSource(ChunkSource):
     """Chunks of a WAV file as float32 numpy arrays, optionally paced in real time.
 
@@ -123,6 +122,7 @@ class WavSource(ChunkSource):
     --------
     >>> import os, tempfile
     >>> import numpy as np
+    >>> from streamrnn.adapters.audio import write_wav
     >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
     >>> tone = np.sin(np.linspace(0, 200 * np.pi, 8000)).astype(np.float32) * 0.5
     >>> write_wav(path, tone, 8000, sample_width=3)
@@ -215,7 +215,6 @@ def _soundfile_chunks(path, chunk_frames: int):
         yield from f.blocks(blocksize=chunk_frames, dtype="float32", always_2d=False)
 
 
-@public
 class SoundFileSource(ChunkSource):
     """Chunks of any file libsndfile reads (FLAC, OGG/Vorbis, WAV, AIFF, ...), via soundfile.
 

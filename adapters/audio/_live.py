@@ -14,7 +14,7 @@ from streamrnn.utils import (
     check_positive_int,
 )
 
-from ._convert import SAMPLE_FORMATS, decode_pcm, public, split_frames
+from ._convert import SAMPLE_FORMATS, decode_pcm, split_frames
 from ._files import ChunkSource
 
 __all__ = ["MicrophoneSource", "RawPCMSource", "TcpSource"]
@@ -60,7 +60,6 @@ class _RawConfig(ChunkSource):
         self.n_dropped_bytes = 0
 
 
-@public
 class RawPCMSource(_RawConfig):
     """Chunks of headerless interleaved PCM read from a blocking binary stream (e.g. stdin).
 
@@ -122,7 +121,6 @@ class RawPCMSource(_RawConfig):
         )
 
 
-@public
 class TcpSource(_RawConfig):
     """Chunks of headerless PCM received over TCP, as a client or as a one-peer server.
 
@@ -218,7 +216,6 @@ class TcpSource(_RawConfig):
             )
 
 
-@public
 class MicrophoneSource(ChunkSource):
     """Live chunks from an input device through sounddevice (PortAudio), forever.
 

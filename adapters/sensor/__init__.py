@@ -117,6 +117,3 @@ __all__ = [
     "to_seconds",
 ]
 
-# The public objects live in private modules; list them so ``pytest --doctest-modules
-# adapters/sensor.py`` runs their Examples.
-__test__ = {name: globals()[name] for name in __all__}

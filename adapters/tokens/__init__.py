@@ -53,14 +53,6 @@ __all__ = [
     "codec_from_config",
 ]
 
-# doctest looks here for the re-exported objects, so that running the doctests of this
-# module alone runs every public example
-__test__ = {
-    "TokenCodec": TokenCodec,
-    "StreamEncoder": StreamEncoder,
-    "StreamDecoder": StreamDecoder,
-    "HFCodec": HFCodec,
-}
 
 
 class ByteCodec(TokenCodec):

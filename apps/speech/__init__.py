@@ -86,9 +86,6 @@ __all__ = [
     "word_bounds",
 ]
 
-# Documented (and doctested) here, where users import it from.
-listen_main.__module__ = __name__
-
 
 class DigitRecognizer:
     """Streaming spoken-digit recogniser: push PCM in any chunking, get digits as spoken.
