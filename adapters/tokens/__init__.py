@@ -41,7 +41,7 @@ from typing import Any
 
 from ._base import StreamDecoder, StreamEncoder, TokenCodec
 from ._hf import HFCodec
-from ._text import Utf8Reader, char_repr, check_config, read_utf8
+from ._text import Utf8Reader, char_repr, check_config, decode_text, read_utf8
 
 __all__ = [
     "ByteCodec",
@@ -51,6 +51,7 @@ __all__ = [
     "StreamEncoder",
     "TokenCodec",
     "codec_from_config",
+    "decode_text",
 ]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from streamrnn.adapters.tokens._text import check_errors, new_counts, read_utf8
+from streamrnn.adapters.tokens import decode_text
 
 __all__ = [
     "batchify",
@@ -50,8 +50,6 @@ def read_text(source, *, errors: str = "replace") -> tuple[str, dict[str, int]]:
     ...
     ValueError: text: invalid UTF-8 at byte 3 of the input (ff: invalid start byte); ...
     """
-    check_errors(errors)
-    counts = new_counts()
     if isinstance(source, os.PathLike):
         path = Path(source)
         if not path.is_file():
@@ -62,8 +60,10 @@ def read_text(source, *, errors: str = "replace") -> tuple[str, dict[str, int]]:
     else:
         raise ValueError(f"text must be a str, UTF-8 bytes or a path, got {type(source).__name__}")
     try:
-        return read_utf8(data, errors, counts, "input"), counts
+        return decode_text(data, errors=errors)
     except ValueError as err:
+        if str(err).startswith("errors must be"):
+            raise
         where = f"file {str(source)!r}" if isinstance(source, os.PathLike) else "text"
         raise ValueError(f"{where}: {err}") from None
 
