@@ -14,8 +14,8 @@ one ``numba`` call, :func:`push_frames`, computing the same steps:
    bins, ``log(mel + log_offset)`` (float32, as in torch) and, for MFCC, the DCT;
 4. shift the unused samples to the start of the buffer.
 
-The constants are packed into two arrays (:class:`FusedPlan`): each array argument
-costs ~40 ns of dispatch. Features agree with the reference to float32 rounding (the
+The constants and the frames' scratch rows are packed into two arrays
+(:class:`FusedPlan`): each array argument costs ~40 ns of dispatch. Features agree with the reference to float32 rounding (the
 same float64 spectra; only the order of the mel sum differs). A hand-written radix FFT
 used to stand here; measured end to end it was no faster than rocket-fft's pocketfft
 (``benchmarks/bench_audio.py``), so the library call replaced it.
@@ -42,9 +42,9 @@ HAVE_NUMBA = njit is not None
 # the stream's start.
 FILL, TOTAL, WIN, HOP, CAP, N_FFT, N_MELS, N_OUT, MFCC = range(9)
 # Offsets into the float64 array ``real``, which starts with MAX_ABS_SAMPLE: window, mel
-# weights, DCT (n_mels, n_out) or nothing, the log offset.
-OFF_WINDOW, OFF_WEIGHTS, OFF_DCT, OFF_OFFSET = range(9, 13)
-_HEADER = 13
+# weights, DCT (n_mels, n_out) or nothing, the log offset, scratch for the frames.
+OFF_WINDOW, OFF_WEIGHTS, OFF_DCT, OFF_OFFSET, OFF_SCRATCH = range(9, 14)
+_HEADER = 14
 
 
 def _push_frames(x, buf, ints, real):
@@ -78,11 +78,14 @@ def _push_frames(x, buf, ints, real):
 
     # from here on every index is unsigned: numba then skips its negative-index wrap-around
     u = np.uint64
-    frames = np.zeros((t, n_fft))  # float64; the columns past win stay zero (padding)
+    scratch = ints[OFF_SCRATCH]  # the frames' float64 rows, preallocated (cap's frames)
+    frames = real[scratch : scratch + t * n_fft].reshape((t, n_fft))
     for k in range(u(t)):
         b, row = k * u(hop), frames[k]
         for j in range(u(win)):
             row[j] = buf[b + j] * window[j]  # float32 sample * float64 window: exact
+        for j in range(u(win), u(n_fft)):  # zero-padding on the right
+            row[j] = 0.0
     spec = np.fft.rfft(frames)  # (t, n_fft // 2 + 1) complex128
     n_bins = spec.shape[1]
     power = np.empty(n_bins)
@@ -153,10 +156,12 @@ class FusedPlan:
         n_out = n_mels if dct is None else dct.shape[1]
         dct_flat = np.zeros(0) if dct is None else np.asarray(dct, dtype=np.float64).ravel()
         window = np.asarray(window, dtype=np.float64)[:win]
-        parts = [np.array([MAX_ABS_SAMPLE]), window, *weights, dct_flat, np.array([log_offset])]
+        max_frames = (cap - win) // hop + 1
+        parts = [np.array([MAX_ABS_SAMPLE]), window, *weights, dct_flat, np.array([log_offset]),
+                 np.zeros(max_frames * n_fft)]
         sizes = np.cumsum([0] + [len(p) for p in parts])
         header = [0, 0, win, hop, cap, n_fft, n_mels, n_out, int(dct is not None),
-                  sizes[1], sizes[2], sizes[-3], sizes[-2]]
+                  sizes[1], sizes[2], sizes[-4], sizes[-3], sizes[-2]]
         if len(header) != _HEADER:  # the kernel reads a fixed-length header
             raise RuntimeError(f"header has {len(header)} fields, the kernel reads {_HEADER}")
         return cls(np.array(header + bands, dtype=np.int64), np.concatenate(parts))

@@ -128,7 +128,7 @@ def parse_value(v, where: str = "value"):
     >>> parse_value(" 2.5 "), parse_value(""), parse_value("hot", "field 'temp'")
     (2.5, None, Invalid('hot'))
     """
-    if v is None or type(v) is float or isinstance(v, Invalid):
+    if v is None or type(v) is float or type(v) is Invalid:
         return v
     if isinstance(v, numbers.Real):
         try:
@@ -258,8 +258,9 @@ def parse_records(records, index: dict, raising: bool, limit: float,
             if i is None:
                 unknown += 1
                 continue
-            v = raw if type(raw) is float else parse_value(
-                raw, f"records[{n}] (t={ts!r}) channel {name!r}")
+            v = raw if type(raw) is float else parse_value(raw)
+            if type(v) is Invalid and v.where == "value":  # raw from the caller: name it
+                v.where = f"records[{n}] (t={ts!r}) channel {name!r}"
             if type(v) is float:
                 if abs(v) > limit:
                     v = math.copysign(math.inf, v)

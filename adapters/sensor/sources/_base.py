@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from streamrnn.utils import check_choice, check_number
 
-from .._parse import parse_value
+from .._parse import Invalid, parse_value
 
 __all__ = ["RecordIterator", "Source", "check_keys", "check_source_args", "split_lines",
            "stopped"]
@@ -82,7 +82,13 @@ class Source:
     def values(raw: Mapping, where: str) -> dict:
         """Parse each raw value once: a float, ``None`` or an ``Invalid`` naming ``where``
         and the field (the adapter's ``invalid_policy`` judges and counts it)."""
-        return {name: parse_value(v, f"{where}: field {name!r}") for name, v in raw.items()}
+        out = {}
+        for name, v in raw.items():
+            v = parse_value(v)
+            if type(v) is Invalid:
+                v.where = f"{where}: field {name!r}"
+            out[name] = v
+        return out
 
 
 class RecordIterator(Source):
