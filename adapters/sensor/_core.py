@@ -70,7 +70,7 @@ class SensorAdapter:
         A silence (no record at all) longer than this many seconds emits rows up to
         ``max_gap`` after the last record, skips the rest and resumes at the next
         record (``gaps``, ``skipped_rows``). ``None`` means ``1000 * period``;
-        ``math.inf`` emits every row of any gap.
+        ``math.inf`` (or anything beyond ``2**52`` periods) emits every row of any gap.
     interp_limit : float or None
         ``"linear"``: longest gap between two observations of one channel that is
         interpolated; wider gaps are held. A row waits at most this long for a
@@ -195,6 +195,13 @@ class SensorAdapter:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self.dtype = dtype
+        self._span = MAX_PERIODS * self.period  # largest |timestamp| with a grid
+        for name, value in (("origin", abs(self.origin)), ("lateness", self.lateness)):
+            if value > self._span:
+                raise ValueError(f"{name} must be within 2**52 periods (<= {self._span:g} "
+                                 f"for period={self.period!r}), got {value!r}")
+        if gap > self._span:  # longer than any gap the grid holds: no gap is cut
+            gap = math.inf
         self._cfg = Config.of(self, max_gap=gap, interp_limit=reach,
                               invalid_policy=invalid_policy or nan_policy)
         self._drop_invalid = invalid_policy == "mask"
@@ -203,10 +210,6 @@ class SensorAdapter:
                                else None)  # the policy named when a non-number raises
         self._index = {name: i for i, name in enumerate(self.channels)}
         self._limit = torch.finfo(dtype).max
-        self._span = MAX_PERIODS * self.period  # largest |timestamp| with a grid
-        if abs(self.origin) > self._span:
-            raise ValueError(f"origin must be within 2**52 periods of 0 (|origin| <= "
-                             f"{self._span:g} for period={self.period!r}), got {origin!r}")
         self.reset()
 
     # -- description -------------------------------------------------------------

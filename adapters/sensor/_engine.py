@@ -55,15 +55,15 @@ class Resampler:
         O(1): within ``MAX_PERIODS`` of the origin (the adapter drops records beyond) the
         grid's spacing exceeds the rounding of ``ceil``, so a step or two corrects it.
         """
-        k = math.ceil((t - self.cfg.origin) / self.cfg.period)
-        for _ in range(4):
-            if self.grid(k - 1) < t:
-                break
+        origin, period = self.cfg.origin, self.cfg.period
+        k = math.ceil((t - origin) / period)
+        steps = 0  # a step or two at most; the bound keeps a degenerate grid from looping
+        while origin + (k - 1) * period >= t and steps < 4:
             k -= 1
-        for _ in range(4):
-            if self.grid(k) >= t:
-                break
+            steps += 1
+        while origin + k * period < t and steps < 8:
             k += 1
+            steps += 1
         return k
 
     def first_after(self, t: float) -> int:

@@ -62,9 +62,15 @@ def test_a_gap_costs_the_same_whatever_its_length(no_hang):
         assert ad.counts["gaps"] == 1 and ad.counts["skipped_rows"] == gap - 1001
 
 
-def test_an_origin_without_a_grid_is_refused():
+def test_an_origin_or_lateness_without_a_grid_is_refused_and_a_huge_max_gap_is_none():
     with pytest.raises(ValueError, match="origin must be within 2\\*\\*52 periods"):
         SensorAdapter(["x"], period=1e-9, origin=1.7e9)
+    with pytest.raises(ValueError, match="lateness must be within 2\\*\\*52 periods"):
+        SensorAdapter(["x"], period=1e-9, lateness=1e300)
+    huge, none = (SensorAdapter(["x"], period=1e-3, max_gap=g, normalize=False)
+                  for g in (1e300, math.inf))
+    records = [(0.0, {"x": 1.0}), (0.01, {"x": 2.0})]
+    assert torch.equal(huge.push(records), none.push(records))
 
 
 def test_a_state_dict_without_the_new_count_still_loads():
