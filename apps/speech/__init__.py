@@ -229,9 +229,13 @@ class DigitRecognizer:
         missing = [k for k in FEATURE_KEYS if k not in feat_cfg]
         if missing:
             raise ValueError(f"path {where!r}: the features header lacks {missing}")
-        features = AudioFeatures(
-            **{k: feat_cfg[k] for k in FEATURE_KEYS}, input_rate=input_rate, channels=channels
-        )
+        try:
+            features = AudioFeatures(
+                **{k: feat_cfg[k] for k in FEATURE_KEYS}, input_rate=input_rate,
+                channels=channels,
+            )
+        except ValueError as err:  # bounded before anything is allocated; name the file
+            raise ValueError(f"path {where!r}: features header: {err}") from None
         if list(header["labels"]) != list(LABELS):
             raise ValueError(f"path {where!r}: labels must be {list(LABELS)}")
         model = build_model(header["model"], tensors, where)
