@@ -70,7 +70,8 @@ class SensorAdapter:
         A silence (no record at all) longer than this many seconds emits rows up to
         ``max_gap`` after the last record, skips the rest and resumes at the next
         record (``gaps``, ``skipped_rows``). ``None`` means ``1000 * period``;
-        ``math.inf`` (or anything beyond ``2**52`` periods) emits every row of any gap.
+        ``math.inf`` (or anything beyond ``2**52`` periods) emits every row of any gap
+        up to ``2**20`` rows past the last record (a longer silence is then a gap).
     interp_limit : float or None
         ``"linear"``: longest gap between two observations of one channel that is
         interpolated; wider gaps are held. A row waits at most this long for a

@@ -15,7 +15,11 @@ import numpy as np
 
 from streamrnn.utils import RunningMoments
 
-__all__ = ["Resampler"]
+__all__ = ["MAX_GAP_ROWS", "Resampler"]
+
+#: Most rows emitted after the last record before a silence counts as a gap, whatever
+#: ``max_gap`` (even ``math.inf``): one record far ahead costs bounded memory and time.
+MAX_GAP_ROWS = 2**20
 
 _TWO_PI = 2.0 * math.pi
 _DAY = 86400.0
@@ -124,9 +128,9 @@ class Resampler:
                 k_end = self.first_at_or_after(te)
             else:
                 k_end = self.first_after(limit) if final else self.first_at_or_after(limit)
-            k_stop = k_end
-            if math.isfinite(cfg.max_gap):
-                k_stop = min(k_end, self.first_after(self.last_event + cfg.max_gap))
+            # rows past the last event: at most max_gap, and never more than MAX_GAP_ROWS
+            reach = min(cfg.max_gap, MAX_GAP_ROWS * cfg.period)
+            k_stop = min(k_end, self.first_after(self.last_event + reach))
             if k_stop > self.k:
                 if cfg.method == "linear" and not self._resolved(limit, final):
                     break

@@ -62,6 +62,19 @@ def test_a_gap_costs_the_same_whatever_its_length(no_hang):
         assert ad.counts["gaps"] == 1 and ad.counts["skipped_rows"] == gap - 1001
 
 
+def test_max_gap_inf_still_emits_a_bounded_number_of_rows(no_hang):
+    from streamrnn.adapters.sensor._engine import MAX_GAP_ROWS
+
+    ad = SensorAdapter(["x"], period=1.0, normalize=False, max_gap=math.inf,
+                       mask_features=False, age_features=False)
+    far = 2.0**50  # a valid timestamp, 2**50 periods ahead
+    rows = ad.push([(0.0, {"x": 1.0}), (far, {"x": 2.0}), (far + 2.0, {"x": 3.0})])
+    assert rows.shape[0] == MAX_GAP_ROWS + 1 + 2  # k = 0..2**20 held, then the 2 rows
+    assert ad.counts["gaps"] == 1 and ad.counts["skipped_rows"] == far - MAX_GAP_ROWS - 1
+    short = SensorAdapter(["x"], period=1.0, normalize=False, max_gap=math.inf)
+    assert short.push([(0.0, {"x": 1.0}), (5000.5, {"x": 2.0})]).shape[0] == 5001  # all
+
+
 def test_an_origin_or_lateness_without_a_grid_is_refused_and_a_huge_max_gap_is_none():
     with pytest.raises(ValueError, match="origin must be within 2\\*\\*52 periods"):
         SensorAdapter(["x"], period=1e-9, origin=1.7e9)
