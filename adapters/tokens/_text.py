@@ -174,6 +174,25 @@ def read_utf8(text: Any, errors: str, counts: dict[str, int], what: str = "input
     return Utf8Reader(errors, counts, what).feed(text, final=True)
 
 
+def decode_text(data: Any, *, errors: str = "replace", what: str = "input"
+                ) -> tuple[str, dict[str, int]]:
+    """``data`` (str or UTF-8 bytes) as text under the ``errors`` policy, and the counts.
+
+    ``"replace"``: one U+FFFD per invalid sequence, counted in ``invalid_sequences`` /
+    ``invalid_bytes``; ``"strict"``: ``ValueError`` naming the byte offset.
+
+    Examples
+    --------
+    >>> from streamrnn.adapters.tokens import decode_text
+    >>> text, counts = decode_text(b"ok\\xff!")
+    >>> text == "ok\\ufffd!", counts["invalid_sequences"]
+    (True, 1)
+    """
+    check_errors(errors)
+    counts = new_counts()
+    return read_utf8(data, errors, counts, what), counts
+
+
 def as_ids(ids: Any, vocab_size: int, holes: frozenset[int] = frozenset()) -> list[int]:
     """``ids`` as a list of ints, each checked to be a token id in ``[0, vocab_size)``.
 

@@ -86,6 +86,3 @@ __all__ = [
     "register_forecast",
 ]
 
-# The public objects live in private modules; list them so ``pytest --doctest-modules
-# adapters/forecast.py`` runs their Examples.
-__test__ = {name: globals()[name] for name in __all__}

@@ -58,7 +58,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import math
 import os
 from importlib import resources
 
@@ -67,6 +66,7 @@ import torch
 
 from streamrnn.adapters.audio import AudioFeatures
 from streamrnn.stream import Stream
+from streamrnn.utils import check_number
 
 from ._cli import listen_main
 from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
@@ -85,9 +85,6 @@ __all__ = [
     "register_listen",
     "word_bounds",
 ]
-
-# Documented (and doctested) here, where users import it from.
-listen_main.__module__ = __name__
 
 
 class DigitRecognizer:
@@ -172,10 +169,7 @@ class DigitRecognizer:
         if out != len(LABELS):
             raise ValueError(f"model.output_size must be {len(LABELS)} (LABELS), got {out!r}")
         for name, value in (("flush_ms", flush_ms), ("warmup_ms", warmup_ms)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_number(name, value, low=0)
         self.features = features
         self.decoder = FrameDecoder(
             threshold=threshold,
@@ -235,9 +229,13 @@ class DigitRecognizer:
         missing = [k for k in FEATURE_KEYS if k not in feat_cfg]
         if missing:
             raise ValueError(f"path {where!r}: the features header lacks {missing}")
-        features = AudioFeatures(
-            **{k: feat_cfg[k] for k in FEATURE_KEYS}, input_rate=input_rate, channels=channels
-        )
+        try:
+            features = AudioFeatures(
+                **{k: feat_cfg[k] for k in FEATURE_KEYS}, input_rate=input_rate,
+                channels=channels,
+            )
+        except ValueError as err:  # bounded before anything is allocated; name the file
+            raise ValueError(f"path {where!r}: features header: {err}") from None
         if list(header["labels"]) != list(LABELS):
             raise ValueError(f"path {where!r}: labels must be {list(LABELS)}")
         model = build_model(header["model"], tensors, where)

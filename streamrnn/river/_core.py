@@ -15,6 +15,13 @@ import numbers
 import numpy as np
 import torch
 
+from .._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive_float,
+    check_positive_int,
+)
 from ..cells.classic import GRU, LSTM, RNN
 from ..heads import Readout, RecurrentModel
 from ..learn.learner import OnlineLearner
@@ -55,25 +62,19 @@ class RNNEstimator:
     ) -> None:
         for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers),
                             ("k1", k1), ("k2", k2), ("max_features", max_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         if k2 < k1:
             raise ValueError(f"k2 must be >= k1 = {k1}, got {k2}")
-        if cell not in _CELLS:
-            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
+        check_choice("cell", cell, sorted(_CELLS))
         for name, value in (("lr", lr), ("clip", clip)):
-            if not isinstance(value, int | float) or not value > 0 or not math.isfinite(value):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not isinstance(scale, bool):
-            raise ValueError(f"scale must be a bool, got {scale!r}")
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+            check_positive_float(name, value)
+        check_bool("scale", scale)
+        check_choice("engine", engine, ENGINES)
         if engine == "numba" and num_layers != 1:
             raise ValueError(f"engine='numba' runs num_layers=1 only, got num_layers={num_layers}")
         if engine == "numba" and not _HAVE_NUMBA:
             raise ValueError("engine='numba' needs the numba package (pip install numba)")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        check_int("seed", seed, none_ok=True)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.cell = cell

@@ -71,8 +71,11 @@ class RNNRegressor(RNNEstimator, base.Regressor):
     >>> from streamrnn.river import RNNRegressor
     >>> data = [({"x": float(i % 7)}, float((i + 1) % 7)) for i in range(300)]
     >>> model = RNNRegressor(seed=0)
-    >>> evaluate.progressive_val_score(data, model, metrics.MAE())  # doctest: +ELLIPSIS
-    MAE: ...
+    >>> evaluate.progressive_val_score(data, model, metrics.MAE())
+    MAE: 0.767161
+
+    (Predicting the current ``x`` scores an MAE of 1.7; the running mean of the
+    targets, 1.73.)
     """
 
     def __init__(
@@ -124,8 +127,8 @@ class RNNClassifier(RNNEstimator, base.Classifier):
     >>> from streamrnn.river import RNNClassifier
     >>> data = [({"x": float(i % 3)}, "abc"[(i + 1) % 3]) for i in range(300)]
     >>> model = RNNClassifier(seed=0)
-    >>> evaluate.progressive_val_score(data, model, metrics.Accuracy())  # doctest: +ELLIPSIS
-    Accuracy: ...
+    >>> evaluate.progressive_val_score(data, model, metrics.Accuracy())
+    Accuracy: 81.94%
     >>> sorted(model.predict_proba_one({"x": 0.0}))
     ['a', 'b', 'c']
     """
@@ -208,10 +211,11 @@ class RNNForecaster(RNNEstimator, Forecaster):
     >>> from streamrnn.river import RNNForecaster
     >>> model = RNNForecaster(seed=0)
     >>> evaluate.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=3)
-    ... # doctest: +ELLIPSIS
-    +1 MAE: ...
-    +2 MAE: ...
-    +3 MAE: ...
+    +1 MAE: 31.427326
+    +2 MAE: 31.912612
+    +3 MAE: 32.588006
+
+    (The last value as the forecast scores 25.9, 41.0 and 50.1 at the same horizons.)
     >>> len(model.forecast(horizon=5))
     5
     """

@@ -141,11 +141,11 @@ def test_without_numba_the_numpy_paths_give_the_same_digits(monkeypatch):
 
     fast_rec, fast = run()
     assert isinstance(fast_rec._kernel, FastLSTMKernel)
-    assert fast_rec.features._framer._mel is not None
+    assert fast_rec.features._framer.fused is not None
     monkeypatch.setattr(_speech_fast, "HAVE_NUMBA", False)
     monkeypatch.setattr(_audio_frames, "HAVE_NUMBA", False)
     slow_rec, slow = run()
-    assert type(slow_rec._kernel) is LSTMKernel and slow_rec.features._framer._mel is None
+    assert type(slow_rec._kernel) is LSTMKernel and slow_rec.features._framer.fused is None
     assert [d.digit for d in slow] == [d.digit for d in fast] == [2, 7, 5, 0, 9]
     assert [d.time_s for d in slow] == [d.time_s for d in fast]
 
@@ -159,7 +159,7 @@ def test_front_end_small_path_with_and_without_numba(monkeypatch, config):
     fast = AudioFeatures(16000, **config)
     monkeypatch.setattr(_audio_frames, "HAVE_NUMBA", False)
     slow = AudioFeatures(16000, **config)
-    assert fast._framer._mel is not None and slow._framer._mel is None
+    assert fast._framer.fused is not None and slow._framer.fused is None
     for i in range(0, 4000, 320):
         np.testing.assert_allclose(
             fast._push(x[i : i + 320], None), slow._push(x[i : i + 320], None), rtol=1e-5, atol=1e-5

@@ -119,9 +119,9 @@ def test_endpointer_learns_a_steady_noise_floor():
 def test_endpointer_hears_speech_from_the_first_frame():
     ep = Endpointer()
     assert ep.update(-20.0) and ep.last_voiced == 0
-    with pytest.raises(ValueError, match="margin_db must be > 0"):
+    with pytest.raises(ValueError, match="margin_db must be a finite number > 0, got 0"):
         Endpointer(margin_db=0)
-    with pytest.raises(ValueError, match="floor_frames must be an integer >= 1"):
+    with pytest.raises(ValueError, match="floor_frames must be a positive int"):
         Endpointer(floor_frames=0)
 
 
