@@ -127,6 +127,11 @@ class DigitBank:
     max_streams : int
         Most open streams; :meth:`open` refuses one more (nothing is evicted silently).
 
+    Attributes
+    ----------
+    sample_rate, hop_length, n_features : int
+        The model's rate, the frame hop (samples at that rate) and features per frame.
+
     Shape
     -----
     accept: pcm ``(samples,)`` at the stream's rate (or int16 bytes) -> frames held;
@@ -170,7 +175,7 @@ class DigitBank:
         self.warmup_ms = recognizer.warmup_ms
         self.sample_rate = fe.sample_rate
         self.n_features = fe.n_features
-        self._hop, self._win = fe.hop_length, fe.win_length
+        self.hop_length, self._win = fe.hop_length, fe.win_length
         self._ref_db = energy_reference_db(fe)
         warm = self._warm_state()
         self._bank = StreamBank(_WarmStart(self.model, warm), max_streams=max_streams)
@@ -335,8 +340,8 @@ class DigitBank:
             last = endpointer.last_voiced
             digit = decoder.update(post[t], frames_since(last, k), e)
             if digit is not None:
-                time_s = (k * self._hop + self._win) / self.sample_rate
-                latency_ms = (k - last) * self._hop / self.sample_rate * 1000.0
+                time_s = (k * self.hop_length + self._win) / self.sample_rate
+                latency_ms = (k - last) * self.hop_length / self.sample_rate * 1000.0
                 found.append(Detection(digit, time_s, latency_ms))
             k += 1
         track.frames = k
