@@ -50,11 +50,22 @@ def error_text(message: str, **fields) -> str:
     return _DUMPS({"type": "error", "error": message, **fields})
 
 
+async def _close(ws, transport, code: int, reason: bytes, last: str | None = None) -> None:
+    """Send ``last`` (if any) and a close frame; abort the connection if that hangs."""
+    try:
+        if last is not None:
+            await asyncio.wait_for(ws.send_str(last), 1.0)
+        await asyncio.wait_for(ws.close(code=code, message=reason), 1.0)
+    except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        if transport is not None:
+            transport.abort()
+
+
 class Session:
     """One stream of a service and its connection (``ws`` is ``None`` while in grace)."""
 
     __slots__ = ("key", "ws", "queue", "wake", "writer", "messages", "audio", "last_seen",
-                 "detached_at", "dropped", "transport")  # fmt: skip
+                 "detached_at", "dropped", "kicked", "transport")  # fmt: skip
 
     def __init__(self, key: str, config: ServeConfig, now: float) -> None:
         self.key = key
@@ -66,7 +77,8 @@ class Session:
         self.audio = RateLimit(config.max_audio_rate, burst_s=config.burst_s, now=now)
         self.last_seen = now
         self.detached_at: float | None = None
-        self.dropped = False
+        self.dropped = False  # forget the stream when the connection ends
+        self.kicked = False  # the server closed it (its close code is not the client's)
         self.transport = None
 
 
@@ -182,7 +194,7 @@ class Hub:
             self.counts["opened"] += 1
             resumed = False
         session.ws, session.detached_at, session.last_seen = ws, None, now
-        session.dropped = False
+        session.dropped = session.kicked = False
         session.queue.clear()
         return session, {"type": "hello", "stream": key, "resumed": resumed, **info}
 
@@ -233,10 +245,13 @@ class Hub:
 
     async def _limit(self, session: Session, rule: str) -> None:
         self.counts["rate_limited"] += 1
-        self.push(session, error_text(f"{rule} exceeded ({getattr(self.config, rule)})"))
         session.dropped = True  # an abusive client does not get a grace period
-        await asyncio.sleep(0)  # let the writer send the error first
-        self._kick(session, CLOSE_POLICY, b"rate limit")
+        ws = session.ws
+        if session.writer is not None:
+            session.writer.cancel()
+            session.writer = None
+        await _close(ws, session.transport, CLOSE_POLICY, b"rate limit",
+                     error_text(f"{rule} exceeded ({getattr(self.config, rule)})"))
 
     def _detach(self, session: Session, ws) -> None:
         """The connection ``ws`` ended: keep its stream for ``grace_s``, or forget it."""
@@ -246,7 +261,8 @@ class Hub:
             session.writer.cancel()
         session.ws, session.writer = None, None
         session.queue.clear()
-        if session.dropped or ws.close_code == CLOSE_NORMAL or self.config.grace_s == 0:
+        ended = ws.close_code == CLOSE_NORMAL and not session.kicked  # the client's end
+        if session.dropped or ended or self.config.grace_s == 0:
             self._forget(session)
             self.counts["closed"] += 1
         else:
@@ -259,21 +275,13 @@ class Hub:
 
     def _kick(self, session: Session, code: int, reason: bytes) -> None:
         """Close a session's connection without waiting for it (abort if it hangs)."""
-        ws, transport = session.ws, session.transport
+        session.kicked = True
         if session.writer is not None:
             session.writer.cancel()
             session.writer = None
-        if ws is None:
-            return
-
-        async def close() -> None:
-            try:
-                await asyncio.wait_for(ws.close(code=code, message=reason), 1.0)
-            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
-                if transport is not None:
-                    transport.abort()
-
-        asyncio.get_running_loop().create_task(close())
+        if session.ws is not None:
+            asyncio.get_running_loop().create_task(
+                _close(session.ws, session.transport, code, reason))
 
     # ------------------------------------------------------------------ replies
 

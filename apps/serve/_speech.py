@@ -145,9 +145,8 @@ class SpeechService:
         if kind == "flush":
             st = self._streams[key]
             self._fresh.discard(key)
-            found = self.bank.flush(key)
+            out = self._replies(st, self.bank.flush(key))
             st.frames = 0
-            out = [self._digit(d, st) for d in found]
             return out + [_DUMPS({"type": "flushed", "chunk": st.chunks})]
         raise ValueError(f'text messages must be {{"type": "flush"}} or {{"type": "ping"}}, '
                          f"got {str(data)[:60]!r}")
@@ -157,21 +156,22 @@ class SpeechService:
         results = self.bank.step()
         out = {}
         for key in self._fresh:
-            st = self._streams[key]
-            res = results.get(key)
-            msg = {"type": "frames", "chunk": st.chunks, "frame": st.frames, "post": []}
-            texts = []
-            if res is not None:
-                msg["frame"] = res.first_frame
-                msg["post"] = np.round(res.posteriors, 3).tolist()
-                if st.spectrogram:
-                    msg["mel"] = np.round(res.features, 2).tolist()
-                st.frames = res.first_frame + len(res.posteriors)
-                texts = [self._digit(d, st) for d in res.detections]
-            out[key] = [_DUMPS(msg), *texts]
+            out[key] = self._replies(self._streams[key], results.get(key))
         self._fresh = set()
         return out
 
     @staticmethod
-    def _digit(d, st: _Stream) -> str:
-        return _DUMPS({"type": "digit", **d.as_dict(), "chunk": st.chunks})
+    def _replies(st: _Stream, res) -> list[str]:
+        """A ``frames`` message for one stream's step (empty if no frame completed), then
+        one ``digit`` message per detection."""
+        msg = {"type": "frames", "chunk": st.chunks, "frame": st.frames, "post": []}
+        if res is None:
+            return [_DUMPS(msg)]
+        msg["frame"] = res.first_frame
+        msg["post"] = np.round(res.posteriors, 3).tolist()
+        if st.spectrogram:
+            msg["mel"] = np.round(res.features, 2).tolist()
+        st.frames = res.first_frame + len(res.posteriors)
+        digits = [_DUMPS({"type": "digit", **d.as_dict(), "chunk": st.chunks})
+                  for d in res.detections]
+        return [_DUMPS(msg), *digits]

@@ -150,7 +150,7 @@ class DigitBank:
     ...     out = bank.push({"a": chunk, "b": np.zeros(320, dtype=np.float32)})
     ...     if "a" in out:  # not in the first step: 160 samples make no frame yet
     ...         found += out["a"].detections
-    >>> found += bank.flush("a")
+    >>> found += bank.flush("a").detections
     >>> [d.digit for d in found], out["a"].posteriors.shape, out["b"].features.shape
     ([2, 7, 5, 0, 9], (2, 11), (2, 40))
     >>> sorted(bank.keys()), bank.frames("b")
@@ -305,25 +305,27 @@ class DigitBank:
                 raise ValueError(f"chunk for key {key!r}: {exc}") from exc
         return self.step()
 
-    def flush(self, key) -> list[Detection]:
+    def flush(self, key) -> StreamResult:
         """End stream ``key``'s utterance: ``flush_ms`` of silence, decode the rest, then
-        start it over (warm state, fresh front end and decoder; the stream stays open)."""
+        start it over (warm state, fresh front end and decoder; the stream stays open).
+
+        Returns the frames stepped by the flush (held ones included) and their digits.
+        """
         track = self._tracks[key]
         n = round(self.flush_ms * track.features.input_rate / 1000)
         self.accept(key, np.zeros(n, dtype=np.float32))
         tail = track.features.flush().numpy()
         if len(tail):
             track.held.append(tail)
-        found = []
-        if track.held:
-            feats = np.concatenate(track.held)
-            track.held = []
-            logits = self._bank.push({key: torch.from_numpy(feats)})[key].numpy()
-            found = self._decode(key, feats, logits).detections
+        feats = np.concatenate(track.held) if track.held else np.zeros(
+            (0, self.n_features), dtype=np.float32)
+        track.held = []
+        logits = self._bank.push({key: torch.from_numpy(feats)})[key].numpy()
+        result = self._decode(key, feats, logits)
         track.reset()
         if key in self._bank:
             self._bank.reset(key)
-        return found
+        return result
 
     # ------------------------------------------------------------------ decoding
 
