@@ -50,6 +50,8 @@ function drawPost(p) {
 }
 function labelPosteriors() {
   const c = $("post"), g = c.getContext("2d"), h = c.height / labels.length;
+  g.fillStyle = "#0b0d12";
+  g.fillRect(0, 0, 40, c.height);  // a fixed label column over the scrolling image
   g.fillStyle = "#8a93a6";
   g.font = "11px system-ui";
   labels.forEach((l, i) => g.fillText(l, 2, i * h + h * 0.75));
