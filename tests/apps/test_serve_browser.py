@@ -107,3 +107,32 @@ def test_speech_page_shows_the_digits_spoken_into_the_microphone():
 def test_speech_page_whole_demo():
     shown, expected = _run_speech_page(None, "serve-speech.png")
     assert shown == expected == [2, 7, 5, 0, 9]
+
+
+def test_forecast_page_draws_and_updates():
+    tmp = tempfile.mkdtemp(prefix="streamrnn-browser-")
+    try:
+        with BackgroundServer(ServeConfig(apps=("forecast",), port=0)) as server:
+            driver = _browser(str(Path(tmp) / "profile"))
+            try:
+                driver.get(server.url + "/?speed=80")
+                rows = "return Number(document.body.dataset.rows)"
+                first = _wait(driver, rows, lambda n: n >= 240, 20)
+                image = "return document.getElementById('chart').toDataURL()"
+                before = driver.execute_script(image)
+                later = _wait(driver, rows, lambda n: n >= first + 60, 20)
+                after = driver.execute_script(image)
+                mae = driver.find_element("id", "mae").text
+                naive = driver.find_element("id", "naive").text
+                blank = driver.execute_script(
+                    "const c = document.createElement('canvas'); c.width = 1000;"
+                    "c.height = 320; return c.toDataURL()")
+                DOCS.mkdir(exist_ok=True)
+                driver.save_screenshot(str(DOCS / "serve-forecast.png"))
+            finally:
+                driver.quit()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert first >= 240 and later >= first + 60  # rows keep coming back
+    assert before != blank and after != before  # the chart is drawn, and it moves
+    assert float(mae) > 0 and float(naive) > 0  # both scored on the rows so far
