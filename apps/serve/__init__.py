@@ -1,7 +1,7 @@
 """``streamrnn serve``: live streams over WebSockets, many at once, with pages to watch them.
 
 An asyncio server (aiohttp) runs one or both applications; each WebSocket connection is
-one keyed stream, and every tick (``tick_ms``, 10 ms by default) all streams with new
+one keyed stream, and every tick (``tick_ms``, 20 ms by default) all streams with new
 data are stepped in **one** batched call: the speech streams in a
 :class:`~streamrnn.apps.speech.DigitBank` (one model, a :class:`~streamrnn.StreamBank`
 of states), the sensor streams in a :class:`~streamrnn.apps.forecast.ForecastBank` (one

@@ -62,8 +62,9 @@ class ServeConfig:
     tick_ms : float
         Least time between two batched steps; new data waits at most this long.
     send_buffer_bytes : int or None
-        ``SO_SNDBUF`` of each connection's socket (``None``: the system's); bounds the
-        kernel memory a slow reader holds.
+        ``SO_SNDBUF`` of each connection's socket and the bytes its writer buffers before
+        it waits for the socket (``None``: the system's, and 64 KiB); bounds the memory a
+        slow reader holds.
 
     Examples
     --------
@@ -88,7 +89,7 @@ class ServeConfig:
     idle_s: float = 30.0
     grace_s: float = 10.0
     max_streams: int = 20_000
-    tick_ms: float = 10.0
+    tick_ms: float = 20.0
     send_buffer_bytes: int | None = None
 
     def __post_init__(self) -> None:

@@ -8,13 +8,15 @@ import math
 from collections import deque
 
 import numpy as np
+import orjson
 from aiohttp import web
 
 from streamrnn.apps.forecast import ForecastBank, demo_path
 
 __all__ = ["ForecastService"]
 
-_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+def _DUMPS(obj) -> str:  # noqa: N802  compact JSON, numpy arrays as lists
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 MAX_RECORDS = 1000  # per message, and waiting per stream
 
 

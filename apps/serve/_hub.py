@@ -12,13 +12,13 @@ queue is full is a slow reader, dropped and counted.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import socket
 import time
 from collections import deque
 
+import orjson
 from aiohttp import WSMsgType, web
 
 from ._config import ServeConfig
@@ -27,7 +27,8 @@ from ._guard import RateLimit, allowed_origins, origin_ok, token_ok
 __all__ = ["Hub", "Session", "error_text"]
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+def _DUMPS(obj) -> str:  # noqa: N802  compact JSON, numpy arrays as lists
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_AGAIN = 1000, 1001, 1008, 1009, 1013
 CLOSE_TAKEN_OVER = 4001
 
@@ -143,7 +144,8 @@ class Hub:
             self.counts["refused_origin"] += 1
             raise web.HTTPForbidden(text="Origin not allowed")
         ws = web.WebSocketResponse(max_msg_size=cfg.max_frame_bytes, compress=False,
-                                   autoping=True, heartbeat=None)
+                                   autoping=True, heartbeat=None,
+                                   writer_limit=cfg.send_buffer_bytes or 65536)
         await ws.prepare(request)
         transport = request.transport
         if cfg.send_buffer_bytes is not None and transport is not None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 
 from streamrnn.apps.speech import LABELS, DigitBank
 
 __all__ = ["SpeechService"]
 
-_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+def _DUMPS(obj) -> str:  # noqa: N802  compact JSON, numpy arrays as lists
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 _FORMATS = {"int16": (2, "<i2"), "float32": (4, "<f4")}
 MIN_RATE, MAX_RATE = 1000, 384_000
 
@@ -170,9 +172,9 @@ class SpeechService:
         if res is None:
             return [_DUMPS(msg)]
         msg["frame"] = res.first_frame
-        msg["post"] = np.round(res.posteriors, 3).tolist()
+        msg["post"] = np.round(res.posteriors, 3)
         if st.spectrogram:
-            msg["mel"] = np.round(res.features, 2).tolist()
+            msg["mel"] = np.round(res.features, 2)
         st.frames = res.first_frame + len(res.posteriors)
         digits = [_DUMPS({"type": "digit", **d.as_dict(), "chunk": st.chunks})
                   for d in res.detections]

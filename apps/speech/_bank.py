@@ -279,8 +279,22 @@ class DigitBank:
                 track.held = []
         if not batch:
             return {}
-        logits = self._bank.push({k: torch.from_numpy(f) for k, f in batch.items()})
-        return {k: self._decode(k, f, logits[k].numpy()) for k, f in batch.items()}
+        keys = list(batch)
+        out = self._bank.push({k: torch.from_numpy(f) for k, f in batch.items()})
+        # softmax and frame energies are row-wise: one call each for every stream's frames
+        if out.tensor is not None:
+            logits = out.tensor.reshape(-1, out.tensor.shape[-1]).numpy()
+        else:
+            logits = np.concatenate([out[k].numpy() for k in keys])
+        feats = np.concatenate([batch[k] for k in keys])
+        post = softmax(logits)
+        energy = frame_energy_db(feats, self._ref_db).tolist()
+        results, at = {}, 0
+        for k in keys:
+            n = len(batch[k])
+            results[k] = self._decode(k, batch[k], post[at : at + n], energy[at : at + n])
+            at += n
+        return results
 
     def push(self, chunks: dict) -> dict:
         """:meth:`accept` every ``{key: pcm}``, then :meth:`step` (open keys only).
@@ -321,7 +335,8 @@ class DigitBank:
             (0, self.n_features), dtype=np.float32)
         track.held = []
         logits = self._bank.push({key: torch.from_numpy(feats)})[key].numpy()
-        result = self._decode(key, feats, logits)
+        energy = frame_energy_db(feats, self._ref_db).tolist()
+        result = self._decode(key, feats, softmax(logits), energy)
         track.reset()
         if key in self._bank:
             self._bank.reset(key)
@@ -329,11 +344,10 @@ class DigitBank:
 
     # ------------------------------------------------------------------ decoding
 
-    def _decode(self, key, feats: np.ndarray, logits: np.ndarray) -> StreamResult:
-        """Endpointer and decoder over one stream's frames, as the recogniser runs them."""
+    def _decode(self, key, feats: np.ndarray, post: np.ndarray, energy: list) -> StreamResult:
+        """Endpointer and decoder over one stream's frames (posteriors and energies given),
+        as the recogniser runs them."""
         track = self._tracks[key]
-        post = softmax(logits)
-        energy = frame_energy_db(feats, self._ref_db).tolist()
         endpointer, decoder, k = track.endpointer, track.decoder, track.frames
         first, found = k, []
         for t in range(len(feats)):

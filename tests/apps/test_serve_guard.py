@@ -249,8 +249,9 @@ def test_slow_reader_is_dropped_and_never_stalls_the_tick(server, demo_pcm):
         try:
             async with aiohttp.ClientSession() as http:
                 async def flood_slow():
-                    for i in range(0, len(demo_pcm), 320):  # replies with spectrograms
-                        slow.sendall(frame(demo_pcm[i : i + 320]))
+                    twice = demo_pcm * 2  # ~300 kB of replies with spectrograms
+                    for i in range(0, len(twice), 320):
+                        slow.sendall(frame(twice[i : i + 320]))
                         await asyncio.sleep(0.002)
 
                 flooded = flood_slow()
