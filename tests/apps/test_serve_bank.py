@@ -139,3 +139,20 @@ def test_flush_starts_the_stream_over_and_close_forgets_it(signals):
         bank.open("c", input_rate=0)
     bank.open("c", input_rate=44100)
     assert bank.input_rate("c") == 44100 and bank.keys() == ["b", "c"]
+
+
+def test_one_step_is_one_batched_bank_call(signals, monkeypatch):
+    x, _ = signals["demo"]
+    bank = DigitBank.load(max_streams=64)
+    keys = [f"s{i}" for i in range(40)]
+    for k in keys:
+        bank.open(k)
+    calls = []
+    push = bank._bank.push
+    monkeypatch.setattr(bank._bank, "push", lambda chunks: calls.append(len(chunks)) or push(
+        chunks))
+    for start in range(0, 8000, 160):  # every stream 20 ms per step, at its own offset
+        out = bank.push({k: x[start + 40 * i : start + 40 * i + 160] for i, k in
+                         enumerate(keys)})
+    assert calls == [40] * (len(calls)) and len(calls) >= 48
+    assert len(out) == 40
