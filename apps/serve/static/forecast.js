@@ -37,7 +37,7 @@ function draw() {
   if (!rows.length) return;
   const last = rows[rows.length - 1].row, first = last - WINDOW + 1;
   const shown = rows.filter((r) => r.row >= first - horizon);
-  const vals = shown.flatMap((r) => [r.y, r.forecast]);
+  const vals = shown.flatMap((r) => (r.row >= first ? [r.y, r.forecast] : [r.forecast]));
   let lo = Math.min(...vals), hi = Math.max(...vals);
   if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
   const pad = 0.08 * (hi - lo);
