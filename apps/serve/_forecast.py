@@ -93,6 +93,10 @@ class ForecastService:
             raise ValueError(f"horizon must be {self.horizon} on this server, got {h[:20]!r}")
         return period
 
+    def check(self, query) -> None:
+        """Validate a connection's query (``ValueError`` names the bad setting)."""
+        self._period(query)
+
     def open(self, key: str, query) -> dict:
         """Start a stream (``period``: seconds per row; ``horizon`` if given must match)."""
         period = self._period(query)

@@ -89,7 +89,8 @@ class Hub:
     Parameters
     ----------
     service
-        The application: ``open(key, query) -> dict``, ``resume(key, query) -> dict``,
+        The application: ``check(query)``, ``open(key, query) -> dict``,
+        ``resume(key, query) -> dict``,
         ``cost(key, data) -> float`` (audio seconds of a binary frame), ``binary(key,
         data)``, ``text(key, data) -> list[str]``, ``step() -> {key: [str]}``,
         ``close(key)``; a bad frame or query raises ``ValueError``.
@@ -190,6 +191,7 @@ class Hub:
         else:
             key = key or secrets.token_urlsafe(12)
             if len(self.sessions) >= self.config.max_streams:
+                self.service.check(q)  # a bad query evicts nobody
                 self._evict_one_in_grace()
             info = self.service.open(key, q)
             session = self.sessions[key] = Session(key, self.config, now)

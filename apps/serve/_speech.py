@@ -87,6 +87,10 @@ class SpeechService:
                 "hop_s": self.bank.hop_length / self.bank.sample_rate, "labels": list(LABELS),
                 "chunk": st.chunks, "frame": st.frames}
 
+    def check(self, query) -> None:
+        """Validate a connection's query (``ValueError`` names the bad setting)."""
+        self._settings(query)
+
     def open(self, key: str, query) -> dict:
         """Start a stream with the connection's ``rate``, ``format`` and ``spectrogram``."""
         rate, fmt, spec = self._settings(query)
