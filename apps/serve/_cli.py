@@ -14,15 +14,19 @@ from ._config import APPS, ServeConfig
 __all__ = ["build_serve_parser", "register_serve", "serve_main"]
 
 
+_DESCRIPTION = (
+    "Serve live spoken-digit recognition and/or online forecasting over WebSockets, with "
+    "pages to watch them (/speech, /forecast). Every connection is one stream; all "
+    "streams with new data are stepped in one batched call per tick.")
+
+
 def build_serve_parser(prog: str = "streamrnn serve") -> argparse.ArgumentParser:
     """The argument parser of ``streamrnn serve``."""
+    return _add_arguments(argparse.ArgumentParser(prog=prog, description=_DESCRIPTION))
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d = ServeConfig()
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Serve live spoken-digit recognition and/or online forecasting over "
-        "WebSockets, with pages to watch them (/speech, /forecast). Every connection is "
-        "one stream; all streams with new data are stepped in one batched call per tick.",
-    )
     p.add_argument("--app", default="speech", choices=[*APPS, "all"],
                    help="the application(s) to serve; the first one's page is at / "
                    "(default speech)")
@@ -63,13 +67,17 @@ def serve_main(argv: list[str] | None = None) -> int:
     streamrnn serve: error: port must be an integer in [0, 65535], got 70000
     2
     """
-    from ._app import run_server
-
     parser = build_serve_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._app import run_server
+
     try:
         config = ServeConfig(
             apps=APPS if args.app == "all" else (args.app,), host=args.host, port=args.port,
@@ -108,9 +116,9 @@ def register_serve(subparsers) -> None:
     >>> register_serve(sub)
     """
     parser = subparsers.add_parser(
-        "serve", add_help=False,
+        "serve", description=_DESCRIPTION,
         help="serve live digit recognition / online forecasting over WebSockets with "
-        "pages (streamrnn serve [--app speech|forecast|all] [--port 8000]; serve --help)",
+        "pages (streamrnn serve [--app speech|forecast|all] [--port 8000])",
     )
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
-    parser.set_defaults(func=lambda args: serve_main(args.rest))
+    _add_arguments(parser)
+    parser.set_defaults(func=_run)
