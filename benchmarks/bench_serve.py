@@ -5,7 +5,9 @@ Audio: K concurrent WebSocket clients, each streaming the demo recording (looped
 time in 20 ms int16 chunks at 8 kHz for ``--seconds``; latency is from a chunk sent to
 the first reply that covers it (``"chunk" >= its index``), p50 / p99 over all chunks;
 "late" is a latency above 100 ms; "dropped" a chunk never answered (or a connection the
-server dropped). Server CPU is its process's CPU seconds over the run / wall seconds.
+server dropped). Server CPU is its process's CPU seconds over the run / wall seconds (and
+per chunk: the CPU a chunk costs the server, receive to reply, which tells the capacity of
+a free core when the machine is too busy to show it in latency).
 
 Sensors: S streams (connections), each sending one JSON record per second; latency from a
 record sent to its forecast received.
@@ -122,6 +124,7 @@ async def audio_load(url: str, k: int, seconds: float) -> dict:
             "conn_dropped": dropped_conn[0] + sp["dropped_slow"] - before["speech"][
                 "dropped_slow"],
             "server_cpu": round(cpu / wall, 2), "client_cpu": round(client_cpu / wall, 2),
+            "server_us_per_chunk": round(1e6 * cpu / max(len(lat_ms) + unanswered[0], 1), 1),
             "batch_mean": sp["batch_mean"],
             "tick_ms_mean": sp["tick_ms_mean"]}
 
@@ -174,6 +177,7 @@ async def sensor_load(url: str, n: int, seconds: float) -> dict:
     return {"streams": n, "records": len(lat_ms) + missing[0],
             "p50_ms": round(pct(lat_ms, 50), 1), "p99_ms": round(pct(lat_ms, 99), 1),
             "missing": missing[0], "server_cpu": round(cpu / wall, 2),
+            "server_us_per_record": round(1e6 * cpu / max(len(lat_ms) + missing[0], 1), 1),
             "batch_mean": after["forecast"]["batch_mean"]}
 
 
