@@ -157,20 +157,6 @@ class BackgroundServer:
         """The bound port."""
         return int(self.url.rsplit(":", 1)[1])
 
-    def call(self, fn):
-        """Run ``fn()`` on the server's loop and return its result (e.g. to read stats)."""
-        done, box = threading.Event(), {}
-
-        def run() -> None:
-            try:
-                box["value"] = fn()
-            finally:
-                done.set()
-
-        self._loop.call_soon_threadsafe(run)
-        done.wait(10)
-        return box.get("value")
-
     def start(self) -> BackgroundServer:
         """Start and wait until the socket is bound."""
         self._thread.start()
