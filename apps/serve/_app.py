@@ -93,7 +93,7 @@ async def run_server(config: ServeConfig, services: dict | None = None, *,
     """
     services = make_services(config) if services is None else services
     app = build_app(config, services)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
     await site.start()
@@ -166,10 +166,12 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
-        """Close every connection and stop."""
+        """Close every connection and stop (the thread ends before this returns)."""
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self._thread.join(30)
+        if self._thread.is_alive():
+            raise RuntimeError("the server thread did not stop within 30 s")
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

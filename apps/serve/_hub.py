@@ -117,12 +117,16 @@ class Hub:
                        asyncio.create_task(self._sweep_loop())]
 
     async def stop(self) -> None:
-        """Stop the loops and close every connection (code 1001)."""
+        """Stop the loops and close every connection (code 1001; aborted after 1 s)."""
         for task in self._tasks:
             task.cancel()
-        for s in list(self.sessions.values()):
-            if s.ws is not None:
-                await s.ws.close(code=CLOSE_AWAY, message=b"server shutting down")
+        live = [s for s in self.sessions.values() if s.ws is not None]
+        for s in live:
+            s.kicked = True
+            if s.writer is not None:
+                s.writer.cancel()
+        await asyncio.gather(*(_close(s.ws, s.transport, CLOSE_AWAY, b"server shutting down")
+                               for s in live))
 
     def stats(self) -> dict:
         """Counters and gauges (JSON-ready)."""
