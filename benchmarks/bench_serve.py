@@ -168,15 +168,16 @@ async def sensor_load(url: str, n: int, seconds: float) -> dict:
                 pass
             await client(http, i)
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(gated(i) for i in range(n)))
-        wall = time.perf_counter() - t0
+        wall, client_cpu = time.perf_counter() - t0, time.process_time() - c0
         after = await stats(http, url)
     lat_ms = [x * 1000 for x in lat]
     cpu = after["process"]["cpu_s"] - before["process"]["cpu_s"]
     return {"streams": n, "records": len(lat_ms) + missing[0],
             "p50_ms": round(pct(lat_ms, 50), 1), "p99_ms": round(pct(lat_ms, 99), 1),
             "missing": missing[0], "server_cpu": round(cpu / wall, 2),
+            "client_cpu": round(client_cpu / wall, 2),
             "server_us_per_record": round(1e6 * cpu / max(len(lat_ms) + missing[0], 1), 1),
             "batch_mean": after["forecast"]["batch_mean"]}
 
