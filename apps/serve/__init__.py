@@ -79,11 +79,15 @@ from __future__ import annotations
 from ._app import BackgroundServer, build_app, make_services, run_server
 from ._cli import register_serve, serve_main
 from ._config import APPS, ServeConfig
+from ._forecast import ForecastService
+from ._speech import SpeechService
 
 __all__ = [
     "APPS",
     "BackgroundServer",
+    "ForecastService",
     "ServeConfig",
+    "SpeechService",
     "build_app",
     "make_services",
     "register_serve",

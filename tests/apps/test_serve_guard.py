@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamrnn.adapters.audio import WavSource
-from streamrnn.apps.serve import BackgroundServer, ServeConfig
+from streamrnn.apps.serve import BackgroundServer, ServeConfig, SpeechService
 from streamrnn.apps.speech import DigitBank, demo_path
 
 TOKEN = "s3cret-token"
@@ -28,8 +28,6 @@ def demo_pcm() -> bytes:
 
 @pytest.fixture(scope="module")
 def server():
-    from streamrnn.apps.serve._speech import SpeechService
-
     config = ServeConfig(apps=("speech",), port=0, token=TOKEN, max_frame_bytes=8192,
                          max_messages_per_s=1000.0, burst_s=1.0, max_audio_rate=20.0,
                          queue_size=8, grace_s=3.0, idle_s=30.0, send_buffer_bytes=4096)
@@ -316,8 +314,6 @@ def test_reconnect_within_grace_continues_and_a_normal_close_forgets(server, dem
 
 
 def test_idle_connection_is_closed_then_forgotten_and_capacity_is_bounded():
-    from streamrnn.apps.serve._speech import SpeechService
-
     config = ServeConfig(apps=("speech",), port=0, idle_s=0.3, grace_s=0.5, max_streams=2)
     services = {"speech": SpeechService(DigitBank.load(max_streams=2))}
 
