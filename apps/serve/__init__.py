@@ -19,7 +19,8 @@ differs), ``format`` (``int16``, default, or ``float32``; little-endian mono),
 
 - Binary messages: PCM chunks of any length (20 ms is typical).
 - Text messages: ``{"type": "flush"}`` (end of utterance: the last word is decoded, the
-  stream starts over), ``{"type": "ping", "t": ...}``.
+  stream starts over; answered by its frames and digits, then ``{"type": "flushed"}``),
+  ``{"type": "ping", "t": ...}`` (answered by ``{"type": "pong", "t": ...}``).
 - Replies (JSON text): ``{"type": "hello", "stream": ID, "rate", "model_rate",
   "labels", "resumed", "chunk", "frame", ...}`` first; then per tick in which the
   stream sent audio ``{"type": "frames", "chunk": N, "frame": K, "post": [[11 floats],
@@ -31,12 +32,14 @@ differs), ``format`` (``int16``, default, or ``float32``; little-endian mono),
 
 Forecast protocol: ``/ws/forecast``
 -----------------------------------
-Query: ``horizon`` (grid steps ahead, default 6), ``period`` (seconds per grid step,
-default 1), ``stream=ID``, ``token``. Text messages: one record ``{"t": seconds, "y":
-value}`` or a list of them. Replies: ``{"type": "forecast", "t", "y", "forecast",
-"target_t", "naive", "mae", "naive_mae", "scored"}`` per grid row (``forecast`` is the
-value predicted for ``target_t = t + horizon * period``; ``mae`` and ``naive_mae`` are
-running means over the same scored rows).
+Query: ``period`` (seconds per grid row, default 1), ``horizon`` (optional: must be the
+server's, 6 rows), ``stream=ID``, ``token``. Text messages: one record ``{"t": seconds,
+"y": value}`` or a list of them; each record is the stream's next grid row (``t`` must
+increase; without ``t`` it is the last one plus ``period``). Replies: ``{"type":
+"forecast", "row", "t", "y", "forecast", "target_t", "naive", "mae", "naive_mae",
+"scored"}`` per row (``forecast`` is the value predicted for ``target_t = t + horizon *
+period``; ``mae`` and ``naive_mae`` are running means over the same scored rows). One
+model learns online from every stream's targets (see ``ForecastBank``).
 
 Streams, limits and security
 ----------------------------
