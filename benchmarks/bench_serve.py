@@ -126,6 +126,8 @@ async def audio_load(url: str, k: int, seconds: float) -> dict:
             "server_cpu": round(cpu / wall, 2), "client_cpu": round(client_cpu / wall, 2),
             "server_us_per_chunk": round(1e6 * cpu / max(len(lat_ms) + unanswered[0], 1), 1),
             "batch_mean": sp["batch_mean"],
+            "gc_ms": round(after["process"]["gc_ms"] - before["process"]["gc_ms"], 1),
+            "gc_max_ms": after["process"]["gc_max_ms"],
             "tick_ms_mean": sp["tick_ms_mean"]}
 
 
