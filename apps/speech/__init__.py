@@ -68,6 +68,7 @@ from streamrnn.adapters.audio import AudioFeatures
 from streamrnn.stream import Stream
 from streamrnn.utils import check_number
 
+from ._bank import DigitBank, StreamResult
 from ._cli import listen_main
 from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
@@ -79,9 +80,11 @@ from ._types import LABELS, Detection, demo_path, word_bounds
 __all__ = [
     "LABELS",
     "Detection",
+    "DigitBank",
     "DigitRecognizer",
     "demo_path",
     "listen_main",
+    "StreamResult",
     "register_listen",
     "word_bounds",
 ]
