@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from streamrnn.utils import RunningMoments
+
 from ._model import OnlineForecaster
-from ._parts import MeanAbs, RunningScaler
+from ._parts import FLOOR, MeanAbs, floored_std
 
 __all__ = ["ForecastBank"]
 
@@ -19,9 +21,9 @@ class _Track:
                  "step")  # fmt: skip
 
     def __init__(self) -> None:
-        self.scaler = RunningScaler(1)
-        self.step_change = MeanAbs(self.scaler.floor)  # |y[t] - y[t - 1]|
-        self.change = MeanAbs(self.scaler.floor)  # |y[t] - y[t - h]|: the target's scale
+        self.scaler = RunningMoments(1)
+        self.step_change = MeanAbs(FLOOR)  # |y[t] - y[t - 1]|
+        self.change = MeanAbs(FLOOR)  # |y[t] - y[t - h]|: the target's scale
         self.last_y: float | None = None
         self.ema: np.ndarray | None = None
         self.recent: dict = {}  # grid index -> (step, y, scale)
@@ -172,7 +174,7 @@ class ForecastBank:
         mean = tr.scaler.mean[0]
         s = tr.change.scale(mean)
         last = y if tr.last_y is None else tr.last_y
-        row[0] = (y - mean) / tr.scaler.std[0]
+        row[0] = (y - mean) / floored_std(tr.scaler)[0]
         row[1] = (y - last) / tr.step_change.scale(mean)
         row[2] = 0.0 if back is None else (y - back[1]) / s
         tr.ema = y + self._decay * (tr.ema - y) if tr.ema is not None else np.full(3, y)
