@@ -22,7 +22,7 @@ and cached on disk.
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache
 
 import numpy as np
 import torch
