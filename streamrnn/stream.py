@@ -169,16 +169,18 @@ class Stream:
         """
         if (
             type(chunk) is Tensor
-            and chunk.shape == self._step_shape
             and chunk.dtype == self._dtype
             and chunk.device == self._device
             and self._tokens is None
-        ):  # one (F,) step: no conversion to check
+            and (chunk.shape == self._step_shape or (
+                chunk.dim() == 2 and chunk.shape[1] == self._features
+                and chunk.shape[0] <= self.max_chunk))
+        ):  # a (T, F) chunk or (F,) step of the right kind: the engine checks finiteness
             done = self._runner.run(chunk)
             if done is None:  # a NaN / inf in the input: refuse it with the rule's message
                 as_chunk(chunk, features=self._features, dtype=self._dtype, device=self._device)
             y, finite = done
-            self._commit(finite, 1)
+            self._commit(finite, 1 if chunk.dim() == 1 else chunk.shape[0])
             return y
         if self._tokens is not None:
             x, one_step = as_id_chunk(chunk, high=self._tokens, device=self._device)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import all_finite
 from ..state import State
 from .compiled import CompiledEngine
 from .reference import TorchEngine
@@ -110,8 +111,7 @@ class StreamRunner:
 
         ``x`` is ``(T, F)`` values or ``(T,)`` token ids, or one step ``(F,)`` of values.
         Returns the outputs and whether the new state is finite (the caller resets a
-        non-finite one), or ``None``, with nothing changed, when the compiled engine found
-        a non-finite value in ``x``.
+        non-finite one), or ``None``, with nothing changed, when ``x`` holds a NaN or inf.
 
         Shape
         -----
@@ -136,6 +136,8 @@ class StreamRunner:
                 self.engine = "compiled"
                 return torch.from_numpy(y), code == 0
         self.engine = "torch"
+        if x.is_floating_point() and not all_finite(x):
+            return None
         one = x.dim() == 1 and x.is_floating_point()
         y, new = self.torch.run(x.unsqueeze(0) if not one else x.view(1, 1, -1), self._live)
         y = y[0, 0] if one else y[0]

@@ -29,16 +29,26 @@ import torch
 from torch import Tensor
 
 from ...state import State
-from ._infer import build
 from ._pack import Packed, plan_for, weights_changed
 from .forms import CompiledForm, compiled_form, register_compiled
 
-__all__ = ["CompiledEngine", "CompiledForm", "compiled_form", "register_compiled",
-           "weights_changed"]
+try:  # numba is a dependency; without it the torch engine runs everything (the fallback)
+    from . import _builtin  # noqa: F401 - registers the built-in cells' forms
+except ImportError as err:
+    if "numba" not in str(err):
+        raise
+    HAVE_NUMBA = False
+else:
+    HAVE_NUMBA = True
+
+__all__ = ["HAVE_NUMBA", "CompiledEngine", "CompiledForm", "compiled_form",
+           "register_compiled", "weights_changed"]
 
 
 @cache
 def _kernels(form: CompiledForm):
+    from ._infer import build
+
     return build(form)
 
 
@@ -87,7 +97,7 @@ class CompiledEngine:
     @classmethod
     def for_model(cls, model) -> CompiledEngine | None:
         """The engine for ``model``, or ``None`` if it must run on torch."""
-        plan = plan_for(model)
+        plan = plan_for(model) if HAVE_NUMBA else None
         return None if plan is None else cls(model, Packed(model, plan))
 
     def ready(self) -> bool:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 from ...cells.base import cell_name
 from ...cells.classic import RecurrentLayer
-from . import _cells
 
 __all__ = ["CompiledForm", "classic_weights", "compiled_form", "register_compiled"]
 
@@ -119,11 +118,3 @@ def compiled_form(cell) -> CompiledForm | None:
     return form
 
 
-LSTM_FORM = CompiledForm(4, 5, ("h", "c"), _cells.lstm_step, _cells.lstm_backward)
-GRU_FORM = CompiledForm(3, 4, ("h",), _cells.gru_step, _cells.gru_backward)
-TANH_FORM = CompiledForm(1, 1, ("h",), _cells.tanh_step, _cells.tanh_backward)
-RELU_FORM = CompiledForm(1, 1, ("h",), _cells.relu_step, _cells.relu_backward)
-
-register_compiled("lstm", LSTM_FORM)
-register_compiled("gru", GRU_FORM)
-register_compiled("rnn", lambda cell: TANH_FORM if cell.nonlinearity == "tanh" else RELU_FORM)
