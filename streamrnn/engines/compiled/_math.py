@@ -23,9 +23,9 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import OPTIONS, helper
+from ._jit import OPTIONS, helper, kernel
 
-__all__ = ["add_rows", "bits_for", "expm1_into", "project"]
+__all__ = ["add_rows", "bits_for", "expm1", "expm1_into", "project"]
 
 _F = np.float32
 _F32 = {
@@ -98,14 +98,10 @@ def _expm1_f64(x, out, n, bits):
 
 
 def expm1_into(x, out, n, bits):
-    """``out[j] = expm1(x[j])`` for ``j < n``; ``bits``: scratch from :func:`bits_for`.
-
-    ``x`` and ``out`` may be the same array. float32 or float64.
-    """
-    if x.dtype == np.float32:
-        _expm1_f32(x, out, n, bits)
-    else:
-        _expm1_f64(x, out, n, bits)
+    """``out[j] = expm1(x[j])`` for ``j < n`` (compiled code only; :func:`expm1` from
+    Python); ``bits``: scratch from :func:`bits_for`. ``x`` and ``out`` may be the same
+    array. float32 or float64."""
+    raise TypeError("expm1_into is called from compiled code; use expm1 from Python")
 
 
 @overload(expm1_into, jit_options=OPTIONS)
@@ -114,8 +110,9 @@ def _expm1_into(x, out, n, bits):
 
 
 def bits_for(like, n):
-    """Integer scratch for :func:`expm1_into` on ``n`` values of ``like``'s dtype."""
-    return np.empty(n, dtype=np.int32 if like.dtype == np.float32 else np.int64)
+    """Integer scratch for :func:`expm1_into` on ``n`` values of ``like``'s dtype
+    (compiled code only)."""
+    raise TypeError("bits_for is called from compiled code")
 
 
 @overload(bits_for, jit_options=OPTIONS)
@@ -173,3 +170,21 @@ def project(w, b, x, out):
         t += 2
     if t < t_len:
         add_rows(w, x[t], out[t])
+
+
+@kernel
+def _expm1(x, out):
+    expm1_into(x, out, x.shape[0], bits_for(x, x.shape[0]))
+
+
+def expm1(x: np.ndarray) -> np.ndarray:
+    """The kernels' ``expm1`` of a float32 or float64 array, from Python (for tests).
+
+    Shape
+    -----
+    ``(n,)`` -> ``(n,)``, same dtype.
+    """
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _expm1(x, out)
+    return out

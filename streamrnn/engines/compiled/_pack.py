@@ -122,16 +122,22 @@ class Packed:
         self.plan = plan
         self._tensors = plan.tensors
         self._cell = plan.cell
-        self._dropout = bool(getattr(plan.cell, "dropout", 0.0))
+        self._dropout = bool(getattr(plan.cell, "dropout", 0.0)) and len(plan.layers) > 1
+        # where each tensor lives (module._parameters, name): a replaced one is noticed
+        wanted = {id(t) for t in self._tensors}
+        self._slots = [(m._parameters, n) for m in self.model.modules()
+                       for n, t in m._parameters.items() if id(t) in wanted]
 
     def _key_now(self) -> tuple:
-        ts = self._tensors
-        return (_EPOCH[0], tuple(map(_version, ts)), tuple(map(_data_ptr, ts)),
-                tuple(map(id, map(_grad, ts))), self._dropout and self._cell.training)
+        ts = [d[n] for d, n in self._slots]
+        return (_EPOCH[0], tuple(map(id, ts)), tuple(map(_version, ts)),
+                tuple(map(_data_ptr, ts)), tuple(map(id, map(_grad, ts))))
 
     def current(self) -> bool:
         """Re-pack if the model changed; ``False`` if it no longer fits this engine (moved
         to another device or dtype, dropout switched on, ...): run it on torch."""
+        if self._dropout and self._cell.training:
+            return False  # dropout between layers draws masks: torch's job
         if self._key_now() == self._key:
             return True
         fresh = plan_for(self.model)

@@ -34,8 +34,9 @@ def classic_weights(cell) -> list[tuple] | None:
     """Each layer's ``(weight_ih, weight_hh, bias_ih, bias_hh)`` of a built-in cell.
 
     ``None`` (no compiled form) for a subclass that overrides ``forward`` (it must not
-    be bypassed), a bidirectional or projected torch module, or dropout while training.
-    Biases are ``None`` for ``bias=False``.
+    be bypassed), or a bidirectional or projected torch module. Biases are ``None`` for
+    ``bias=False``. (Dropout between layers while training runs on torch: the engine
+    checks the mode at every call.)
     """
     if not isinstance(cell, RecurrentLayer) or any(
         getattr(type(cell), name) is not getattr(RecurrentLayer, name)
@@ -44,8 +45,6 @@ def classic_weights(cell) -> list[tuple] | None:
         return None
     rnn = cell.rnn
     if rnn.bidirectional or getattr(rnn, "proj_size", 0) or not rnn.batch_first:
-        return None
-    if cell.dropout and cell.training and cell.num_layers > 1:
         return None
     layers = []
     for k in range(cell.num_layers):
