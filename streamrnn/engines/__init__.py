@@ -14,7 +14,7 @@ choice never changes results beyond 1e-5 (float32) / 1e-10 (float64), which one 
 suite proves (``tests/engines``).
 """
 
-from ._select import COMPILED_MAX_STEPS, RowStepper, StreamRunner
+from ._select import COMPILED_MAX_BATCH, RowStepper, StreamRunner
 from .compiled import (
     CompiledEngine,
     CompiledForm,
@@ -25,6 +25,6 @@ from .compiled import (
 from .reference import TorchEngine
 
 __all__ = [
-    "COMPILED_MAX_STEPS", "CompiledEngine", "CompiledForm", "RowStepper", "StreamRunner",
+    "COMPILED_MAX_BATCH", "CompiledEngine", "CompiledForm", "RowStepper", "StreamRunner",
     "TorchEngine", "compiled_form", "register_compiled", "weights_changed",
 ]

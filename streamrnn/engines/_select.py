@@ -10,9 +10,11 @@ project's 2-core machine with ``benchmarks/bench_core.py`` and
   of an LSTM costs about a fifth of torch's cell kernel (``nn.LSTMCell``), a 100-step
   chunk about a third of torch's fused ``nn.LSTM`` (see the benchmarks' docstrings for
   the figures);
-- many streams (:class:`RowStepper`): compiled up to :data:`COMPILED_MAX_STEPS` stream-
-  steps per call (streams times steps), torch's batched kernels beyond, where their
-  matrix products, which read each weight once for the whole batch, win.
+- many streams (:class:`RowStepper`): compiled up to :data:`COMPILED_MAX_BATCH` streams
+  per call (one stream: the single-stream kernel; more: each layer's products as matrix
+  products over the batch), torch's batched kernels beyond, where oneDNN / MKL's matrix
+  products and pointwise kernels beat ours (at 100 streams torch's ``lstm_cell`` is
+  ~3x faster than our batched kernel; at 4 streams ours is ~4x faster).
 
 Neither choice changes results beyond float rounding: 1e-5 in float32, 1e-10 in float64
 (``tests/engines/test_engine_parity.py``).
@@ -29,10 +31,10 @@ from ..state import State
 from .compiled import CompiledEngine
 from .reference import TorchEngine
 
-__all__ = ["COMPILED_MAX_STEPS", "RowStepper", "StreamRunner"]
+__all__ = ["COMPILED_MAX_BATCH", "RowStepper", "StreamRunner"]
 
-#: Most stream-steps per call the compiled engine takes in a bank (measured: see above).
-COMPILED_MAX_STEPS = 16
+#: Most streams per call the compiled engine takes in a bank (measured: see above).
+COMPILED_MAX_BATCH = 16
 
 _NO_ROWS = np.zeros(1, dtype=np.int64)
 
@@ -149,7 +151,7 @@ class StreamRunner:
 
 class RowStepper:
     """Steps chosen rows of a bank's state in place: compiled for small calls, torch
-    beyond (:data:`COMPILED_MAX_STEPS`).
+    beyond (:data:`COMPILED_MAX_BATCH`).
 
     Parameters
     ----------
@@ -167,7 +169,7 @@ class RowStepper:
     def takes(self, batch: int, steps: int, state: State) -> bool:
         """Whether the compiled engine steps this call (re-packs changed weights)."""
         compiled = self.compiled
-        return (compiled is not None and batch * steps <= COMPILED_MAX_STEPS
+        return (compiled is not None and batch <= COMPILED_MAX_BATCH
                 and compiled.ready() and self._parts(state) is not None)
 
     def _parts(self, state: State) -> tuple | None:
@@ -193,8 +195,9 @@ class RowStepper:
         n, steps = x.shape[0], x.shape[1]
         y = np.empty((n, steps, compiled.output_size), dtype=compiled.np_dtype)
         bad = np.zeros(n, dtype=np.uint8)
-        code = compiled.step_rows(x.numpy(), self._parts(state),
-                                  np.ascontiguousarray(slots, dtype=np.int64), y, bad)
+        run = compiled.step_rows if n == 1 else compiled.step_batch
+        code = run(x.numpy(), self._parts(state), np.ascontiguousarray(slots, dtype=np.int64),
+                   y, bad)
         if code < 0:
             raise ValueError("x has a non-finite value (NaN or inf)")
         return torch.from_numpy(y), np.flatnonzero(bad).tolist() if code else []

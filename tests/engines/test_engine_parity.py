@@ -173,8 +173,8 @@ def test_a_bank_on_either_engine_gives_the_same_outputs(kind, dtype):
     model = make_model(kind, F_IN, HIDDEN, 2, dtype=dtype, seed=1)
     fast, slow = streamrnn.StreamBank(model), streamrnn.StreamBank(model, grad=True)
     gen = torch.Generator().manual_seed(2)
-    for step in range(6):  # few streams: compiled; the grad bank: torch
-        keys = [f"k{i}" for i in range(step % 3 + 1)]
+    for step in range(8):  # few streams: compiled (1: per stream, more: batched)
+        keys = [f"k{i}" for i in range(step % 4 * 7 + 1)]  # 1, 8, 15, 22 (torch) streams
         chunks = {k: torch.randn(step % 2 + 1, F_IN, generator=gen, dtype=dtype) for k in keys}
         a, b = fast.push(chunks), slow.push(chunks)
         for k in keys:
@@ -184,12 +184,12 @@ def test_a_bank_on_either_engine_gives_the_same_outputs(kind, dtype):
 
 
 def test_a_big_bank_call_runs_on_torch_and_a_small_one_compiled():
-    from streamrnn.engines import COMPILED_MAX_STEPS, RowStepper
+    from streamrnn.engines import COMPILED_MAX_BATCH, RowStepper
 
     model = streamrnn.LSTM(F_IN, HIDDEN, seed=0)
     stepper = RowStepper(model, grad=False)
     state = model.initial_state(64)
     assert stepper.takes(1, 1, state)
-    assert stepper.takes(COMPILED_MAX_STEPS, 1, state)
-    assert not stepper.takes(COMPILED_MAX_STEPS + 1, 1, state)
+    assert stepper.takes(COMPILED_MAX_BATCH, 5, state)
+    assert not stepper.takes(COMPILED_MAX_BATCH + 1, 1, state)
     assert not RowStepper(model, grad=True).takes(1, 1, state)

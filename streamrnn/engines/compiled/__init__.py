@@ -92,7 +92,9 @@ class CompiledEngine:
         self.parts = packed.plan.form.parts
         self.output_size = packed.output_size
         self.np_dtype = packed.np_dtype
-        self.run_values, self.run_tokens = _kernels(packed.plan.form)
+        self.run_values, self.run_tokens, self.run_batch = _kernels(packed.plan.form)
+        self._no_x = np.zeros((0, 0, 0), dtype=self.np_dtype)
+        self._no_ids = np.zeros((0, 0), dtype=np.int64)
 
     @classmethod
     def for_model(cls, model) -> CompiledEngine | None:
@@ -118,16 +120,34 @@ class CompiledEngine:
             return self.run_tokens(p.weights, p.meta, p.embedding, x, parts, rows, y, bad)
         return self.run_values(p.weights, p.meta, x, parts, rows, y, bad)
 
+    def step_batch(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
+                   bad: np.ndarray) -> int:
+        """:meth:`step_rows` for many streams at once: each layer's products are matrix
+        products over the batch (BLAS), which read each weight once for all streams.
+
+        Shape
+        -----
+        x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``.
+        """
+        p = self.packed
+        if self.tokens:
+            return self.run_batch(p.weights, p.meta, p.embedding, self._no_x, x, parts, rows,
+                                  y, bad)
+        return self.run_batch(p.weights, p.meta, p.embedding, x, self._no_ids, parts, rows, y,
+                              bad)
+
     def run(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One chunk for B streams from ``state``; returns the outputs and the new state
-        (``ValueError`` for a non-finite input)."""
+        (``ValueError`` for a non-finite input). One stream runs :meth:`step_rows`, more
+        :meth:`step_batch`."""
         if not self.ready():
             raise ValueError("the model no longer fits the compiled engine (moved or cast?)")
         parts = tuple(state[k].detach().cpu().numpy().copy() for k in self.parts)
         batch, steps = x.shape[0], x.shape[1]
         y = np.empty((batch, steps, self.output_size), dtype=self.np_dtype)
         if steps:
-            code = self.step_rows(np.ascontiguousarray(x.detach().numpy()), parts,
+            run = self.step_rows if batch == 1 else self.step_batch
+            code = run(np.ascontiguousarray(x.detach().numpy()), parts,
                                   np.arange(batch, dtype=np.int64), y,
                                   np.zeros(batch, dtype=np.uint8))
             if code < 0:

@@ -138,5 +138,76 @@ def build(form):
             layers(w, meta, xin, parts, rows[b], y3[b])
         return finite_rows(parts, rows, bad)
 
-    return run_values, run_tokens
+    @helper
+    def batch_layers(w, meta, xin, parts, rows, y):
+        # B streams at once: each layer's products as matrix products (BLAS), the
+        # pointwise step row by row. xin (B, T, In0), y (B, T, O).
+        n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
+        g = gates * hid
+        batch, t_len = xin.shape[0], xin.shape[1]
+        proj = np.empty((batch * t_len, g), w.dtype)
+        seq = np.empty((batch, t_len, hid), w.dtype)
+        gh = np.empty((batch, g), w.dtype)
+        hb = np.empty((batch, hid), w.dtype)
+        act = np.empty(acts * hid, w.dtype)
+        bits = bits_for(w, g)
+        s_in = np.empty((batch, n_parts, hid), w.dtype)
+        s_out = np.empty((batch, n_parts, hid), w.dtype)
+        inp = xin.reshape((batch * t_len, in0))
+        for layer in range(n_layers):
+            at = meta[4 + layer]
+            n_in = in0 if layer == 0 else hid
+            w_ih = w[at : at + n_in * g].reshape((n_in, g))
+            at += n_in * g
+            w_hh = w[at : at + hid * g].reshape((hid, g))
+            at += hid * g
+            b_ih, b_hh = w[at : at + g], w[at + g : at + 2 * g]
+            np.dot(inp, w_ih, proj)
+            for b in range(batch):
+                for p in range(n_parts):
+                    s_in[b, p] = parts[p][layer, rows[b]]
+            for t in range(t_len):
+                for b in range(batch):
+                    hb[b] = s_in[b, 0]
+                np.dot(hb, w_hh, gh)
+                for b in range(batch):
+                    gi = proj[b * t_len + t]
+                    gi += b_ih
+                    ghb = gh[b]
+                    ghb += b_hh
+                    step(gi, ghb, s_in[b], s_out[b], act, bits)
+                    seq[b, t] = s_out[b, 0]
+                s_in, s_out = s_out, s_in
+            for b in range(batch):
+                for p in range(n_parts):
+                    parts[p][layer, rows[b]] = s_in[b, p]
+            inp = seq.reshape((batch * t_len, hid))
+        y2 = y.reshape((batch * t_len, y.shape[2]))
+        if n_out == 0:
+            y2[:, :] = inp
+            return
+        at = meta[4 + n_layers]
+        w_o = w[at : at + hid * n_out].reshape((hid, n_out))
+        b_o = w[at + hid * n_out : at + hid * n_out + n_out]
+        np.dot(inp, w_o, y2)
+        for r in range(y2.shape[0]):
+            y2[r] += b_o
+
+    @kernel
+    def run_batch(w, meta, emb, x, ids, parts, rows, y, bad):
+        key  # noqa: B018
+        if emb.shape[0]:
+            xin = np.empty((ids.shape[0], ids.shape[1], emb.shape[1]), w.dtype)
+            for b in range(ids.shape[0]):
+                for t in range(ids.shape[1]):
+                    xin[b, t] = emb[ids[b, t]]
+            batch_layers(w, meta, xin, parts, rows, y)
+        else:
+            for v in x.ravel():
+                if not np.isfinite(v):
+                    return -1
+            batch_layers(w, meta, x, parts, rows, y)
+        return finite_rows(parts, rows, bad)
+
+    return run_values, run_tokens, run_batch
 
