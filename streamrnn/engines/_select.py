@@ -121,17 +121,16 @@ class StreamRunner:
         """
         compiled = self.compiled
         if compiled is not None and not x.requires_grad and compiled.ready():
-            views = self._views()
+            views = self._np or self._views()
             if views is not None:
                 xs = x.numpy()
-                steps = 1 if xs.ndim == 1 and not compiled.tokens else xs.shape[0]
-                if xs.ndim == 1 and not compiled.tokens:
-                    shape = (compiled.output_size,)
-                else:
-                    shape = (steps, compiled.output_size)
-                y = np.empty(shape, dtype=compiled.np_dtype)
-                if steps == 0:
-                    return torch.from_numpy(y), True
+                if xs.ndim == 1 and not compiled.tokens:  # one step
+                    y = np.empty(compiled.output_size, dtype=compiled.np_dtype)
+                elif xs.shape[0]:
+                    y = np.empty((xs.shape[0], compiled.output_size), dtype=compiled.np_dtype)
+                else:  # no steps
+                    return torch.from_numpy(np.empty((0, compiled.output_size),
+                                                     dtype=compiled.np_dtype)), True
                 code = compiled.step_rows(xs, views, _NO_ROWS, y, self._bad)
                 if code < 0:
                     return None

@@ -96,11 +96,14 @@ def build(form):
             y[:, :] = seq
             return
         at = meta[4 + n_layers]
-        w_o = w[at : at + hid * n_out].reshape((hid, n_out))
-        b_o = w[at + hid * n_out : at + hid * n_out + n_out]
+        pad = (n_out + 7) // 8 * 8
+        w_o = w[at : at + hid * pad].reshape((hid, pad))
+        b_o = w[at + hid * pad : at + hid * pad + pad]
+        acc = np.empty(pad, w.dtype)
         for t in range(t_len):
-            y[t] = b_o
-            add_rows(w_o, seq[t], y[t])
+            acc[:] = b_o
+            add_rows(w_o, seq[t], acc)
+            y[t] = acc[:n_out]
 
     @helper
     def finite_rows(parts, rows, bad):
@@ -187,11 +190,13 @@ def build(form):
             y2[:, :] = inp
             return
         at = meta[4 + n_layers]
-        w_o = w[at : at + hid * n_out].reshape((hid, n_out))
-        b_o = w[at + hid * n_out : at + hid * n_out + n_out]
-        np.dot(inp, w_o, y2)
+        pad = (n_out + 7) // 8 * 8
+        w_o = w[at : at + hid * pad].reshape((hid, pad))
+        b_o = w[at + hid * pad : at + hid * pad + pad]
+        out = np.empty((y2.shape[0], pad), w.dtype)
+        np.dot(inp, w_o, out)
         for r in range(y2.shape[0]):
-            y2[r] += b_o
+            y2[r] = out[r, :n_out] + b_o[:n_out]
 
     @kernel
     def run_batch(w, meta, emb, x, ids, parts, rows, y, bad):

@@ -7,19 +7,21 @@ model's dtype, with ``weight_ih`` and ``weight_hh`` transposed (their products a
 of rows, :func:`._math.add_rows`):
 
     per layer   weight_ih^T (In, G*H), weight_hh^T (H, G*H), bias_ih (G*H), bias_hh (G*H)
-    then        head weight^T (H, O), head bias (O)
+    then        head weight^T (H, P), head bias (P), zero-padded to P = O rounded up to 8
+                (whole vectors in the head's loop)
 
 and ``meta`` (int64): ``L, H, In0, O, offset of each layer..., offset of the head``
 (``O = 0``: no head). The embedding is read in place (its rows are what a step needs).
 
 The copy follows the model: :meth:`Packed.current` re-packs when a parameter was
-replaced (its storage moved: ``.to()``, ``load_state_dict(assign=True)``), changed in
-place by torch (every in-place torch op bumps the tensor's version counter: optimizer
-steps, ``load_state_dict``, ``copy_``, ``nn.init``), or its gradient was replaced (what
-``zero_grad`` and ``backward`` do in a training loop; this also covers fused optimizers,
-whose steps bump no version), or :func:`weights_changed` was called. Writes that bypass
-all of these (through ``.data`` or a numpy view of a parameter) are seen after
-:func:`weights_changed`.
+replaced (``load_state_dict(assign=True)``, ``module.weight = ...``) or the model moved
+(``.to()``, ``.double()``: the storage of its first tensor changed), when a parameter was
+changed in place by torch (every in-place torch op bumps the tensor's version counter:
+optimizer steps, ``load_state_dict``, ``copy_``, ``nn.init``), when its gradient was
+replaced (what ``zero_grad`` and ``backward`` do in a training loop; this also covers
+fused optimizers, whose steps bump no version), or when :func:`weights_changed` was
+called. Writes that bypass all of these (through ``.data`` or a numpy view of a
+parameter, or ``p.data = ...``) are seen after :func:`weights_changed`.
 """
 
 from __future__ import annotations
@@ -129,9 +131,10 @@ class Packed:
                        for n, t in m._parameters.items() if id(t) in wanted]
 
     def _key_now(self) -> tuple:
+        # (~1 us for ten parameters: this runs at every step)
         ts = [d[n] for d, n in self._slots]
-        return (_EPOCH[0], tuple(map(id, ts)), tuple(map(_version, ts)),
-                tuple(map(_data_ptr, ts)), tuple(map(id, map(_grad, ts))))
+        return (_EPOCH[0], _data_ptr(ts[0]), *map(id, ts), *map(_version, ts),
+                *map(id, map(_grad, ts)))
 
     def current(self) -> bool:
         """Re-pack if the model changed; ``False`` if it no longer fits this engine (moved
@@ -165,7 +168,13 @@ class Packed:
             if plan.head is not None:
                 w, b = plan.head
                 n_out = w.shape[0]
-                chunks += [w.t(), torch.zeros(n_out, dtype=plan.dtype) if b is None else b]
+                pad = -(-n_out // 8) * 8
+                w_t = torch.zeros(hid, pad, dtype=plan.dtype)
+                w_t[:, :n_out] = w.t()
+                b_pad = torch.zeros(pad, dtype=plan.dtype)
+                if b is not None:
+                    b_pad[:n_out] = b
+                chunks += [w_t, b_pad]
             flat = torch.cat([c.detach().reshape(-1) for c in chunks])
         self.weights = flat.numpy()
         in0 = plan.layers[0][0].shape[1]
