@@ -87,9 +87,12 @@ class StreamBank:
         Most live streams. A new key arriving at the limit evicts the least recently
         used stream (its state is lost); evictions are counted in ``counts``.
     grad : bool
-        ``False`` (default) steps under ``torch.no_grad`` (not inference mode: when
-        every stream steps, the new state tensors become the bank's, updated in place
-        later).
+        ``False`` (default): no autograd. Calls of up to
+        :data:`~streamrnn.engines.COMPILED_MAX_BATCH` streams of a built-in cell on the
+        CPU run on the compiled engine, in place in the bank's state; others on torch
+        under ``torch.no_grad`` (:mod:`streamrnn.engines`; the engine never changes the
+        results beyond float rounding). ``True`` keeps the autograd graph of the outputs
+        (torch engine).
 
     Attributes
     ----------

@@ -39,9 +39,12 @@ class Stream:
         such as :class:`~streamrnn.LSTM`. A token model (a ``num_tokens`` attribute, as
         :class:`~streamrnn.RecurrentModel` with ``num_tokens``) takes token ids.
     grad : bool
-        ``False`` (default) runs under ``torch.inference_mode``. ``True`` keeps the
-        autograd graph of each push's outputs; the carried state is detached between
-        pushes, so memory does not grow.
+        ``False`` (default): no autograd; a built-in cell (with a ``Readout`` or
+        ``nn.Linear`` head, an embedding) on the CPU runs on the compiled engine, anything
+        else on torch under ``torch.inference_mode`` (:mod:`streamrnn.engines`; the
+        engine never changes the results beyond float rounding). ``True`` keeps the
+        autograd graph of each push's outputs (torch engine); the carried state is
+        detached between pushes, so memory does not grow.
     max_chunk : int
         A longer chunk is processed in slices of at most this many steps (bounded
         memory for the intermediate buffers); the result is the same.
@@ -55,6 +58,8 @@ class Stream:
     counts : dict
         ``nonfinite_resets``: times the state overflowed to NaN / inf and was reset to
         the initial state (with a ``RuntimeWarning``); never kept silently.
+    engine : str
+        The engine that ran the last push: "compiled" or "torch".
 
     Shape
     -----

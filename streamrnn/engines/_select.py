@@ -184,7 +184,8 @@ class RowStepper:
     def step(self, state: State, slots: np.ndarray, x: Tensor) -> tuple[Tensor, list[int]]:
         """Step the streams in ``slots`` with ``x`` ``(N, T, F)`` (or ids ``(N, T)``) in
         place (call :meth:`takes` first); returns the outputs and the positions in
-        ``slots`` whose new state is not finite (written anyway: reset them).
+        ``slots`` whose new state is not finite (written anyway: reset them). ``state``
+        must be the one :meth:`takes` was asked about.
 
         Shape
         -----
@@ -194,9 +195,10 @@ class RowStepper:
         n, steps = x.shape[0], x.shape[1]
         y = np.empty((n, steps, compiled.output_size), dtype=compiled.np_dtype)
         bad = np.zeros(n, dtype=np.uint8)
+        if slots.dtype != np.int64 or not slots.flags.c_contiguous:
+            slots = np.ascontiguousarray(slots, dtype=np.int64)
         run = compiled.step_rows if n == 1 else compiled.step_batch
-        code = run(x.numpy(), self._parts(state), np.ascontiguousarray(slots, dtype=np.int64),
-                   y, bad)
+        code = run(x.numpy(), self._views[1], slots, y, bad)
         if code < 0:
             raise ValueError("x has a non-finite value (NaN or inf)")
         return torch.from_numpy(y), np.flatnonzero(bad).tolist() if code else []
