@@ -271,7 +271,7 @@ class StreamBank:
                     row, col = (int(i) for i in bad.nonzero()[0])
                     raise ValueError(f"chunk for key {keys[row]!r} must hold ids in "
                                      f"[0, {self._tokens}), got {int(x[row, col])}")
-        elif not all_finite(x):
+        elif not self._engines.finite(x):
             row = first_nonfinite(x)[0]
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
         slots, rows = self._rows_for(list(keys))

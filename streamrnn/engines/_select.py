@@ -165,6 +165,12 @@ class RowStepper:
         self.compiled = None if grad else CompiledEngine.for_model(model)
         self._views: tuple = (None, None)
 
+    def finite(self, x: Tensor) -> bool:
+        """Whether every value of the float tensor ``x`` is finite."""
+        if self.compiled is not None and x.device.type == "cpu" and not x.requires_grad:
+            return self.compiled.finite(x.numpy())
+        return all_finite(x)
+
     def takes(self, batch: int, steps: int, state: State) -> bool:
         """Whether the compiled engine steps this call (re-packs changed weights)."""
         compiled = self.compiled

@@ -102,6 +102,14 @@ class CompiledEngine:
         plan = plan_for(model) if HAVE_NUMBA else None
         return None if plan is None else cls(model, Packed(model, plan))
 
+    @staticmethod
+    def finite(x: np.ndarray) -> bool:
+        """Whether every value of the float array ``x`` is finite (a compiled loop: no
+        temporary, unlike ``torch.isfinite``)."""
+        from ._math import all_finite
+
+        return all_finite(x)
+
     def ready(self) -> bool:
         """Whether the model still fits the engine; re-packs changed weights."""
         return self.packed.current()

@@ -26,7 +26,7 @@ from numba.extending import overload
 
 from ._jit import OPTIONS, helper, kernel
 
-__all__ = ["add_rows", "bits_for", "expm1", "expm1_into", "project"]
+__all__ = ["add_rows", "all_finite", "bits_for", "expm1", "expm1_into", "project"]
 
 _F = np.float32
 _F32 = {
@@ -194,3 +194,12 @@ def expm1(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(x)
     _expm1(x, out)
     return out
+
+
+@kernel
+def all_finite(x):
+    """Whether every value of the float array ``x`` is finite (no NaN, no inf)."""
+    for v in x.ravel():
+        if not np.isfinite(v):
+            return False
+    return True
