@@ -6,6 +6,7 @@ torch engine is the one fallback without numba.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -236,3 +237,26 @@ def test_without_numba_streams_and_banks_run_on_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["torch", "0.0"]
+
+
+def test_kernels_of_different_forms_never_share_a_cache_entry(tmp_path):
+    # Every built-in form's kernels have the same source (closures of one factory); their
+    # cache keys carry the forms' names, so loading from the disk cache in any order gives
+    # each form its own code (once, a relu RNN ran a tanh RNN's cached kernel).
+    code = (
+        "import torch, streamrnn\n"
+        "out = []\n"
+        "for kind, batch in (('tanh', 1), ('relu', 2), ('relu', 1), ('tanh', 2)):\n"
+        "    m = streamrnn.RNN(3, 4, nonlinearity=kind, seed=0)\n"
+        "    bank = streamrnn.StreamBank(m)\n"
+        "    x = 3 * torch.randn(batch, 2, 3, generator=torch.Generator().manual_seed(0))\n"
+        "    y = bank.push_many([f'k{i}' for i in range(batch)], x)\n"
+        "    with torch.no_grad():\n"
+        "        out.append(float((y - m(x)[0]).abs().max()))\n"
+        "print(max(out))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for _ in range(2):  # compile and save, then load from the cache
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env=env).stdout
+        assert float(out) < 1e-5

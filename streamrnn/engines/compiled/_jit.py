@@ -43,13 +43,16 @@ def _file_digest(path: str) -> bytes:
 
 
 def stamp(*functions) -> str:
-    """A digest of this package's sources and of the files defining ``functions``."""
+    """A digest of this package's sources and of the files defining ``functions``, and the
+    functions' names: kernels built around different functions get different keys even
+    where numba's pickling of their closures would not tell them apart."""
     files = {str(p) for p in _HERE.glob("*.py")}
     files.update(str(Path(inspect.getsourcefile(f)).resolve()) for f in functions)
     h = hashlib.sha256()
     for f in sorted(files):
         h.update(_file_digest(f))
-    return h.hexdigest()[:16]
+    names = ",".join(f"{f.__module__}.{f.__qualname__}" for f in functions)
+    return f"{h.hexdigest()[:16]}:{names}"
 
 
 def typed(like, value):
