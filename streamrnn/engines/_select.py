@@ -3,18 +3,19 @@
 The compiled engine runs a model it supports (see
 :class:`~streamrnn.engines.compiled.CompiledEngine`) when nothing needs autograd and the
 batch is small; the torch engine runs everything else. The rules, measured on the
-project's 2-core machine with ``benchmarks/bench_core.py`` and
-``benchmarks/bench_engines.py`` (1 thread, input 40, hidden 128):
+project's 2-core machine under the load of other jobs (1 thread for torch and BLAS,
+LSTM input 40, hidden 128, best of interleaved repeats; ``benchmarks/bench_core.py``):
 
-- one stream (:class:`StreamRunner`): compiled at every chunk length. A one-step push
-  of an LSTM costs about a fifth of torch's cell kernel (``nn.LSTMCell``), a 100-step
-  chunk about a third of torch's fused ``nn.LSTM`` (see the benchmarks' docstrings for
-  the figures);
+- one stream (:class:`StreamRunner`): compiled at every chunk length. ``Stream.push`` of
+  one step takes 0.39-0.44x the time of a raw ``nn.LSTMCell`` call (GRU: 0.38-0.43x of
+  ``nn.GRUCell``); a chunk through the engines directly, compiled / torch: 0.62x at
+  T = 1, 0.59x at T = 10, 0.92x at T = 100 (torch's fused kernel catches up on long
+  chunks, but does not pass);
 - many streams (:class:`RowStepper`): compiled up to :data:`COMPILED_MAX_BATCH` streams
-  per call (one stream: the single-stream kernel; more: each layer's products as matrix
-  products over the batch), torch's batched kernels beyond, where oneDNN / MKL's matrix
-  products and pointwise kernels beat ours (at 100 streams torch's ``lstm_cell`` is
-  ~3x faster than our batched kernel; at 4 streams ours is ~4x faster).
+  per call (one stream: the single-stream kernel; more: each layer's products as BLAS
+  matrix products over the batch), torch's batched kernels beyond: one step, compiled /
+  raw ``torch._VF.lstm_cell``, 17 / 66 us at 4 streams, 108 / 105 us at 16, 438 / 143 us
+  at 100 (our pointwise gates, ymm vectors, cost ~3x torch's there).
 
 Neither choice changes results beyond float rounding: 1e-5 in float32, 1e-10 in float64
 (``tests/engines/test_engine_parity.py``).
