@@ -27,8 +27,7 @@ def make_services(config: ServeConfig) -> dict:
     """The services of ``config.apps``, each with its model loaded."""
     services = {}
     if "speech" in config.apps:
-        from streamrnn.apps.speech import DigitBank
-
+        from ..speech import DigitBank
         from ._speech import SpeechService
 
         services["speech"] = SpeechService(DigitBank.load(max_streams=config.max_streams))

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from streamrnn.apps.forecast import ForecastBank, demo_path
+from ..forecast import ForecastBank, demo_path
 
 __all__ = ["ForecastService"]
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import orjson
 
-from streamrnn.apps.speech import LABELS, DigitBank
+from ..speech import LABELS, DigitBank
 
 __all__ = ["SpeechService"]
 

@@ -280,7 +280,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
                 if xs[i]:
                     self._features_in(xs[i], learn=False, out=rows[i])
         dys, ys = self._dy_scaler, self._y_scaler
-        if self._tiny:
+        if self._compiled:
             out = self._learner.forecast(rows, self._last_pred, self._last_y, dys.mean, dys.std,
                                          ys.mean, ys.std, self.scale, horizon).tolist()
         else:
@@ -291,7 +291,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
         return out
 
     def _forecast_torch(self, rows: np.ndarray, horizon: int) -> list:
-        # The rollout of TinyLearner.forecast, in torch (the reference it is tested against).
+        # The rollout of CompiledLearner.forecast, in torch (the reference it is tested against).
         model, level, out = self._learner.model, self._last_y, []
         pred, state = self._last_pred, None
         dys, ys = self._dy_scaler, self._y_scaler
