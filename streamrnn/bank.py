@@ -20,7 +20,7 @@ from ._checks import (
     model_dtype,
     num_tokens,
 )
-from ._slots import SlotTable, check_key
+from ._slots import SlotTable
 from .engines import RowStepper
 from .state import State
 from .stream import check_model
@@ -256,13 +256,12 @@ class StreamBank:
                 raise ValueError(f"x must have dtype {want}, got {x.dtype}")
             if not isinstance(keys, list | tuple):
                 raise ValueError(f"keys must be a list, got {type(keys).__name__}")
-            for key in keys:
-                check_key(key)
-            if len(keys) != x.shape[0] or len(set(keys)) != len(keys):
+            if len(keys) != x.shape[0]:
                 raise ValueError(
                     f"keys must be {x.shape[0]} distinct keys (one per row of x), got "
-                    f"{len(keys)} keys of which {len(set(keys))} distinct"
+                    f"{len(keys)} keys of which {len(set(map(repr, keys)))} distinct"
                 )
+            self._slots.validate(keys)
             x = x.to(self._device)
         if self._tokens is not None:
             if x.numel():
