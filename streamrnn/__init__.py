@@ -16,6 +16,8 @@ torch.Size([5, 8])
 from ._version import __version__
 from .bank import BankOutputs, StreamBank
 from .cells.classic import GRU, LSTM, RNN, RecurrentLayer
+from .cells.mingru import MinGRU
+from .cells.minlstm import MinLSTM
 from .heads import Readout, RecurrentModel, pool
 from .learn.learner import OnlineLearner
 from .lookahead import Bidirectional, Lookahead
@@ -31,6 +33,8 @@ __all__ = [
     "Bidirectional",
     "Lookahead",
     "ManyToOne",
+    "MinGRU",
+    "MinLSTM",
     "OnlineLearner",
     "PooledStream",
     "Readout",

@@ -9,8 +9,10 @@ subclasses :class:`Cell` and registers it (``@register("name")``).
 
 from .base import Cell, cell_class, cell_name, register, registered
 from .classic import GRU, LSTM, RNN, RecurrentLayer
+from .mingru import MinGRU
+from .minlstm import MinLSTM
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "Cell", "RecurrentLayer", "cell_class", "cell_name", "register",
-    "registered",
+    "GRU", "LSTM", "RNN", "Cell", "MinGRU", "MinLSTM", "RecurrentLayer", "cell_class",
+    "cell_name", "register", "registered",
 ]
