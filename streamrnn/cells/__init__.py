@@ -9,10 +9,11 @@ subclasses :class:`Cell` and registers it (``@register("name")``).
 
 from .base import Cell, cell_class, cell_name, register, registered
 from .classic import GRU, LSTM, RNN, RecurrentLayer
+from .decaygru import DecayGRU
 from .mingru import MinGRU
 from .minlstm import MinLSTM
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "Cell", "MinGRU", "MinLSTM", "RecurrentLayer", "cell_class",
+    "GRU", "LSTM", "RNN", "Cell", "DecayGRU", "MinGRU", "MinLSTM", "RecurrentLayer", "cell_class",
     "cell_name", "register", "registered",
 ]

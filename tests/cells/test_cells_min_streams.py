@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from _tbptt import RecordingSGD, check_learner_against_reference, series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -25,15 +25,6 @@ from streamrnn import OnlineLearner, Readout, RecurrentModel
 CELLS = {"mingru": streamrnn.MinGRU, "minlstm": streamrnn.MinLSTM}
 FAST = settings(max_examples=20, deadline=None)
 F, H = 3, 5
-
-
-def series(steps: int, dtype=torch.float64) -> torch.Tensor:
-    """A smooth 7-column series (mixed sines and a random walk), z-scored."""
-    t = torch.arange(steps, dtype=torch.float64)[:, None]
-    gen = torch.Generator().manual_seed(0)
-    walk = torch.randn(steps, 7, generator=gen, dtype=torch.float64).cumsum(0) / 5
-    x = torch.sin(t / torch.tensor([3.0, 5, 7, 11, 13, 17, 24])) + walk
-    return ((x - x.mean(0)) / x.std(0)).to(dtype)
 
 
 def signal(seed: int, steps: int, dtype=torch.float64) -> torch.Tensor:
@@ -141,83 +132,18 @@ def cell_step(kind: str, w: dict, layers: int, x: torch.Tensor, hs: list) -> lis
     return out
 
 
-def reference_tbptt(kind, w0, layers, x, y, k1, k2, lr):
-    """TBPTT(k1, k2) by brute force: live states by a plain loop; at each window end n,
-    recompute steps [n - k2, n) from the live state that entered step n - k2 (detached),
-    MSE of the last k1 steps, autograd, SGD step."""
-    w = {k: v.clone() for k, v in w0.items()}
-    batch, steps = x.shape[:2]
-    live = [[torch.zeros(batch, H, dtype=x.dtype) for _ in range(layers)]]
-    preds, grads = [], []
-    for t in range(steps):
-        with torch.no_grad():
-            hs = cell_step(kind, w, layers, x[:, t], live[t])
-            preds.append(hs[-1] @ w["head.linear.weight"].T + w["head.linear.bias"])
-        live.append(hs)
-        n = t + 1
-        if n % k1:
-            continue
-        params = {k: v.clone().requires_grad_(True) for k, v in w.items()}
-        start = max(0, n - k2)
-        hs, out = [s.detach() for s in live[start]], {}
-        for j in range(start, n):
-            hs = cell_step(kind, params, layers, x[:, j], hs)
-            out[j] = hs[-1] @ params["head.linear.weight"].T + params["head.linear.bias"]
-        terms = range(n - k1, n)
-        pred = torch.stack([torch.stack([out[j][b] for j in terms]) for b in range(batch)])
-        target = torch.stack([torch.stack([y[b, j] for j in terms]) for b in range(batch)])
-        g_ = torch.autograd.grad(((pred - target) ** 2).mean(), list(params.values()))
-        grads.append(dict(zip(params, g_, strict=True)))
-        w = {k: (v - lr * gk).detach() for (k, v), gk in zip(w.items(), g_, strict=True)}
-    return torch.stack(preds, 1), grads
-
-
-class RecordingSGD(torch.optim.SGD):
-    """SGD that keeps a copy of the gradients of every step it takes."""
-
-    def __init__(self, params, lr):
-        params = list(params)
-        super().__init__(params, lr=lr)
-        self.records = []
-
-    def step(self, closure=None):
-        self.records.append([p.grad.clone() for p in self.param_groups[0]["params"]])
-        return super().step(closure)
-
-
-def chunk_sizes(steps: int, seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    sizes, pos = [], 0
-    while pos < steps:
-        sizes.append(min(int(rng.choice([0, 1, 2, 3, 7, 11])), steps - pos))
-        pos += sizes[-1]
-    return sizes
-
-
 @pytest.mark.parametrize("kind", CELLS)
 @pytest.mark.parametrize("k1,k2,layers,batch", [(3, 7, 1, 1), (4, 12, 2, 2), (5, 5, 2, 2),
                                                  (2, 9, 1, 3)])
 def test_k1_below_k2_gradients_equal_brute_force(kind, k1, k2, layers, batch):
-    series_ = series(100)
-    x = torch.stack([series_[i * 7: i * 7 + 60, :3] for i in range(batch)])
-    y = torch.stack([series_[i * 7 + 1: i * 7 + 61, 6:] for i in range(batch)])
-    lr = 0.05
-    learner = OnlineLearner(model64(kind, layers), optimizer=RecordingSGD, lr=lr, k1=k1, k2=k2,
-                            clip=None)
-    names = [k for k, _ in learner.model.named_parameters()]
-    w0 = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
-    want_pred, want_grads = reference_tbptt(kind, w0, layers, x, y, k1, k2, lr)
-    keys, got_pred, pos = list(range(batch)), [], 0
-    for size in chunk_sizes(60, seed=k1 * 10 + k2):
-        got_pred.append(learner.push_many(keys, x[:, pos:pos + size], y[:, pos:pos + size]))
-        pos += size
-    learner.flush()
-    got_grads = [dict(zip(names, g_, strict=True)) for g_ in learner.optimizer.records]
-    assert len(got_grads) == len(want_grads) == 60 // k1
-    for got, want in zip(got_grads, want_grads, strict=True):
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-10)
-    torch.testing.assert_close(torch.cat(got_pred, 1), want_pred, rtol=0, atol=1e-10)
+    data = series(100)
+    x = torch.stack([data[i * 7: i * 7 + 60, :3] for i in range(batch)])
+    y = torch.stack([data[i * 7 + 1: i * 7 + 61, 6:] for i in range(batch)])
+    learner = OnlineLearner(model64(kind, layers), optimizer=RecordingSGD, lr=0.05, k1=k1,
+                            k2=k2, clip=None)
+    zeros = [torch.zeros(batch, H, dtype=torch.float64) for _ in range(layers)]
+    check_learner_against_reference(
+        learner, lambda w, xt, hs: cell_step(kind, w, layers, xt, hs), zeros, x, y, k1, k2, 0.05)
 
 
 @pytest.mark.parametrize("kind", CELLS)
