@@ -1,30 +1,37 @@
-"""The diagonal linear recurrence ``h_t = a_t * h_{t-1} + b_t`` by parallel scan (private).
+"""The diagonal linear recurrence ``h_t = a_t * h_{t-1} + b_t`` over a chunk (private).
 
 :class:`~streamrnn.MinGRU` and :class:`~streamrnn.MinLSTM` (Feng et al. 2024, "Were RNNs
 All We Needed?", arXiv:2410.01201) reduce a layer to this recurrence, with ``a_t`` and
 ``b_t`` computed from the input alone; :class:`ScanCell` is their shared stack of layers.
 
-How the chunk is scanned
-------------------------
-:func:`linear_scan` runs the work-efficient odd/even recursion (Blelloch 1990; the
-algorithm of ``torch._higher_order_ops.associative_scan(combine_mode="generic")``) on
-the pairs ``(a, b)`` with ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)``, in linear space,
-from the entering state ``h_0`` of any sign; its backward is the reverse scan of the
-same recurrence (``g_t = dL/dh_t + a_{t+1} g_{t+1}``), not autograd through the
-recursion. Measured on this 2-core CPU, one thread, forward + backward of the scan alone
-(``benchmarks/bench_cells.py --scan``):
+How a chunk runs
+----------------
+:func:`linear_scan` is one autograd node per layer and chunk, in linear space, from an
+entering state ``h_0`` of any sign; its backward is the same recurrence time-reversed
+(``g_t = dL/dh_t + a_{t+1} g_{t+1}``), not autograd through T steps. Inside, one of:
 
-- the paper's log-space scan (Heinsen 2023: ``cumsum`` + ``logcumsumexp``) is the
-  slowest on the CPU (``logcumsumexp`` dominates) and loses precision with the chunk's
-  length: ``a*_t + logcumsumexp(...)`` cancels two terms of size ``|sum log a|``, so in
-  float32 its error against the step-by-step recurrence is ~1e-5 at T = 35, 1e-4 at
-  T = 256 and 3e-3 at T = 4096 -- it cannot keep chunked == whole == step to 1e-5;
+- the work-efficient odd/even parallel scan (Blelloch 1990; the algorithm of
+  ``torch._higher_order_ops.associative_scan(combine_mode="generic")``) on the pairs
+  ``(a, b)``, ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)``: O(log T) rounds of
+  vectorised ops, which wins while a step is small (dispatch-bound);
+- the T steps one after another, in place: on a CPU core the scan moves about twice
+  the memory of the plain recurrence, so from :data:`SCAN_BELOW` elements per step
+  (B * H) up the steps are faster.
+
+Measured on this 2-core CPU, one thread, forward + backward of the recurrence alone
+(``benchmarks/bench_cells.py --parts scan``):
+
+- the paper's log-space scan (Heinsen 2023: ``cumsum`` + ``logcumsumexp``) is 3-10x
+  slower than this on the CPU (``logcumsumexp`` dominates) and loses precision with the
+  chunk's length: ``a*_t + logcumsumexp(...)`` cancels two terms of size
+  ``|sum log a|``, so in float32 its error against the step-by-step recurrence is ~1e-5
+  at T = 35, ~5e-5 at T = 256 and ~1e-3 at T = 4096: it cannot keep chunked == whole ==
+  step to 1e-5. Linear space has no such drift (float32 error ~1e-6 at T = 4096);
 - ``torch.associative_scan`` (generic mode, eager; a prototype API with autograd only in
-  recent torch) is exact but 2-3x slower than this hand-written scan, whose custom
-  backward saves the recursion's graph.
+  recent torch) is exact but 2-3x slower than the same scan with this custom backward.
 
-The library call stays the reference: the tests compare :func:`linear_scan` with
-``associative_scan`` and with the plain loop, values and gradients.
+The library call stays the reference: the tests compare :func:`linear_scan` (both ways)
+with ``associative_scan`` and with a plain loop, values and gradients.
 """
 
 from __future__ import annotations
@@ -46,36 +53,58 @@ def candidate(x: Tensor) -> Tensor:
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
 
 
-def _prefix(a: Tensor, b: Tensor) -> Tensor:
-    # h_t = a_t h_{t-1} + b_t from h_{-1} = 0 (a_0 is not used), time on dim 1: pair
-    # neighbours (2i, 2i+1), scan the pairs (the odd prefixes), fill in the even ones.
-    steps = a.shape[1]
-    if steps < 2:
-        return b
+# Below this many elements per step (B * H) the odd/even scan runs, at or above it the
+# steps run one after another (in place, inside the same autograd node): measured with 1
+# thread on a 2-core CPU (``benchmarks/bench_cells.py --parts scan``), forward + backward,
+# the scan is 1.3-27x faster below B * H = 2,048 (T = 35 to 512), even at 4,096 and
+# 0.7-0.9x above (it moves about twice the memory of the plain recurrence).
+SCAN_BELOW = 4096
+_BASE = 8  # the recursion's sub-chunks of at most this many steps run step by step
+
+
+# Both take b as a tensor of their own (they overwrite it).
+def _steps(a: Tensor, b: Tensor) -> Tensor:
+    # h_t = a_t h_{t-1} + b_t from h_{-1} = 0 (a_0 is not used), step by step, in place.
+    for t in range(1, b.shape[1]):
+        b[:, t].addcmul_(a[:, t], b[:, t - 1])
+    return b
+
+
+def _odd_even(a: Tensor, b: Tensor) -> Tensor:
+    # The same, by the work-efficient scan: pair neighbours (2i, 2i+1), scan the pairs
+    # (the prefixes ending at odd steps), then fill in the even steps.
+    steps = b.shape[1]
+    if steps <= _BASE:
+        return _steps(a, b)
     a0, a1 = a[:, 0 : steps - 1 : 2], a[:, 1::2]
-    b0, b1 = b[:, 0 : steps - 1 : 2], b[:, 1::2]
-    odd = _prefix(a0 * a1, a1 * b0 + b1)  # prefixes ending at 1, 3, 5, ...
-    rest = a[:, 2::2] * odd[:, : (steps - 1) // 2] + b[:, 2::2]  # ending at 2, 4, ...
-    even = torch.cat([b[:, :1], rest], 1)
-    if odd.shape[1] < even.shape[1]:
-        odd = torch.cat([odd, odd[:, :1]], 1)  # filler, cut below
-    return torch.stack([even, odd], 2).flatten(1, 2)[:, :steps]
+    odd = _odd_even(a0 * a1, torch.addcmul(b[:, 1::2], a1, b[:, 0 : steps - 1 : 2]))
+    out = torch.empty_like(b)
+    out[:, 1::2] = odd
+    out[:, 0] = b[:, 0]
+    torch.addcmul(b[:, 2::2], a[:, 2::2], odd[:, : (steps - 1) // 2], out=out[:, 2::2])
+    return out
 
 
-def _run(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-    # Fold the entering state into the first step, then scan from zero.
-    first = torch.addcmul(b[:, :1], a[:, :1], h0.unsqueeze(1))
-    return _prefix(a, torch.cat([first, b[:, 1:]], 1))
+_METHODS = {"scan": _odd_even, "steps": _steps}
+
+
+def _prefix(a: Tensor, b: Tensor, method: str) -> Tensor:
+    if method == "auto":
+        method = "scan" if b.shape[0] * b.shape[2] < SCAN_BELOW else "steps"
+    return _METHODS[method](a, b)
 
 
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-        return _run(a, b, h0)
+    def forward(a: Tensor, b: Tensor, h0: Tensor, method: str) -> Tensor:
+        # Fold the entering state into the first step, then run from zero.
+        h = b.clone()
+        h[:, 0].addcmul_(a[:, 0], h0)
+        return _prefix(a, h, method)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        a, _, h0 = inputs
+        a, _, h0, ctx.method = inputs
         ctx.save_for_backward(a, h0, output)
 
     @staticmethod
@@ -84,16 +113,19 @@ class _LinearScan(torch.autograd.Function):
         a, h0, h = ctx.saved_tensors
         # g_t = grad_t + a_{t+1} g_{t+1}: the same recurrence, time reversed.
         shifted = torch.cat([a[:, :1], a[:, 1:].flip(1)], 1)  # its first entry is unused
-        g = _prefix(shifted, grad.flip(1)).flip(1)
+        g = _prefix(shifted, grad.flip(1), ctx.method).flip(1)
         da = g * torch.cat([h0.unsqueeze(1), h[:, :-1]], 1) if ctx.needs_input_grad[0] else None
         dh0 = a[:, 0] * g[:, 0] if ctx.needs_input_grad[2] else None
-        return da, g, dh0
+        return da, g, dh0, None
 
 
-def linear_scan(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-    """Every ``h_t = a_t * h_{t-1} + b_t`` of a chunk, from ``h0``, by parallel scan.
+def linear_scan(a: Tensor, b: Tensor, h0: Tensor, method: str = "auto") -> Tensor:
+    """Every ``h_t = a_t * h_{t-1} + b_t`` of a chunk, from ``h0``, as one autograd node.
 
-    Elementwise (diagonal) coefficients; ``h0`` and ``b`` may have any sign. One step
+    Elementwise (diagonal) coefficients; ``h0`` and ``b`` may have any sign. ``method``:
+    ``"scan"`` (the odd/even parallel scan), ``"steps"`` (the recurrence step by step,
+    in place) or ``"auto"`` (the scan below :data:`SCAN_BELOW` elements per step, where
+    it is faster). The backward is the reverse recurrence by the same method. One step
     (T = 1) is the recurrence itself; T = 0 gives an empty result.
 
     Shape
@@ -108,11 +140,13 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
     >>> linear_scan(a, b, torch.tensor([[-4.0]]))[0, :, 0]  # -1, -2.5, 0.5
     tensor([-1.0000, -2.5000,  0.5000])
     """
+    if method not in ("auto", *_METHODS):
+        raise ValueError(f"method must be 'auto', 'scan' or 'steps', got {method!r}")
     if a.shape[1] == 1:
         return torch.addcmul(b, a, h0.unsqueeze(1))
     if a.shape[1] == 0:
         return b.clone()
-    return _LinearScan.apply(a, b, h0)
+    return _LinearScan.apply(a, b, h0, method)
 
 
 def _check_positive_int(name: str, value) -> int:

@@ -8,13 +8,17 @@ step (the invariant minGRU-pytorch #9 broke), values and gradients.
   entering state with negative values and inputs of both signs, gives the outputs and
   state of one pass and of the step-by-step recurrence: 1e-10 in float64, 1e-5 in float32
   (chunks up to 600 steps: the paper's float32 log-space scan is already 1e-4 off at 256);
+- both ways of running a chunk (the odd/even scan, and the steps one after another inside
+  the same autograd node, picked by size) are checked;
 - gradients of a loss over a scanned chunk (weights and entering state) equal autograd
   through the step-by-step recurrence (float64, 1e-10).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -24,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamrnn
+from streamrnn.cells import _scan
 
 CELLS = {"mingru": streamrnn.MinGRU, "minlstm": streamrnn.MinLSTM}
 FAST = settings(max_examples=30, deadline=None)
@@ -66,12 +71,25 @@ def splits(draw_, steps_max: int):
     return steps, [0, *cuts, steps]
 
 
+@contextlib.contextmanager
+def path(name: str):
+    """Force the scan's method: "scan" (odd/even) or "steps" (one after another)."""
+    with mock.patch.object(_scan, "SCAN_BELOW", 1 << 30 if name == "scan" else 0):
+        yield
+
+
+@pytest.mark.parametrize("method", ["scan", "steps"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("kind", CELLS)
 @FAST
 @given(split=splits(600), layers=st.integers(1, 3), seed=st.integers(0, 2**16),
        scale=st.sampled_from([0.5, 3.0]))
-def test_chunked_equals_whole_equals_step(kind, dtype, split, layers, seed, scale):
+def test_chunked_equals_whole_equals_step(kind, dtype, method, split, layers, seed, scale):
+    with path(method):
+        check_chunked_whole_step(kind, dtype, split, layers, seed, scale)
+
+
+def check_chunked_whole_step(kind, dtype, split, layers, seed, scale):
     steps, bounds = split
     cell = make(kind, layers=layers, dtype=dtype, seed=seed % 7)
     x = draw(seed, 2, steps, 3, dtype=dtype, scale=scale)
@@ -95,9 +113,10 @@ def test_chunked_equals_whole_equals_step(kind, dtype, split, layers, seed, scal
     torch.testing.assert_close(state.h, end.h, rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("method", ["scan", "steps"])
 @pytest.mark.parametrize("kind", CELLS)
 @pytest.mark.parametrize("steps", [1, 2, 7, 33])
-def test_gradients_of_the_scan_equal_autograd_through_the_steps(kind, steps):
+def test_gradients_of_the_scan_equal_autograd_through_the_steps(kind, steps, method):
     cell = make(kind, layers=2)
     x = draw(7, 3, steps, 3)
     h0 = draw(8, 2, 3, 6).requires_grad_(True)
@@ -115,7 +134,8 @@ def test_gradients_of_the_scan_equal_autograd_through_the_steps(kind, steps):
         return torch.stack(ys, 1), state
 
     params = [*cell.parameters(), h0]
-    got = torch.autograd.grad(loss(lambda: cell(x, streamrnn.State(h=h0))), params)
+    with path(method):
+        got = torch.autograd.grad(loss(lambda: cell(x, streamrnn.State(h=h0))), params)
     want = torch.autograd.grad(loss(stepwise), params)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=0, atol=1e-10)

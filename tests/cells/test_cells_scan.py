@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamrnn.cells import _scan
 from streamrnn.cells._scan import linear_scan
 
 FAST = settings(max_examples=40, deadline=None)
@@ -35,11 +36,12 @@ def inputs(seed, steps, batch=2, hidden=3, zeros=False):
     return a, b, h0
 
 
+@pytest.mark.parametrize("method", ["scan", "steps", "auto"])
 @FAST
 @given(steps=st.integers(0, 70), seed=st.integers(0, 2**16), zeros=st.booleans())
-def test_values_and_gradients_equal_the_loop(steps, seed, zeros):
+def test_values_and_gradients_equal_the_loop(method, steps, seed, zeros):
     a, b, h0 = (v.requires_grad_(True) for v in inputs(seed, steps, zeros=zeros))
-    got, want = linear_scan(a, b, h0), loop(a, b, h0)
+    got, want = linear_scan(a, b, h0, method), loop(a, b, h0)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
     if steps == 0:
         return
@@ -51,10 +53,11 @@ def test_values_and_gradients_equal_the_loop(steps, seed, zeros):
         torch.testing.assert_close(g, r, rtol=0, atol=1e-11)
 
 
-@pytest.mark.parametrize("steps", [2, 3, 5, 16, 17])
-def test_gradcheck(steps):
+@pytest.mark.parametrize("method", ["scan", "steps"])
+@pytest.mark.parametrize("steps", [2, 3, 5, 16, 17, 40])
+def test_gradcheck(method, steps):
     a, b, h0 = (v.requires_grad_(True) for v in inputs(steps, steps))
-    assert torch.autograd.gradcheck(linear_scan, (a, b, h0))
+    assert torch.autograd.gradcheck(lambda *v: linear_scan(*v, method), (a, b, h0))
 
 
 def test_only_the_inputs_that_need_a_gradient_get_one():
@@ -74,8 +77,22 @@ def test_equals_torch_associative_scan():
     for steps in (1, 2, 7, 64, 129):
         a, b, h0 = inputs(steps, steps, batch=3, hidden=4)
         big_a, big_b = scan(combine, (a, b), dim=1, combine_mode="generic")
-        torch.testing.assert_close(linear_scan(a, b, h0), big_a * h0[:, None] + big_b,
-                                   rtol=0, atol=1e-12)
+        for method in ("scan", "steps"):
+            torch.testing.assert_close(linear_scan(a, b, h0, method),
+                                       big_a * h0[:, None] + big_b, rtol=0, atol=1e-12)
+
+
+def test_auto_picks_the_scan_for_small_steps_and_the_steps_for_large_ones(monkeypatch):
+    calls = []
+    for name in ("_odd_even", "_steps"):
+        real = getattr(_scan, name)
+        monkeypatch.setitem(_scan._METHODS, "scan" if name == "_odd_even" else "steps",
+                            lambda a, b, real=real, name=name: calls.append(name) or real(a, b))
+    linear_scan(*inputs(0, 5, batch=2, hidden=2047))
+    linear_scan(*inputs(0, 5, batch=2, hidden=2048))
+    assert calls == ["_odd_even", "_steps"]
+    with pytest.raises(ValueError, match="method must be 'auto', 'scan' or 'steps', got 'x'"):
+        linear_scan(*inputs(0, 5), "x")
 
 
 def test_runs_under_inference_mode_and_keeps_the_input_dtype():
