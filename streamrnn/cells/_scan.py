@@ -2,7 +2,8 @@
 
 :class:`~streamrnn.MinGRU` and :class:`~streamrnn.MinLSTM` (Feng et al. 2024, "Were RNNs
 All We Needed?", arXiv:2410.01201) reduce a layer to this recurrence, with ``a_t`` and
-``b_t`` computed from the input alone; :class:`ScanCell` is their shared stack of layers.
+``b_t`` computed from the input alone (:func:`gated_scan`: the gates and the recurrence
+in one autograd node); ``_scancell.ScanCell`` is their shared stack of layers.
 
 How a chunk runs
 ----------------
@@ -36,21 +37,22 @@ with ``associative_scan`` and with a plain loop, values and gradients.
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..state import State
-from .base import Cell
-
-__all__ = ["ScanCell", "candidate", "linear_scan"]
+__all__ = ["candidate", "gate_terms", "gated_scan", "linear_scan"]
 
 
 def candidate(x: Tensor) -> Tensor:
     """The paper's positive candidate activation ``g`` (Feng et al. 2024, Appendix B.3):
     ``x + 0.5`` for ``x >= 0``, ``sigmoid(x)`` below; continuous, increasing, > 0."""
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def gate_terms(d: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """``(a, b) = (sigmoid(-d), sigmoid(d) * g(v))``: the coefficients of the gated
+    recurrence, as every path (step, chunk, backward) computes them."""
+    return torch.sigmoid(-d), torch.sigmoid(d) * candidate(v)
 
 
 # Below this many elements per step (B * H) the odd/even scan runs, at or above it the
@@ -68,6 +70,17 @@ def _steps(a: Tensor, b: Tensor) -> Tensor:
     for t in range(1, b.shape[1]):
         b[:, t].addcmul_(a[:, t], b[:, t - 1])
     return b
+
+
+def _reverse(a: Tensor, g: Tensor, method: str) -> Tensor:
+    # The backward recurrence g_t = g_t + a_{t+1} g_{t+1}, in place on g (a tensor of our
+    # own): step by step from the end, or the forward method on time-flipped tensors.
+    if _pick(g, method) == "steps":
+        for t in range(g.shape[1] - 2, -1, -1):
+            g[:, t].addcmul_(a[:, t + 1], g[:, t + 1])
+        return g
+    shifted = torch.cat([a[:, :1], a[:, 1:].flip(1)], 1)  # its first entry is unused
+    return _odd_even(shifted, g.flip(1)).flip(1)
 
 
 def _odd_even(a: Tensor, b: Tensor) -> Tensor:
@@ -88,10 +101,14 @@ def _odd_even(a: Tensor, b: Tensor) -> Tensor:
 _METHODS = {"scan": _odd_even, "steps": _steps}
 
 
-def _prefix(a: Tensor, b: Tensor, method: str) -> Tensor:
+def _pick(b: Tensor, method: str) -> str:
     if method == "auto":
-        method = "scan" if b.shape[0] * b.shape[2] < SCAN_BELOW else "steps"
-    return _METHODS[method](a, b)
+        return "scan" if b.shape[0] * b.shape[2] < SCAN_BELOW else "steps"
+    return method
+
+
+def _prefix(a: Tensor, b: Tensor, method: str) -> Tensor:
+    return _METHODS[_pick(b, method)](a, b)
 
 
 class _LinearScan(torch.autograd.Function):
@@ -111,9 +128,7 @@ class _LinearScan(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         a, h0, h = ctx.saved_tensors
-        # g_t = grad_t + a_{t+1} g_{t+1}: the same recurrence, time reversed.
-        shifted = torch.cat([a[:, :1], a[:, 1:].flip(1)], 1)  # its first entry is unused
-        g = _prefix(shifted, grad.flip(1), ctx.method).flip(1)
+        g = _reverse(a, grad.clone(), ctx.method)  # dL/dh_t, all paths
         da = g * torch.cat([h0.unsqueeze(1), h[:, :-1]], 1) if ctx.needs_input_grad[0] else None
         dh0 = a[:, 0] * g[:, 0] if ctx.needs_input_grad[2] else None
         return da, g, dh0, None
@@ -149,146 +164,70 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor, method: str = "auto") -> Tenso
     return _LinearScan.apply(a, b, h0, method)
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+def _fast_candidate(v: Tensor) -> Tensor:
+    # candidate(v) without torch.where (20x slower than other elementwise ops on this
+    # CPU build): v + 0.5 >= sigmoid(v) exactly when v >= 0, so the larger of the two is
+    # g(v); the values are bitwise those of candidate (tested).
+    return torch.maximum(v + 0.5, torch.sigmoid(v))
 
 
-class ScanCell(Cell):
-    """A stack of layers whose recurrence is ``h_t = a_t * h_{t-1} + b_t`` with ``a_t``,
-    ``b_t`` functions of the layer's input alone (the minimal RNNs of Feng et al. 2024).
+class _GatedScan(torch.autograd.Function):
+    # h_t = sigmoid(-d_t) h_{t-1} + sigmoid(d_t) g(v_t): the coefficients and the scan in
+    # one node, with the gradients of d and v in closed form (not autograd through the
+    # half-dozen elementwise ops of the gates, which cost more than the scan itself).
+    @staticmethod
+    def forward(ctx, d: Tensor, v: Tensor, h0: Tensor, method: str) -> Tensor:
+        a, s, gv = torch.sigmoid(-d), torch.sigmoid(d), _fast_candidate(v)
+        h = s * gv
+        h[:, 0].addcmul_(a[:, 0], h0)
+        h = _prefix(a, h, method)
+        ctx.method = method
+        ctx.save_for_backward(a, s, gv, v, h0, h)
+        return h
 
-    Layer ``l`` projects its input (the chunk, or layer ``l - 1``'s ``h``) with one
-    ``nn.Linear`` of ``_gates * H`` outputs; a subclass turns that projection into
-    ``(a, b)`` in :meth:`_coefficients`. A chunk runs every layer by :func:`linear_scan`;
-    one step is the recurrence itself, O(1) in the chunk's length. The state is ``h``,
-    ``(L, B, H)``. Parameters are those of :class:`~streamrnn.MinGRU`.
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        a, s, gv, v, h0, h = ctx.saved_tensors
+        g = _reverse(a, grad.clone(), ctx.method)  # dL/dh_t, all paths
+        gs = g * s
+        # d a / d d = -a s, d s / d d = a s  =>  dL/dd = a s g (g(v) - h_{t-1})
+        diff = gv.clone()
+        diff[:, 0] -= h0
+        diff[:, 1:] -= h[:, :-1]
+        dd = diff.mul_(a).mul_(gs)
+        # g'(v) = 1 for v >= 0, sigmoid'(v) = g(v) (1 - g(v)) < 1/4 below
+        step = v.sign().add_(1).clamp_(max=1)
+        dv = torch.maximum(step, gv - gv * gv).mul_(gs)
+        dh0 = a[:, 0] * g[:, 0] if ctx.needs_input_grad[2] else None
+        return dd, dv, dh0, None
+
+
+def gated_scan(d: Tensor, v: Tensor, h0: Tensor, method: str = "auto") -> Tensor:
+    """Every ``h_t = sigmoid(-d_t) h_{t-1} + sigmoid(d_t) g(v_t)`` of a chunk, from ``h0``.
+
+    The recurrence of minGRU (``d`` the update gate's logit) and minLSTM (``d = log i -
+    log f``), as one autograd node with a closed-form backward; the values are those of
+    :func:`gate_terms` then :func:`linear_scan` (``method`` as there).
+
+    Shape
+    -----
+    d, v: ``(B, T, H)``, h0: ``(B, H)`` -> ``(B, T, H)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> d, v = torch.tensor([[[0.0], [2.0]]]), torch.tensor([[[1.0], [-1.0]]])
+    >>> h = gated_scan(d, v, torch.tensor([[-1.0]]))
+    >>> a, b = gate_terms(d, v)
+    >>> torch.allclose(h, linear_scan(a, b, torch.tensor([[-1.0]]))), h[0, 0, 0].item()
+    (True, 0.25)
     """
-
-    _gates = 0
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        *,
-        bias: bool = True,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.input_size = _check_positive_int("input_size", input_size)
-        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
-        if not isinstance(bias, bool):
-            raise ValueError(f"bias must be a bool, got {bias!r}")
-        self.bias = bias
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
-        self.seed = seed
-        sizes = [input_size] + [hidden_size] * (num_layers - 1)
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            self.layers = nn.ModuleList(
-                nn.Linear(f, self._gates * hidden_size, bias=bias, device=device, dtype=dtype)
-                for f in sizes
-            )
-        if seed is not None:
-            self.reset_parameters(seed)
-
-    def reset_parameters(self, seed: int | None = None) -> None:
-        """Re-draw the weights as ``nn.Linear`` does, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-        from a local generator seeded with ``seed`` (``None``: torch's global RNG)."""
-        if seed is None:
-            for layer in self.layers:
-                layer.reset_parameters()
-            return
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        with torch.no_grad():
-            for layer in self.layers:
-                bound = 1.0 / math.sqrt(layer.in_features)
-                for p in layer.parameters():
-                    draw = torch.empty(p.shape, dtype=p.dtype)
-                    p.copy_(draw.uniform_(-bound, bound, generator=gen))
-
-    def config(self) -> dict:
-        """The flat keyword configuration; ``type(self)(**config)`` rebuilds the shape."""
-        return {**super().config(), "bias": self.bias}
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
-
-    def initial_state(
-        self,
-        batch_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> State:
-        """The zero state for ``batch_size`` streams.
-
-        Shape
-        -----
-        ``h``: ``(L, B, H)``.
-        """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
-        ref = self.layers[0].weight
-        return State(h=torch.zeros(
-            self.num_layers, batch_size, self.hidden_size,
-            device=ref.device if device is None else device,
-            dtype=ref.dtype if dtype is None else dtype,
-        ))
-
-    @property
-    def state_parts(self) -> tuple[str, ...]:
-        """``("h",)``."""
-        return ("h",)
-
-    def _coefficients(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``(a, b)`` of the recurrence from one layer's projection ``z``, ``(..., G*H)``."""
-        raise NotImplementedError
-
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """Run a chunk of T steps for B streams from ``state`` (``None``: zeros), every
-        layer by one parallel scan.
-
-        Shape
-        -----
-        x: ``(B, T, F)`` -> y: ``(B, T, H)``; state ``h``: ``(L, B, H)``.
-        """
-        if x.dim() != 3 or x.shape[2] != self.input_size:
-            raise ValueError(
-                f"x must have shape (B, T, F) with F = {self.input_size}, got {tuple(x.shape)}"
-            )
-        if state is None:
-            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        if x.shape[1] == 0:
-            return x.new_zeros(x.shape[0], 0, self.hidden_size), state
-        last, inp = [], x
-        for layer, h0 in zip(self.layers, state.h, strict=True):
-            inp = linear_scan(*self._coefficients(layer(inp)), h0)
-            last.append(inp[:, -1])
-        return inp, State(h=torch.stack(last))
-
-    def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One step for B streams: ``h = a * h + b`` in every layer.
-
-        Shape
-        -----
-        x: ``(B, F)`` -> y: ``(B, H)``; state ``h``: ``(L, B, H)``.
-        """
-        if x.dim() != 2 or x.shape[1] != self.input_size:
-            raise ValueError(
-                f"x must have shape (B, F) with F = {self.input_size}, got {tuple(x.shape)}"
-            )
-        if state is None:
-            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        hs, inp = [], x
-        for layer, h0 in zip(self.layers, state.h, strict=True):
-            a, b = self._coefficients(layer(inp))
-            inp = torch.addcmul(b, a, h0)
-            hs.append(inp)
-        return inp, State(h=torch.stack(hs))
+    if method not in ("auto", *_METHODS):
+        raise ValueError(f"method must be 'auto', 'scan' or 'steps', got {method!r}")
+    if d.shape[1] == 1:
+        a, b = gate_terms(d, v)
+        return torch.addcmul(b, a, h0.unsqueeze(1))
+    if d.shape[1] == 0:
+        return torch.zeros_like(v)
+    return _GatedScan.apply(d, v, h0, method)

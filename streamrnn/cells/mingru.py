@@ -9,10 +9,9 @@ the entering state is folded into the scan's first step, any sign, so they agree
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ._scan import ScanCell, candidate
+from ._scancell import ScanCell
 from .base import register
 
 __all__ = ["MinGRU"]
@@ -78,7 +77,7 @@ class MinGRU(ScanCell):
 
     _gates = 2
 
-    def _coefficients(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        # a = 1 - sigmoid(k) = sigmoid(-k), b = sigmoid(k) * g(v).
+    def _gate_logits(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        # z = sigmoid(k): 1 - z = sigmoid(-k), so d = k.
         k, v = z.chunk(2, dim=-1)
-        return torch.sigmoid(-k), torch.sigmoid(k) * candidate(v)
+        return k, v

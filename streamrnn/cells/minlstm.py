@@ -7,11 +7,10 @@ Written from the paper's equations.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._scan import ScanCell, candidate
+from ._scancell import ScanCell
 from .base import register
 
 __all__ = ["MinLSTM"]
@@ -58,7 +57,7 @@ class MinLSTM(ScanCell):
 
     _gates = 3
 
-    def _coefficients(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def _gate_logits(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        # f' = f / (f + i) = sigmoid(log f - log i) = sigmoid(-d), i' = sigmoid(d).
         kf, ki, v = z.chunk(3, dim=-1)
-        d = F.softplus(-kf) - F.softplus(-ki)  # log i - log f
-        return torch.sigmoid(-d), torch.sigmoid(d) * candidate(v)
+        return F.softplus(-kf) - F.softplus(-ki), v  # d = log i - log f

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamrnn.cells import _scan
-from streamrnn.cells._scan import linear_scan
+from streamrnn.cells._scan import gate_terms, gated_scan, linear_scan
 
 FAST = settings(max_examples=40, deadline=None)
 
@@ -101,3 +101,45 @@ def test_runs_under_inference_mode_and_keeps_the_input_dtype():
         out = linear_scan(a, b, h0)
     assert out.dtype == torch.float32 and out.shape == (2, 12, 3)
     torch.testing.assert_close(out, loop(a, b, h0), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["scan", "steps"])
+@FAST
+@given(steps=st.integers(0, 40), seed=st.integers(0, 2**16))
+def test_the_gated_scan_equals_its_terms_and_the_loop(method, steps, seed):
+    """gated_scan's closed-form backward equals autograd through gate_terms and the loop
+    (d and v of both signs, some v exactly 0: the kink of g)."""
+    gen = torch.Generator().manual_seed(seed)
+    d = 3 * torch.randn(2, steps, 4, generator=gen, dtype=torch.float64)
+    v = 3 * torch.randn(2, steps, 4, generator=gen, dtype=torch.float64)
+    v[:, ::3, 0] = 0.0
+    h0 = 3 * torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    d, v, h0 = (t.requires_grad_(True) for t in (d, v, h0))
+    got = gated_scan(d, v, h0, method)
+    want = loop(*gate_terms(d, v), h0)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    if steps == 0:
+        return
+    w = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+    g_got = torch.autograd.grad((got * w).sum(), (d, v, h0))
+    g_want = torch.autograd.grad((want * w).sum(), (d, v, h0))
+    for g, r in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("steps", [2, 9, 33])
+def test_gated_scan_gradcheck(steps):
+    gen = torch.Generator().manual_seed(steps)
+    d, v = (torch.randn(2, steps, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    h0 = torch.randn(2, 3, generator=gen, dtype=torch.float64)
+    assert torch.autograd.gradcheck(gated_scan, tuple(t.requires_grad_(True) for t in (d, v, h0)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@FAST
+@given(values=st.lists(st.floats(-1e30, 1e30, allow_subnormal=False), min_size=1,
+                       max_size=50))
+def test_the_fast_candidate_is_bitwise_the_papers_g(dtype, values):
+    x = torch.tensor(values + [0.0, -0.0, 1e-45, -1e-45, 1e-7, -1e-7], dtype=dtype)
+    x = torch.cat([x, torch.linspace(-30, 30, 10_001, dtype=dtype)])
+    assert torch.equal(_scan._fast_candidate(x), _scan.candidate(x))
