@@ -201,7 +201,8 @@ class DecayGRU(Cell):
                 f"got {tuple(x.shape)}"
             )
         dt = x[..., -1]
-        if dt.numel() and bool((dt < 0).any()):
+        # (Not while torch.export / torch.compile traces: a data-dependent branch.)
+        if not torch.compiler.is_compiling() and dt.numel() and bool((dt < 0).any()):
             raise ValueError(f"x[..., -1] (Δt) must be >= 0, got {float(dt.min())}")
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
