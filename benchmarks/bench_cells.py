@@ -19,7 +19,9 @@ Parts (``--parts``, all by default):
   (hidden 32, 1 layer, TBPTT(4, 16), Adam lr 1e-2, clip 1: RNNForecaster's defaults) on
   bench_river's series (AirlinePassengers, TrumpApproval with its 6 exogenous columns,
   weekly co2) and ETTh1 (all 7 columns -> next OT), inputs standardised by expanding
-  (Welford) statistics known at each step; mean over ``--seeds`` seeds.
+  (Welford) statistics known at each step; the model outputs the change from the last
+  value (``--forecast-target change``, default) or the standardised next value
+  (``level``); mean over ``--seeds`` seeds, next to the last-value forecast.
 - ``latency``: one-step ``Stream.push`` latency (input 40, hidden 128, 1 layer, one
   ``(40,)`` tensor per push), medians of interleaved repeats, 1 thread.
 
@@ -245,15 +247,19 @@ FORECAST_CELLS = {"LSTM": streamrnn.LSTM, "GRU": streamrnn.GRU, "MinGRU": stream
                   "MinLSTM": streamrnn.MinLSTM}
 
 
-def forecast_mae(cls, series: np.ndarray, seed: int) -> float:
+def forecast_mae(cls, series: np.ndarray, seed: int, target: str) -> float:
+    """Prequential MAE of y_{t+1} forecast at t; ``target`` "level" (the model outputs
+    y_{t+1} standardised as at t) or "change" (it outputs (y_{t+1} - y_t) / std_t, the
+    correction to the last value)."""
     mean, std = expanding_scale(series)
     x = (series - mean) / std  # step t scaled by what is known at t
-    target = (series[1:, :1] - mean[:-1, :1]) / std[:-1, :1]  # y_{t+1}, scaled as at t
+    base = mean[:-1, :1] if target == "level" else series[:-1, :1]
+    goal = (series[1:, :1] - base) / std[:-1, :1]
     model = RecurrentModel(cls(series.shape[1], 32, seed=seed), Readout(32, 1, seed=seed + 1))
     learner = OnlineLearner(model, k1=4, k2=16, lr=1e-2, clip=1.0)
     pred = learner.push(torch.tensor(x[:-1], dtype=torch.float32),
-                        torch.tensor(target, dtype=torch.float32)).double().numpy()
-    forecast = mean[:-1, :1] + std[:-1, :1] * pred
+                        torch.tensor(goal, dtype=torch.float32)).double().numpy()
+    forecast = base + std[:-1, :1] * pred
     return float(np.abs(forecast - series[1:, :1]).mean())
 
 
@@ -261,16 +267,17 @@ def part_forecast(args) -> None:
     torch.set_num_threads(1)
     series = load_forecast_series(args.ett)
     print(f"\n## online one-step MAE (prequential), mean over seeds {list(range(args.seeds))} "
-          f"(min-max)")
+          f"(min-max); target: {args.forecast_target}")
     print("| series | steps | last value | " + " | ".join(FORECAST_CELLS) + " |")
     print("|---|---:|---:|" + "---:|" * len(FORECAST_CELLS))
     for name, s in series.items():
         naive = float(np.abs(s[1:, 0] - s[:-1, 0]).mean())
         cells = []
         for cls in FORECAST_CELLS.values():
-            maes = [forecast_mae(cls, s, seed) for seed in range(args.seeds)]
+            maes = [forecast_mae(cls, s, seed, args.forecast_target)
+                    for seed in range(args.seeds)]
             cells.append(f"{np.mean(maes):.3f} ({min(maes):.3f}-{max(maes):.3f})")
-        print(f"| {name} | {len(s)} | {naive:.3f} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {len(s)} | {naive:.3f} | " + " | ".join(cells) + " |", flush=True)
 
 
 # -- latency -------------------------------------------------------------------------------
@@ -313,6 +320,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="repeats of timed calls")
     parser.add_argument("--budget", type=float, default=180.0, help="seconds per model (loss)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--forecast-target", choices=["change", "level"], default="change",
+                        help="forecast: the model outputs the change from the last value, "
+                        "or the standardised level")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available; "
           f"parts {args.parts}")

@@ -1,5 +1,7 @@
-"""Recurrent cells: the :class:`Cell` protocol, the registry of cells by name, and the
-built-in :class:`RNN`, :class:`LSTM` and :class:`GRU` on torch's fused kernels.
+"""Recurrent cells: the :class:`Cell` protocol, the registry of cells by name, the
+built-in :class:`RNN`, :class:`LSTM` and :class:`GRU` on torch's fused kernels, the
+minimal :class:`MinGRU` and :class:`MinLSTM` (a chunk as one scan per layer), and
+:class:`DecayGRU` for irregular time steps (Δt as the last input column).
 
 Everything that steps, stores or learns a recurrent network (Stream, StreamBank,
 OnlineLearner, the shapes, the river estimators, checkpoints) depends on the protocol
