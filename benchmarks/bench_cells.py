@@ -154,7 +154,8 @@ class LMRunner:
         windows = (self.data.shape[1] - 1) // BPTT
         i, self.i = self.i % windows, self.i + 1
         if i == 0 and self.i > 1:
-            self.learner.reset()  # a new epoch starts from zero states
+            for key in self.keys:  # a new epoch starts from zero states
+                self.learner.reset(key=key)
         a = i * BPTT
         self.learner.push_many(self.keys, self.data[:, a:a + BPTT],
                                self.data[:, a + 1:a + BPTT + 1])
