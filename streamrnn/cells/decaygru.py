@@ -97,6 +97,8 @@ class DecayGRU(Cell):
     ValueError: x[..., -1] (Δt) must be >= 0, got -1.0
     """
 
+    takes_elapsed_time = True  # the last input column is Δt
+
     def __init__(
         self,
         input_size: int,

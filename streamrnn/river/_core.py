@@ -22,15 +22,14 @@ from .._validate import (
     check_positive_float,
     check_positive_int,
 )
-from ..cells.classic import GRU, LSTM, RNN
-from ..engines.compiled import HAVE_NUMBA
+from ..cells import cell_class, registered
+from ..engines.compiled import HAVE_NUMBA, has_compiled_form
 from ..heads import Readout, RecurrentModel
 from ..learn.learner import OnlineLearner
 from ._scale import ColumnScaler, RunningScaler
 
 __all__ = ["ENGINES", "RNNEstimator", "RunningScaler"]
 
-_CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 ENGINES = ("auto", "numba", "torch")
 _PLAIN = {float, int}
 
@@ -65,7 +64,11 @@ class RNNEstimator:
             check_positive_int(name, value)
         if k2 < k1:
             raise ValueError(f"k2 must be >= k1 = {k1}, got {k2}")
-        check_choice("cell", cell, sorted(_CELLS))
+        cls = cell_class(cell) if cell in registered() else None
+        if cls is None or cls.takes_elapsed_time:
+            names = [n for n in registered() if not cell_class(n).takes_elapsed_time]
+            raise ValueError(f"cell must be one of {names} (registered cells whose inputs are "
+                             f"features only), got {cell!r}")
         for name, value in (("lr", lr), ("clip", clip)):
             check_positive_float(name, value)
         check_bool("scale", scale)
@@ -74,6 +77,9 @@ class RNNEstimator:
             raise ValueError(f"engine='numba' runs num_layers=1 only, got num_layers={num_layers}")
         if engine == "numba" and not HAVE_NUMBA:
             raise ValueError("engine='numba' needs the numba package (pip install numba)")
+        if engine == "numba" and not has_compiled_form(cell):
+            raise ValueError(f"engine='numba' runs cells with a compiled form; {cell!r} has none "
+                             f"(use engine='torch' or 'auto')")
         check_int("seed", seed, none_ok=True)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -114,13 +120,13 @@ class RNNEstimator:
         """Whether the learner is the compiled engine's (``engine`` "numba", or "auto"
         when numba is installed and the model has one layer)."""
         if self.engine == "auto":
-            return HAVE_NUMBA and self.num_layers == 1
+            return HAVE_NUMBA and self.num_layers == 1 and has_compiled_form(self.cell)
         return self.engine == "numba"
 
     def _build(self) -> None:
         seed = self.seed
         # weights drawn in float32 (the same draw whatever the engine), learned in float64
-        layer = _CELLS[self.cell](self._n_in, self.hidden_size, self.num_layers, seed=seed)
+        layer = cell_class(self.cell)(self._n_in, self.hidden_size, self.num_layers, seed=seed)
         head = Readout(self.hidden_size, self._outputs(), seed=None if seed is None else seed + 1)
         model = RecurrentModel(layer, head).double()
         horizon = self._horizon()

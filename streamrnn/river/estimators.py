@@ -47,7 +47,10 @@ class RNNRegressor(RNNEstimator, base.Regressor):
     num_layers : int
         Stacked recurrent layers.
     cell : str
-        "lstm", "gru" or "rnn".
+        A registered cell whose inputs are features only: "lstm", "gru", "rnn",
+        "mingru", "minlstm" (:func:`streamrnn.cells.registered`). Cells with a compiled
+        form (the first three) learn on the compiled engine; the others on
+        :class:`~streamrnn.OnlineLearner`.
     k1, k2 : int
         TBPTT: learn every ``k1`` samples through the last ``k2`` samples.
     lr : float

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ...state import State
 from ._pack import Packed, plan_for, weights_changed
-from .forms import CompiledForm, compiled_form, register_compiled
+from .forms import CompiledForm, compiled_form, has_compiled_form, register_compiled
 
 try:  # numba is a dependency; without it the torch engine runs everything (the fallback)
     from . import _builtin  # noqa: F401 - registers the built-in cells' forms
@@ -42,7 +42,7 @@ else:
     HAVE_NUMBA = True
 
 __all__ = ["HAVE_NUMBA", "CompiledEngine", "CompiledForm", "compiled_form",
-           "register_compiled", "weights_changed"]
+           "has_compiled_form", "register_compiled", "weights_changed"]
 
 
 @cache

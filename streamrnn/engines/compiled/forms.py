@@ -109,6 +109,17 @@ def register_compiled(name: str, form) -> None:
     _FORMS[name] = form
 
 
+def has_compiled_form(name: str) -> bool:
+    """Whether a compiled form is registered for the cell name ``name``.
+
+    Examples
+    --------
+    >>> has_compiled_form("lstm"), has_compiled_form("mingru")
+    (True, False)
+    """
+    return name in _FORMS
+
+
 def compiled_form(cell) -> CompiledForm | None:
     """The compiled form of ``cell`` (looked up by its registered name), or ``None``."""
     form = _FORMS.get(cell_name(cell))
