@@ -19,7 +19,8 @@ H = 6
 
 def bank() -> streamrnn.StreamBank:
     b = streamrnn.StreamBank(streamrnn.LSTM(3, H, seed=0))
-    b.push({"a": torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), ("b", 1): torch.ones(2, 3)})
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    b.push({"a": x, ("b", 1): torch.ones(2, 3)})
     return b
 
 
