@@ -20,6 +20,7 @@ from ._checks import (
     model_device,
     model_dtype,
     num_tokens,
+    plain_tensor,
 )
 from ._slots import SlotTable
 from .engines import RowStepper
@@ -205,10 +206,10 @@ class StreamBank:
         except RuntimeError:  # unequal shapes
             return None
         if self._tokens is not None:  # (N,) one id each or (N, T); ranges: push_many
-            return x.to(self._device) if x.dim() in (1, 2) else None
+            return plain_tensor(x, "chunks").to(self._device) if x.dim() in (1, 2) else None
         if x.dim() not in (2, 3) or x.shape[-1] != self._features:
             return None  # the per-chunk path names the key and the rule
-        return x.to(self._device)
+        return plain_tensor(x, "chunks").to(self._device)
 
     def _push_ragged(self, keys: list, values: list) -> BankOutputs:
         # Chunks of unequal length: validate all, allocate all keys at once (one LRU
@@ -268,6 +269,7 @@ class StreamBank:
                     not tokens and x.shape[2] != self._features):
                 shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
                 raise ValueError(f"x must be {layout}, got {shape}")
+            x = plain_tensor(x, "x")
             want = torch.int64 if tokens else self._dtype
             if x.dtype != want:
                 raise ValueError(f"x must have dtype {want}, got {x.dtype}")
