@@ -39,7 +39,7 @@ def _shape_of(value) -> tuple:
 
 def _as_values(value, *, name: str, spec: Spec) -> Tensor:
     if isinstance(value, Tensor):
-        x = value
+        x = value.detach() if value.requires_grad else value
     elif isinstance(value, np.ndarray):
         if value.dtype.kind != "f":
             raise ValueError(f"{name} must hold floats of dtype {spec.dtype}, got {value.dtype}")
@@ -58,8 +58,6 @@ def _as_values(value, *, name: str, spec: Spec) -> Tensor:
             f"{name} must have dtype {spec.dtype} (the model's), got {x.dtype}; cast it explicitly"
         )
     x = x.to(spec.device)
-    if x.requires_grad:
-        x = x.detach()
     if not all_finite(x):
         raise ValueError(f"{name} has a non-finite value (NaN or inf) at {first_nonfinite(x)}")
     return x
@@ -67,10 +65,11 @@ def _as_values(value, *, name: str, spec: Spec) -> Tensor:
 
 def as_chunk_of(spec: Spec, chunk, name: str = "chunk") -> tuple[Tensor, bool]:
     """One stream's chunk as ``(T, *in)`` plus whether it was one step."""
+    if isinstance(chunk, Tensor) and chunk.requires_grad:
+        chunk = chunk.detach()
     if spec.num_tokens is None:
-        x, one = as_chunk(chunk, features=spec.features, dtype=spec.dtype, device=spec.device,
-                          name=name)
-        return (x.detach() if x.requires_grad else x), one
+        return as_chunk(chunk, features=spec.features, dtype=spec.dtype, device=spec.device,
+                        name=name)
     return as_id_chunk(chunk, high=spec.num_tokens, device=spec.device, name=name)
 
 
