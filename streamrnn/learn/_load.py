@@ -87,8 +87,9 @@ def _header(parts, sd) -> tuple:
     if len(set(keys)) != len(keys):
         raise ValueError(f"state lists a key twice ({len(keys)} keys, "
                          f"{len(set(keys))} distinct)")
-    if len(keys) > parts.max_streams:
-        raise ValueError(f"state holds {len(keys)} streams, max_streams is {parts.max_streams}")
+    limit = parts.rows.table.max_streams
+    if len(keys) > limit:
+        raise ValueError(f"state holds {len(keys)} streams, max_streams is {limit}")
     counts = _typed(sd, "counts", dict)
     if set(counts) != set(COUNTS):
         raise ValueError(f"state counts must be exactly {list(COUNTS)}, got {sorted(counts)}")
@@ -115,7 +116,8 @@ def read_state(parts, sd) -> dict:
     parts are ``parts`` (a :class:`~streamrnn.learn._state.Checkpoint`); ``ValueError``
     naming the field otherwise."""
     keys, counts, meta, steps, tick, last, tensors = _header(parts, sd)
-    model, rows, windows = parts.model, parts.rows, parts.windows
+    model, rows, optimizer = parts.model, parts.rows, parts.updater.optimizer
+    windows, spec = rows.windows, parts.stepper.spec
     # -- weights ---------------------------------------------------------------------
     live_weights = model.state_dict()
     names = {k for k in tensors if k.startswith("model.")}
@@ -133,7 +135,6 @@ def read_state(parts, sd) -> dict:
              for p, v in probe.items()}
     xbuf = _tensor(tensors, "streams.xbuf", (n, k2, *rows.in_shape), rows.in_dtype)
     ybuf = _tensor(tensors, "streams.ybuf", (n, k2, *rows.target_shape), rows.target_dtype)
-    spec = parts.spec
     if spec.num_tokens is not None:
         _in_range(xbuf, "streams.xbuf", 0, spec.num_tokens)
     if spec.classes is not None:
@@ -150,8 +151,8 @@ def read_state(parts, sd) -> dict:
     if (due_np & ((count_np == 0) | ~windows.ends(count_np))).any():
         raise ValueError("state marks an update due for a stream that is not at a window end")
     # -- optimizer -------------------------------------------------------------------
-    opt_state, used = optimizer_from_tensors(parts.optimizer, tensors, meta["optimizer"])
-    check_steps(parts.optimizer, opt_state)
+    opt_state, used = optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+    check_steps(optimizer, opt_state)
     stream_names = {f"streams.{k}" for k in ("xbuf", "ybuf", "tstat", "count", "due",
                                               "last_used")}
     stream_names |= {f"streams.{kind}.{p}" for kind in ("live", "enter") for p in probe.parts}
@@ -159,7 +160,7 @@ def read_state(parts, sd) -> dict:
     if extra:
         raise ValueError(f"state has tensors this learner does not use: {sorted(extra)[:5]}")
     # -- new buffers -----------------------------------------------------------------
-    buffers = rows.blank(max(min(parts.max_streams, 16), n))
+    buffers = rows.blank(max(min(rows.table.max_streams, 16), n))
     if n:
         buffers["live"].rows(0, n).copy_(live.to(rows.device))
         for p, ring in enter.items():

@@ -34,20 +34,18 @@ class Checkpoint:
 
     Parameters
     ----------
-    model, optimizer, rows, windows, updater, stepper, spec
-        The learner's parts it reads and replaces.
+    model, rows, updater, stepper
+        The learner's parts it reads and replaces: the weights, the streams, the
+        optimizer (``updater.optimizer``) and the stepper's per-push state.
     counts : dict
         The learner's counters (replaced in place).
     config : callable
         ``config()``: the learner's configuration, which a state must match.
-    max_streams : int
     """
 
-    def __init__(self, *, model, optimizer, rows, windows, updater, stepper, spec,
-                 counts: dict, config, max_streams: int) -> None:
-        self.model, self.optimizer, self.rows, self.windows = model, optimizer, rows, windows
-        self.updater, self.stepper, self.spec, self.counts = updater, stepper, spec, counts
-        self.config, self.max_streams = config, max_streams
+    def __init__(self, *, model, rows, updater, stepper, counts: dict, config) -> None:
+        self.model, self.rows, self.updater, self.stepper = model, rows, updater, stepper
+        self.counts, self.config = counts, config
 
     def state_dict(self) -> dict:
         """Weights, optimizer state, every stream's state and window, and the counters.
@@ -59,7 +57,7 @@ class Checkpoint:
         slots = sorted(table.slot_of.values())
         idx = torch.tensor(slots, dtype=torch.long, device=rows.device)
         tensors = {f"model.{k}": v.detach().clone() for k, v in self.model.state_dict().items()}
-        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
+        opt_tensors, opt_meta = optimizer_to_tensors(self.updater.optimizer)
         tensors.update(opt_tensors)
         tensors.update(rows.live.select(idx).to_tensors("streams.live."))
         for part, ring in rows.enter.items():
@@ -96,7 +94,7 @@ class Checkpoint:
         new = read_state(self, state_dict)
         # -- everything checked: now replace ------------------------------------------
         self.model.load_state_dict(new["weights"])
-        self.optimizer.load_state_dict(new["optimizer"])
+        self.updater.optimizer.load_state_dict(new["optimizer"])
         self.counts.clear()
         self.counts.update(new["counts"])
         self.rows.install(new["buffers"], new["keys"], new["last_used"], new["tick"])

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import os
 import threading
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -89,6 +90,11 @@ from ._store import StreamRows
 from ._update import Updater
 
 __all__ = ["OnlineLearner"]
+
+
+def _view(where: str, doc: str) -> property:
+    # A read-only attribute of the learner that one of its parts holds.
+    return property(attrgetter(where), doc=doc)
 
 
 class OnlineLearner:
@@ -141,11 +147,9 @@ class OnlineLearner:
     last_reset : list
         Keys of the streams the last push reset because their state became non-finite.
     rows, windows, updater, stepper, checkpoint
-        The parts it is made of: the per-stream rows on the slot table
-        (:mod:`~streamrnn.learn._store`), the window rule (:mod:`~streamrnn.learn._windows`),
-        the update (:mod:`~streamrnn.learn._update`), the stepping of pushes
-        (:mod:`~streamrnn.learn._core`) and the checkpoint codec
-        (:mod:`~streamrnn.learn._state`).
+        Its parts: streams on the slot table, the window rule, the update, the stepping
+        of pushes, the checkpoint codec (``streamrnn.learn._store``, ``._windows``,
+        ``._update``, ``._core``, ``._state``).
 
     Shape
     -----
@@ -198,39 +202,40 @@ class OnlineLearner:
         c = build(model, loss=loss, optimizer=optimizer, lr=lr, k1=k1, k2=k2, clip=clip,
                   horizon=horizon, horizon_column=horizon_column, horizon_path=horizon_path,
                   target_kind=target_kind, max_streams=max_streams)
-        self.model, self.loss, self.optimizer = model, c["loss"], c["optimizer"]
-        self.lr, self.horizon, self.horizon_column = c["lr"], c["horizon"], horizon_column
-        self.horizon_path, self.target_kind = horizon_path, c["target_kind"]
-        self.max_streams, self.num_tokens = c["max_streams"], c["num_tokens"]
+        self.model, self.lr, self.horizon_column = model, c["lr"], horizon_column
+        self.target_kind, self.num_tokens = c["target_kind"], c["num_tokens"]
         self.counts = dict.fromkeys(COUNTS, 0)
         self._spec = spec = c["spec"]
         self.windows = c["windows"]
         self.rows = StreamRows(
-            model, self.windows, max_streams=self.max_streams, in_shape=spec.in_shape,
+            model, self.windows, max_streams=c["max_streams"], in_shape=spec.in_shape,
             in_dtype=torch.int64 if self.num_tokens is not None else c["dtype"],
             target_shape=spec.target_shape,
             target_dtype=torch.int64 if spec.classes else c["dtype"],
             device=c["device"], dtype=c["dtype"], counts=self.counts,
         )
-        self.updater = Updater(c["params"], self.optimizer, self.loss, c["clip"], c["device"],
+        self.updater = Updater(c["params"], c["optimizer"], c["loss"], c["clip"], c["device"],
                                self.counts)
         self.stepper = Stepper(model=model, spec=spec, windows=self.windows, rows=self.rows,
                                updater=self.updater, counts=self.counts,
-                               out_shape=c["out_shape"], horizon=self.horizon,
+                               out_shape=c["out_shape"], horizon=c["horizon"],
                                horizon_path=horizon_path, columns=c["columns"])
-        self.checkpoint = Checkpoint(model=model, optimizer=self.optimizer, rows=self.rows,
-                                     windows=self.windows, updater=self.updater,
-                                     stepper=self.stepper, spec=spec, counts=self.counts,
-                                     config=self.config, max_streams=self.max_streams)
+        self.checkpoint = Checkpoint(model=model, rows=self.rows, updater=self.updater,
+                                     stepper=self.stepper, counts=self.counts,
+                                     config=self.config)
         self._lock = threading.RLock()
 
-    # -- configuration (each value held once, by the part that uses it) ------------
-    k1 = property(lambda self: self.windows.k1, doc="Learn every ``k1`` steps.")
-    k2 = property(lambda self: self.windows.k2, doc="Backpropagate through ``k2`` steps.")
-    clip = property(lambda self: self.updater.clip, doc="The gradient-norm clip, or None.")
-    last_loss = property(lambda self: self.updater.last_loss, doc="Loss of the last update.")
-    last_reset = property(lambda self: self.stepper.last_reset,
-                          doc="Keys of the streams the last push reset (non-finite state).")
+    # -- configuration: each value is held once, by the part that uses it ----------
+    k1 = _view("windows.k1", "Learn every ``k1`` steps.")
+    k2 = _view("windows.k2", "Backpropagate through the last ``k2`` steps.")
+    max_streams = _view("rows.table.max_streams", "Most live streams (then LRU eviction).")
+    optimizer = _view("updater.optimizer", "The optimizer.")
+    loss = _view("updater.loss", "``loss(pred, target)``.")
+    clip = _view("updater.clip", "The gradient-norm clip, or None.")
+    last_loss = _view("updater.last_loss", "Loss of the last update.")
+    horizon = _view("stepper.horizon", "Targets from the inputs h steps ahead, or None.")
+    horizon_path = _view("stepper.horizon_path", "Whether a horizon target is a path.")
+    last_reset = _view("stepper.last_reset", "Keys of the streams the last push reset.")
 
     def config(self) -> dict:
         """The learner's configuration; checkpoints refuse a learner it does not match."""
@@ -425,16 +430,15 @@ class OnlineLearner:
             self.rows.table.release(self.rows.table.slot(key))
             self.stepper.forget_graph()
 
-    # -- checkpoints ---------------------------------------------------------------
+    # -- checkpoints (all-or-nothing loads; see the module docstring) ---------------
     def state_dict(self) -> dict:
-        """Weights, optimizer state, every stream's state and window, and the counters
-        (tensors are copies; the rest is JSON-able)."""
+        """Weights, optimizer state, every stream and the counters (copies; JSON-able)."""
         with self._lock:
             return self.checkpoint.state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Replace weights, optimizer state, streams and counters with ``state_dict``'s;
-        refuses (``ValueError`` naming the field, nothing changed) one that does not fit."""
+        """Replace everything with ``state_dict``'s; ``ValueError`` naming the field (and
+        nothing changed) if it does not fit."""
         with self._lock:
             self.checkpoint.load_state_dict(state_dict)
 
@@ -444,8 +448,7 @@ class OnlineLearner:
             self.checkpoint.save(path)
 
     def load(self, path: str | os.PathLike) -> None:
-        """Read a file written by :meth:`save` (this version or version 1); refuses
-        (``ValueError`` naming the file and the field, nothing changed) a truncated,
-        foreign, unfitting or damaged one."""
+        """Read a file of :meth:`save` (version 2 or 1); ``ValueError`` naming the file
+        and the field (and nothing changed) if it is truncated, foreign or does not fit."""
         with self._lock:
             self.checkpoint.load(path)
