@@ -77,8 +77,8 @@ class Stepper:
             x = x.index_select(0, sel)
             tg = None if tg is None else tg.index_select(0, sel)
             m = None if m is None else m.index_select(0, sel)
-        if steps == 0:
-            return x.new_zeros((len(keys), 0, *self.out_shape), dtype=self.dtype)
+        if steps == 0 or not len(keys):
+            return x.new_zeros((len(keys), steps, *self.out_shape), dtype=self.dtype)
         self.last_reset = []
         self.update_due()
         idx = rows.index(slots)

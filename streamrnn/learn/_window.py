@@ -63,7 +63,7 @@ class WindowLane:
         done) when that does not hold. ``check_targets(targets, lead)`` validates the
         targets."""
         rows, k = self.rows, self.windows.k1
-        slots = rows.table.recall(keys)
+        slots = rows.table.recall(keys) if isinstance(keys, list | tuple) else None
         if slots is None:
             return None
         known = self._known

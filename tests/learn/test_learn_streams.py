@@ -247,3 +247,15 @@ def test_streams_pushed_from_threads_get_what_they_get_alone():
         alone = frozen("lstm", 4, 6)
         torch.testing.assert_close(out[i], alone.push(x[i], y[i]), rtol=0, atol=1e-10)
     assert lrn.counts["updates"] >= 48 // 4 and lrn.counts["learned"] == 4 * 48
+
+
+def test_a_push_of_no_streams_and_keys_that_are_not_a_list():
+    model = RecurrentModel(LSTM(2, 4, seed=0, dtype=F64), Readout(4, 1, seed=1, dtype=F64))
+    lrn = OnlineLearner(model, k1=3)  # k1 == k2: pushes may take the window lane
+    x = torch.zeros(1, 3, 2, dtype=F64)
+    assert lrn.push_many([], x[:0]).shape == (0, 3, 1)
+    lrn.push_many(["a"], x, x[..., :1])
+    for keys in (5, "a", None):
+        with pytest.raises(ValueError, match="keys must be a list of stream keys"):
+            lrn.push_many(keys, x, x[..., :1])
+    assert lrn.counts["steps"] == 3 and lrn.keys() == ["a"]
