@@ -73,6 +73,10 @@ def _like(value, current):
     return value
 
 
+def _is_tensor_mark(value) -> bool:
+    return isinstance(value, str) and value == _TENSOR
+
+
 def _json_value(value, where: str, depth: int = 0):
     # A JSON scalar or a (shallow) list of them, numbers finite; else ValueError.
     if value is None or isinstance(value, bool | str):
@@ -122,12 +126,15 @@ def optimizer_from_tensors(
     state = {}
     for pid, entry in entries.items():
         where = f"meta.optimizer.state[{pid!r}]"
-        if not (pid.isdigit() and str(int(pid)) == pid and int(pid) < n_params):
+        if not (isinstance(pid, str) and pid.isdigit() and str(int(pid)) == pid
+                and int(pid) < n_params):
             raise ValueError(f"{where}: not a parameter index in [0, {n_params})")
         if not isinstance(entry, dict):
             raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
+        if not all(isinstance(name, str) for name in entry):
+            raise ValueError(f"{where} must have str field names")
         state[int(pid)] = {
-            name: tensor(f"{prefix}state.{pid}.{name}") if value == _TENSOR
+            name: tensor(f"{prefix}state.{pid}.{name}") if _is_tensor_mark(value)
             else _json_value(value, f"{where}[{name!r}]")
             for name, value in entry.items()
         }
@@ -141,11 +148,13 @@ def optimizer_from_tensors(
         where = f"meta.optimizer.param_groups[{i}]"
         if not isinstance(group, dict):
             raise ValueError(f"{where} must be a dict, got {type(group).__name__}")
+        if not all(isinstance(name, str) for name in group):
+            raise ValueError(f"{where} must have str field names")
         if group.get("params") != mine["params"]:
             raise ValueError(f"{where}['params'] must be {mine['params']}, "
                              f"got {group.get('params')!r}")
         groups.append({
-            name: tensor(f"{prefix}group.{i}.{name}") if value == _TENSOR
+            name: tensor(f"{prefix}group.{i}.{name}") if _is_tensor_mark(value)
             else _like(_json_value(value, f"{where}[{name!r}]"), mine.get(name))
             for name, value in group.items()
         })

@@ -47,8 +47,10 @@ def _typed(sd: dict, name: str, kind: type):
 
 def _tensor(tensors: dict, name: str, shape: tuple, dtype: torch.dtype) -> Tensor:
     t = tensors.get(name)
-    if not isinstance(t, Tensor):
+    if name not in tensors:
         raise ValueError(f"state lacks tensor {name!r}")
+    if not isinstance(t, Tensor):
+        raise ValueError(f"state tensor {name!r} is a {type(t).__name__}, not a tensor")
     if t.layout != torch.strided:
         raise ValueError(f"state tensor {name!r} must be dense, got {t.layout}")
     if tuple(t.shape) != tuple(shape):
@@ -79,6 +81,8 @@ def _header(parts, sd) -> tuple:
             f"{sd.get('format')!r} version {version!r}"
         )
     config = _typed(sd, "config", dict)
+    if not all(isinstance(k, str) for k in config):
+        raise ValueError("state field 'config' must have str keys")
     if version == 1 and isinstance(config.get("model"), dict):
         config = {**config, "model": config_from_v1(config["model"])}
     check_config(config, parts.config(), what="learner")
@@ -105,6 +109,8 @@ def _header(parts, sd) -> tuple:
                              or not math.isfinite(last)):
         raise ValueError(f"meta.last_loss must be a finite number or null, got {last!r}")
     tensors = _typed(sd, "tensors", dict)
+    if not all(isinstance(k, str) for k in tensors):
+        raise ValueError("state field 'tensors' must map str names to tensors")
     if version == 1:  # entering states were enter_h and enter_c
         tensors = {("streams.enter." + k[len("streams.enter_"):]
                     if k.startswith("streams.enter_") else k): v for k, v in tensors.items()}

@@ -85,7 +85,7 @@ class WindowLane:
         else:
             counts = rows.count[slots]
             count = int(counts[0])
-            if count % k or (counts != count).any() or rows.due.any():
+            if not self.windows.ends(count) or (counts != count).any() or rows.due.any():
                 return None
         tg = check_targets(targets, (len(slots), steps))
         rows.table.stamp(slots)  # as the general path's lookup does

@@ -17,6 +17,8 @@ import safetensors
 import safetensors.torch
 import torch
 from _v1_files import DATA, FILES, HALF, STEPS, make, run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamrnn.cells import LSTM
 from streamrnn.heads import Readout, RecurrentModel
@@ -321,3 +323,46 @@ def test_token_ids_out_of_range_in_a_file_are_refused(tmp_path):
         with pytest.raises(ValueError, match=f"{name}.* must hold values in"):
             target.load(path)
     assert_unchanged(target, before)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
+    | st.text(max_size=4) | st.just("__tensor__"),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                               max_size=3),
+    max_leaves=8)
+
+
+def _paths(node, prefix=()):
+    """Every path into a JSON header (dict keys and list indexes)."""
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
+        node, list) else ()
+    for k, v in items:
+        yield from _paths(v, (*prefix, k))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_forged_header_field_is_loaded_or_refused_with_a_value_error(data):
+    """Fuzz: replace any one field of a real state's header (config, keys, counts, meta,
+    the optimizer's description) by any JSON value: the load either succeeds or raises
+    ValueError and changes nothing."""
+    source = learner()
+    x = torch.linspace(-1, 1, 20, dtype=torch.float64).reshape(10, 2)
+    source.push_many(["a", ("b", 1)], torch.stack([x, -x]), torch.stack([x[:, :1]] * 2))
+    sd = source.state_dict()
+    header = {k: sd[k] for k in ("config", "keys", "counts", "meta")}
+    path = data.draw(st.sampled_from([p for p in _paths(header) if p]))
+    value = data.draw(JSON)
+    node = header
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    target = learner()
+    target.push(x, x[:, :1], key="z")
+    before = snapshot(target)
+    try:
+        target.load_state_dict({**sd, **header})
+    except ValueError:
+        assert_unchanged(target, before)
