@@ -23,12 +23,12 @@ is a multiple of ``k1``; every stream's window ends are its own.
   order, as word_language_model flattens its time-first outputs; streams whose windows
   differ in width, which happens only near a stream's start, come in groups of equal
   width, widest first); a loss that returns one value per term (``reduction='none'``) is
-  averaged. Then: zero gradients,
-  backward, clip the gradient norm to ``clip``, optimizer step (bit for bit
-  ``optimizer.step()``; plain SGD on the CPU with nothing hooked to its step runs as one
-  ``_foreach_add_``, so profilers see no ``Optimizer.step`` scope). The entering state of
-  later windows advances with the live trajectory (it is a stored copy of the live state,
-  kept in a ring of ``k2 // k1 + 1`` states per stream).
+  averaged. Then: zero gradients, backward, clip the gradient norm to ``clip``, optimizer
+  step (bit for bit ``optimizer.step()``; plain SGD on the CPU with nothing hooked to its
+  step runs as one ``_foreach_add_``, so profilers see no ``Optimizer.step`` scope). The
+  entering state of later windows advances with the live trajectory (it is a stored copy
+  of the live state, every state part, kept in a ring of ``k2 // k1 + 1`` states per
+  stream).
 * **k1 == k2** is the classic detach-every-k loop: when a push covers a whole window of
   its streams, their live forward is one fused call with autograd on, and if exactly
   those streams are due at the update (and no optimizer step came between), that graph
@@ -54,6 +54,14 @@ is a multiple of ``k1``; every stream's window ends are its own.
   bitwise as they were; the window's targets are consumed) and is counted in
   ``counts['skipped_nonfinite']``. A stream whose live state becomes non-finite is reset
   (``counts['nonfinite_resets']``, keys in ``last_reset``).
+
+* **Streams.** A stream is named by its key: ``None`` (the default stream), or exactly a
+  str, an int or a tuple of them nested at most 8 deep (the rule of the slot table that
+  :class:`~streamrnn.StreamBank` uses too; a str ``Enum`` or a bool is refused). At most
+  ``max_streams`` live; a new key at the limit evicts the least recently used stream
+  (its pending targets counted in ``counts['lost_pending']``). The keys of a push are
+  used in the order given, so its first key is the least recent of them; checkpoints
+  keep the order.
 
 The model runs in whatever mode it is in (``model.train()`` / ``model.eval()``); the
 learner does not toggle it. With dropout active, a recomputed window draws new masks
