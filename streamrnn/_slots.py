@@ -240,9 +240,12 @@ class SlotTable:
     def stamp(self, slots) -> None:
         """Mark ``slots`` used now, in order (each its own tick)."""
         n = len(slots)
-        if n == 1:
-            self.tick += 1
-            self.last_used[slots[0]] = self.tick
+        if n <= 8:  # a few scalar writes beat building an index array
+            tick, last_used = self.tick, self.last_used
+            for slot in slots:
+                tick += 1
+                last_used[slot] = tick
+            self.tick = tick
             return
         self.last_used[slots] = np.arange(self.tick + 1, self.tick + n + 1)
         self.tick += n

@@ -22,6 +22,14 @@ from ._window import WindowLane
 __all__ = ["Stepper"]
 
 
+def _increasing(slots: np.ndarray) -> bool:
+    # Whether distinct slots are in increasing order (a few: as a list, which is faster).
+    if len(slots) > 16:
+        return bool((slots[1:] > slots[:-1]).all())
+    listed = slots.tolist()
+    return listed == sorted(listed)
+
+
 class Stepper:
     """Steps streams, stores what learning needs, and performs the due updates.
 
@@ -70,7 +78,7 @@ class Stepper:
             self.update_due()
             return self.one.step(int(slots[0]), x, tg)
         back = None
-        if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():
+        if len(slots) > 1 and not _increasing(slots):
             order = np.argsort(slots)
             back = torch.as_tensor(np.argsort(order), device=self.device)
             slots, sel = slots[order], torch.as_tensor(order, device=self.device)
@@ -144,7 +152,7 @@ class Stepper:
     def check_live(self, slots: np.ndarray, new: State) -> bool:
         """Reset the streams whose new live state is not finite (one reduction when all
         is); return whether none was."""
-        if finite_total(new):
+        if finite_total(new, self.rows.alike):
             return True
         ok = new.is_finite().cpu().numpy()
         if ok.all():

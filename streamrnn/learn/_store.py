@@ -42,21 +42,18 @@ NONE, PENDING, LEARNED = 0, 1, 2
 _BUFFERS = ("live", "enter", "xbuf", "ybuf", "tstat", "count", "due")
 
 
-def finite_total(state: State) -> bool:
+def finite_total(state: State, alike: bool) -> bool:
     """Whether the sum of all values of all parts is finite: one reduction when the parts
-    share a shape. (A finite state whose sum overflows reads as not finite: the caller
-    then checks stream by stream.)"""
-    parts = list(state.values())
-    first = parts[0]
-    if len(parts) == 1:
-        total = first.sum()
-    elif all(p.shape == first.shape for p in parts):
-        acc = first + parts[1]
-        for p in parts[2:]:
-            acc = acc + p
-        total = acc.sum()
+    are ``alike`` (of one shape). (A finite state whose sum overflows reads as not finite:
+    the caller then checks stream by stream.)"""
+    parts = iter(state.values())
+    total = next(parts)
+    if alike:
+        for p in parts:
+            total = total + p
+        total = total.sum()
     else:
-        total = torch.stack([p.sum() for p in parts]).sum()
+        total = torch.stack([total.sum(), *(p.sum() for p in parts)]).sum()
     return math.isfinite(float(total))
 
 
@@ -104,6 +101,8 @@ class StreamRows:
         self._held = None  # a lane window's writes, held back (see hold)
         self.epoch = 0     # see bump
         capacity = min(max_streams, 16)
+        probe = model.initial_state(1, device=device, dtype=dtype)
+        self.alike = len(set(probe.trailing_shapes().values())) == 1  # parts of one shape
         self.table = SlotTable(max_streams, capacity, grow=self._grow, reset=self.zero_rows,
                                counts=counts, default_key=True)
         self._set(self.blank(capacity))
