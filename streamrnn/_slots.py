@@ -150,7 +150,7 @@ class SlotTable:
         self.last_used = np.zeros(capacity, dtype=np.int64)
         self.tick = 0
         self.generation += 1
-        self._memo: tuple = (None, None, None)  # keys, their types, slots
+        self._memo: tuple = (None, None, None, False)  # keys, their types, slots, tuples?
 
     @property
     def capacity(self) -> int:
@@ -217,7 +217,8 @@ class SlotTable:
             self.generation += 1
         out = np.asarray(slots, dtype=np.int64)
         self.stamp(out)
-        self._memo = (list(keys), list(map(type, keys)), out)
+        types = list(map(type, keys))
+        self._memo = (list(keys), types, out, tuple in types)
         return out
 
     def recall(self, keys: list) -> np.ndarray | None:
@@ -229,11 +230,15 @@ class SlotTable:
         An owner that may still decline a push asks this first and stamps (:meth:`stamp`)
         once it takes the push, as :meth:`lookup` would have.
         """
-        memo_keys, memo_types, memo_slots = self._memo
-        if memo_keys is not None and len(keys) == len(memo_keys) and (
-            all(map(operator.is_, keys, memo_keys))
-            or (keys == memo_keys and list(map(type, keys)) == memo_types)
-        ):
+        memo_keys, memo_types, memo_slots, tuples = self._memo
+        if memo_keys is None or len(keys) != len(memo_keys):
+            return None
+        if all(map(operator.is_, keys, memo_keys)):
+            return memo_slots
+        # Equal keys of the same types; a tuple equal to a key may hold what the rule
+        # refuses (("a", True) == ("a", 1)), so tuples are checked.
+        if keys == memo_keys and list(map(type, keys)) == memo_types and (
+                not tuples or all(map(is_key, keys))):
             return memo_slots
         return None
 
@@ -278,7 +283,7 @@ class SlotTable:
         self.key_of[slot] = None
         self._free.append(slot)
         self.generation += 1
-        self._memo = (None, None, None)
+        self._memo = (None, None, None, False)
 
     def restore(self, keys: list, last_used: np.ndarray, tick: int) -> None:
         """After :meth:`clear`: keys at slots ``0 .. n-1`` with their recency (a loaded

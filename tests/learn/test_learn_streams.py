@@ -259,3 +259,17 @@ def test_a_push_of_no_streams_and_keys_that_are_not_a_list():
         with pytest.raises(ValueError, match="keys must be a list of stream keys"):
             lrn.push_many(keys, x, x[..., :1])
     assert lrn.counts["steps"] == 3 and lrn.keys() == ["a"]
+
+
+def test_a_key_equal_to_the_last_push_but_against_the_rule_is_refused():
+    """The slot table remembers the last key list (the window lane trusts it); an equal
+    list is not trusted blindly: ("a", True) == ("a", 1), but a bool is not a key part."""
+    model = RecurrentModel(LSTM(2, 4, seed=0, dtype=F64), Readout(4, 1, seed=1, dtype=F64))
+    lrn = OnlineLearner(model, k1=2)  # k1 == k2: whole windows take the window lane
+    x = torch.zeros(1, 2, 2, dtype=F64)
+    lrn.push_many([("a", 1)], x, x[..., :1])
+    for bad in (("a", True), ("a", 1.0)):
+        with pytest.raises(ValueError, match="key must be a str, an int, or a tuple of them"):
+            lrn.push_many([bad], x, x[..., :1])
+    lrn.push_many([("a", 1)], x, x[..., :1])  # an equal, valid key: the same stream
+    assert lrn.keys() == [("a", 1)] and lrn.steps_seen(key=("a", 1)) == 4
