@@ -186,20 +186,11 @@ class SlotTable:
         if memo_slots is not None:
             self.stamp(memo_slots)
             return memo_slots
-        for key in keys:
-            self.check_key(key)
-        if len(keys) > self.max_streams:
-            raise ValueError(
-                f"a push may hold at most max_streams = {self.max_streams} streams, "
-                f"got {len(keys)}"
-            )
+        self._check(keys)
         get = self.slot_of.get
         slots = [get(k, -1) for k in keys]
         new = [i for i, s in enumerate(slots) if s < 0]
         if new:
-            if len(set(keys)) != len(keys):
-                raise ValueError(f"keys must be distinct, got {len(keys)} keys of which "
-                                 f"{len(set(keys))} distinct")
             live = len(self.slot_of)
             if live + len(new) > self.capacity and self.capacity < self.max_streams:
                 self._grow(live + len(new))
@@ -241,6 +232,26 @@ class SlotTable:
                 not tuples or all(map(is_key, keys))):
             return memo_slots
         return None
+
+    def validate(self, keys: list) -> None:
+        """Raise ``ValueError`` unless ``keys`` are distinct stream keys, at most
+        ``max_streams`` of them; changes nothing. The key list of the last lookup (the
+        steady state of a live bank) is known good and not checked again."""
+        if self.recall(keys) is None:
+            self._check(keys)
+
+    def _check(self, keys: list) -> None:
+        for key in keys:
+            self.check_key(key)
+        if len(keys) > self.max_streams:
+            raise ValueError(
+                f"a push may hold at most max_streams = {self.max_streams} streams, "
+                f"got {len(keys)}"
+            )
+        distinct = len(set(keys))
+        if distinct != len(keys):
+            raise ValueError(f"keys must be {len(keys)} distinct keys, got {len(keys)} keys "
+                             f"of which {distinct} distinct")
 
     def stamp(self, slots) -> None:
         """Mark ``slots`` used now, in order (each its own tick)."""

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import as_chunk, model_device, model_dtype
-from .heads import RecurrentModel, _check_positive_int, _head_output_size, pool
+from ._validate import check_choice, check_positive_int
+from .heads import RecurrentModel, _head_output_size, pool
 from .state import State
 
 __all__ = ["ManyToOne", "PooledStream", "Seq2Seq", "rollout"]
@@ -68,7 +69,7 @@ def rollout(model, state: State, steps: int, *, feedback=None, sample: bool = Fa
     >>> torch.equal(kept, state.h)
     True
     """
-    _check_positive_int("steps", steps)
+    check_positive_int("steps", steps)
     if not callable(getattr(model, "readout", None)):
         raise ValueError(f"model {type(model).__name__} needs readout(state) for a rollout")
     tokens = getattr(model, "num_tokens", None) is not None
@@ -128,8 +129,7 @@ class ManyToOne(nn.Module):
 
     def __init__(self, cell: nn.Module, head: nn.Module, *, pool: str = "last") -> None:
         super().__init__()
-        if pool not in ("last", "mean"):
-            raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
+        check_choice("pool", pool, ("last", "mean"))
         self.model = RecurrentModel(cell, None)
         self.head = head
         self.pool = pool
@@ -282,7 +282,7 @@ class Seq2Seq(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module, *,
                  horizon: int) -> None:
         super().__init__()
-        self.horizon = _check_positive_int("horizon", horizon)
+        self.horizon = check_positive_int("horizon", horizon)
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.output_size = _head_output_size(head)
         if decoder.input_size != self.output_size:
