@@ -1,0 +1,320 @@
+"""Prediction with expert advice, online and per horizon: combine forecasters by their errors.
+
+:class:`ExpertMix` weighs K forecasters ("experts": a recurrent model, the last value, a
+seasonal last value, SNARIMAX, ...) and issues the weighted mean of their forecasts. A
+forecast made at step ``t`` for step ``t + h`` is scored only when ``y[t + h]`` arrives
+(:meth:`ExpertMix.update`), and only then moves the weights of horizon ``h``; the weights
+used at ``t`` therefore depend on nothing that had not arrived by ``t``. Each horizon has
+its own weights (the best forecaster one step ahead is often not the best ten steps
+ahead).
+
+Method
+------
+"adahedge" (the default): exponentially weighted average forecaster (Hedge;
+Cesa-Bianchi & Lugosi 2006, "Prediction, Learning, and Games", sections 2.1-2.2) with
+AdaHedge's learning rate (de Rooij, van Erven, Grunwald & Koolen 2014, "Follow the Leader
+If You Can, Hedge If You Must", JMLR 15): ``eta = ln K / Delta``, where ``Delta`` is the
+running sum of the mixability gaps. It needs no bound on the losses and no horizon: its
+weights are invariant under rescaling and translation of the losses, so MAE losses are
+used in the series' own units, unscaled. Its worst-case regret to the best expert after T
+scored forecasts is of the order ``S sqrt(T ln K)`` (their Theorem 8), ``S`` being the
+largest range of the K losses of one round, observed, not assumed; that is the order of
+Hedge tuned with S and T known in advance (Cesa-Bianchi & Lugosi, Theorem 2.2:
+``S sqrt(T ln K / 2)`` for losses in ``[0, S]``).
+
+"normalhedge": NormalHedge (Chaudhuri, Freund & Hsu 2009, "A parameter-free hedging
+algorithm", NIPS): weights ``w_k ~ ([R_k]+ / c) exp([R_k]+^2 / 2c)`` of the positive
+regrets, ``c`` solving ``mean_k exp([R_k]+^2 / 2c) = e``. Its bound,
+``O(sqrt(T ln(1/epsilon)) + ln^2 K)`` regret to the top epsilon-quantile of experts,
+assumes losses in ``[0, 1]``: each round's losses are shifted by their minimum and divided
+by the largest range seen so far, this round's included (online: no future value is
+used; regrets are differences, so the shift changes nothing, and the bound holds for the
+losses so scaled).
+
+Losses
+------
+"absolute": expert ``k`` loses ``|f_k - y|``; the bound is to the best single expert,
+and since ``|sum_k w_k f_k - y| <= sum_k w_k |f_k - y|`` the combined forecast's MAE is
+at most the weighted experts' MAE. "gradient": the linearised loss
+``sign(p - y) * f_k`` of the issued forecast ``p`` (Cesa-Bianchi & Lugosi, section 2.5),
+whose regret bound holds against every fixed convex combination of the experts, not just
+the best one (the loss range is then the spread of the K forecasts).
+
+Bad values
+----------
+A non-finite target (NaN, inf), or one whose losses overflow, is skipped and counted
+(``counts["skipped_targets"]``); the weights stay finite and sum to one. An expert whose
+forecast is not finite sits that forecast out (the others' weights are renormalised) and
+is charged the round's largest loss when it is scored (``counts["nonfinite_forecasts"]``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._validate import check_choice, check_int
+
+__all__ = ["ExpertMix"]
+
+METHODS = ("adahedge", "normalhedge")
+LOSSES = ("absolute", "gradient")
+
+
+class ExpertMix:
+    """Online weights over K forecasters, per horizon, learned as targets arrive.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The experts, in the order of the rows of the forecasts passed in.
+    method : {"adahedge", "normalhedge"}
+        How losses become weights (see the module's docstring).
+    loss : {"absolute", "gradient"}
+        Absolute errors, or their linearisation at the issued forecast.
+    prior : sequence of float or None
+        Starting weights (non-negative, normalised here); ``None``: uniform. AdaHedge's
+        bound to expert k then grows by ``ln(1 / (K prior_k))``.
+
+    Attributes
+    ----------
+    counts : dict
+        ``scored`` forecasts (one per horizon and target), ``skipped_targets`` (not
+        finite), ``nonfinite_forecasts`` (an expert sat one out), ``unscored`` (their
+        target never arrived: dropped when a later step was updated).
+
+    Shape
+    -----
+    predict: forecasts ``(K, N)`` (row k: expert k's forecasts of steps
+    ``origin + first .. origin + first + N - 1``) -> combined ``(N,)``.
+
+    Examples
+    --------
+    Two experts forecast one step ahead; the second is always right:
+
+    >>> mix = ExpertMix(["flat", "good"])
+    >>> for t in range(20):
+    ...     p = mix.predict(t, [[0.0], [float(t + 1)]])   # made at t, for t + 1
+    ...     mix.update(t + 1, float(t + 1))                 # y[t + 1] arrives
+    >>> mix.weights(1).round(3).tolist()
+    [0.0, 1.0]
+    >>> float(mix.predict(20, [[0.0], [21.0]])[0]), mix.counts["scored"]
+    (21.0, 20)
+
+    A horizon never scored keeps the prior; a NaN target is counted and skipped:
+
+    >>> mix.weights(3).tolist()
+    [0.5, 0.5]
+    >>> mix.update(21, float("nan")); mix.counts["skipped_targets"]
+    1
+    """
+
+    def __init__(self, names, *, method: str = "adahedge", loss: str = "absolute",
+                 prior=None) -> None:
+        names = tuple(names)
+        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(
+                names):
+            raise ValueError(f"names must be distinct strings, at least one, got {names!r}")
+        self.names = names
+        self.method = check_choice("method", method, METHODS)
+        self.loss = check_choice("loss", loss, LOSSES)
+        k = len(names)
+        if prior is None:
+            pi = np.full(k, 1.0 / k)
+        else:
+            pi = np.asarray(prior, dtype=np.float64)
+            if pi.shape != (k,) or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
+                raise ValueError(f"prior must be {k} finite non-negative numbers, not all 0, "
+                                 f"got {prior!r}")
+            pi = pi / pi.sum()
+        self.prior = pi
+        self._log_prior = np.log(np.maximum(pi, 1e-300))
+        self._k = k
+        self._horizons: dict = {}  # h -> _Horizon
+        self._pending: dict = {}  # target step -> {h: (forecasts (K,), issued forecast)}
+        self._last_update: int | None = None
+        self.counts = {"scored": 0, "skipped_targets": 0, "nonfinite_forecasts": 0,
+                       "unscored": 0}
+
+    # -- weights -------------------------------------------------------------------
+    def _horizon(self, h: int) -> _Horizon:
+        state = self._horizons.get(h)
+        if state is None:
+            state = self._horizons[h] = _Horizon(self._k)
+        return state
+
+    def weights(self, horizon: int) -> np.ndarray:
+        """The weights used now for ``horizon``-step forecasts (a copy; they sum to one).
+
+        Shape
+        -----
+        ``(K,)``.
+        """
+        check_int("horizon", horizon, minimum=1)
+        state = self._horizons.get(horizon)
+        return self.prior.copy() if state is None else self._weights(state)
+
+    def _weights(self, s: _Horizon) -> np.ndarray:
+        if s.rounds == 0:
+            return self.prior.copy()
+        if self.method == "adahedge":
+            if s.delta <= 0.0:  # eta = infinity: follow the leader(s)
+                w = np.where(s.total <= s.total.min(), self.prior, 0.0)
+                if w.sum() <= 0:
+                    w = (s.total <= s.total.min()).astype(np.float64)
+            else:
+                eta = math.log(self._k) / s.delta if self._k > 1 else 0.0
+                logw = self._log_prior - eta * (s.total - s.total.min())
+                w = np.exp(logw - logw.max())
+        else:
+            w = _normalhedge(s.regret, self.prior)
+        return w / w.sum()
+
+    # -- forecasting and scoring -----------------------------------------------------
+    def predict(self, origin: int, forecasts, first: int = 1) -> np.ndarray:
+        """Combine the experts' forecasts made at step ``origin``, and keep them to score.
+
+        Column ``j`` holds the forecasts of step ``origin + first + j`` (horizon
+        ``first + j``); it is combined with that horizon's current weights and scored when
+        :meth:`update` gives that step's value. Predicting again at the same origin
+        replaces what was kept. ``origin`` may not precede the last step updated: a
+        forecast cannot be made after its future was seen.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N,)`` combined forecasts (NaN only where no expert's is finite).
+        """
+        check_int("origin", origin)
+        check_int("first", first, minimum=1)
+        if self._last_update is not None and origin < self._last_update:
+            raise ValueError(f"origin must be >= the last step updated ({self._last_update}),"
+                             f" got {origin}: a forecast is made before its target arrives")
+        f = np.asarray(forecasts, dtype=np.float64)
+        if f.ndim != 2 or f.shape[0] != self._k:
+            raise ValueError(f"forecasts must have shape ({self._k}, N) (one row per expert: "
+                             f"{', '.join(self.names)}), got {f.shape}")
+        out = np.empty(f.shape[1])
+        for j in range(f.shape[1]):
+            h = first + j
+            col = f[:, j]
+            w = self._weights(self._horizon(h))
+            ok = np.isfinite(col)
+            if not ok.all():
+                self.counts["nonfinite_forecasts"] += int((~ok).sum())
+                w = np.where(ok, w, 0.0)
+                if w.sum() <= 0:
+                    w = np.where(ok, self.prior, 0.0)
+                if w.sum() <= 0:
+                    w = ok.astype(np.float64)
+                total = w.sum()
+                out[j] = float(np.dot(w / total, np.where(ok, col, 0.0))) if total else math.nan
+            else:
+                out[j] = float(np.dot(w, col))
+            self._pending.setdefault(origin + h, {})[h] = (col.copy(), out[j])
+        return out
+
+    def update(self, step: int, y: float) -> None:
+        """``y`` is the value of ``step``: score the forecasts of it, move their weights.
+
+        Steps must increase. Forecasts kept for earlier steps that were never updated are
+        dropped (counted as ``unscored``). A non-finite ``y`` scores nothing and is counted.
+        """
+        check_int("step", step)
+        if self._last_update is not None and step <= self._last_update:
+            raise ValueError(f"step must increase: got {step} after {self._last_update}")
+        y = float(y)
+        self._last_update = step
+        for key in [key for key in self._pending if key < step]:
+            self.counts["unscored"] += len(self._pending.pop(key))
+        made = self._pending.pop(step, None)
+        if not made:
+            return
+        if not math.isfinite(y):
+            self.counts["skipped_targets"] += 1
+            return
+        for h, (col, issued) in made.items():
+            losses = self._losses(col, issued, y)
+            if losses is None:
+                self.counts["skipped_targets"] += 1
+                continue
+            self._learn(self._horizon(h), losses)
+            self.counts["scored"] += 1
+
+    def _losses(self, col: np.ndarray, issued: float, y: float) -> np.ndarray | None:
+        ok = np.isfinite(col)
+        if not ok.any():
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.loss == "absolute":
+                raw = np.abs(col - y)
+            else:
+                g = 0.0 if not math.isfinite(issued) else float(np.sign(issued - y))
+                raw = g * (col - issued)
+        finite = ok & np.isfinite(raw)
+        if not finite[ok].all():
+            return None  # the losses overflow: no usable information in this round
+        worst = raw[finite].max()
+        return np.where(finite, raw, worst)
+
+    def _learn(self, s: _Horizon, losses: np.ndarray) -> None:
+        w = self._weights(s)
+        s.rounds += 1
+        if self.method == "adahedge":
+            lo = losses.min()
+            mixed = float(np.dot(w, losses))
+            if s.delta <= 0.0:
+                mix_loss = lo  # eta = infinity: the mix loss is the smallest loss
+            else:
+                eta = math.log(self._k) / s.delta if self._k > 1 else 0.0
+                mix_loss = lo - math.log(float(np.dot(w, np.exp(-eta * (losses - lo))))) / eta \
+                    if eta > 0 else mixed
+            s.delta += max(mixed - mix_loss, 0.0)
+            s.total = s.total + losses
+            return
+        shifted = losses - losses.min()
+        s.scale = max(s.scale, float(shifted.max()))
+        if s.scale > 0:
+            scaled = shifted / s.scale
+            s.regret = s.regret + (float(np.dot(w, scaled)) - scaled)
+
+
+class _Horizon:
+    """The learning state of one horizon."""
+
+    __slots__ = ("delta", "regret", "rounds", "scale", "total")
+
+    def __init__(self, k: int) -> None:
+        self.rounds = 0
+        self.total = np.zeros(k)  # cumulative losses (AdaHedge)
+        self.delta = 0.0  # cumulative mixability gap (AdaHedge)
+        self.regret = np.zeros(k)  # cumulative regrets on scaled losses (NormalHedge)
+        self.scale = 0.0  # largest loss range seen (NormalHedge)
+
+
+def _normalhedge(regret: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """NormalHedge's weights of the regrets (uniform, i.e. the prior, while none is > 0)."""
+    r = np.maximum(regret, 0.0)
+    if not (r > 0).any():
+        return prior.copy()
+    r2 = r * r / 2.0
+
+    def excess(c: float) -> float:  # prior-weighted mean of exp(r^2 / 2c), minus e
+        logs = r2 / c
+        top = logs.max()
+        return top + math.log(float(np.dot(prior, np.exp(logs - top)))) - 1.0
+
+    lo, hi = r2.max() / 700.0 + 1e-300, max(r2.max(), 1e-300)
+    while excess(hi) > 0:  # grow hi until the mean is below e
+        hi *= 2.0
+    for _ in range(60):  # bisection on c (the mean decreases in c)
+        mid = 0.5 * (lo + hi)
+        if excess(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    c = hi
+    logw = np.log(np.maximum(prior, 1e-300)) + np.log(np.maximum(r, 1e-300) / c) + r2 / c
+    logw = np.where(r > 0, logw, -np.inf)
+    return np.exp(logw - logw.max())
