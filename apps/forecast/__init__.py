@@ -3,8 +3,9 @@
 A CSV column (or any series of timestamped records) is forecast ``H`` grid steps ahead at
 every step by a stateful LSTM that learns online with TBPTT while it forecasts, combined
 online with the simple forecasters (the naive last value, river's SNARIMAX and,
-optionally, the seasonal last value), all scored on exactly the same steps. The command line is ``streamrnn forecast FILE.csv --target COL --horizon H``;
-``streamrnn demo`` runs it on river's bundled WaterFlow series (nothing is downloaded).
+optionally, the seasonal last value), all scored on exactly the same steps. The command
+line is ``streamrnn forecast FILE.csv --target COL --horizon H``; ``streamrnn demo``
+runs it on river's bundled WaterFlow series (nothing is downloaded).
 
 Protocol
 --------
@@ -43,7 +44,8 @@ Scoring
     in ``[score_from, score_until)`` if given). The naive forecast of ``y[t + H]`` is
     ``y[t]``; SNARIMAX learns ``y[t]`` (held values in gaps) and forecasts ``H`` ahead.
     The seasonal last value of ``y[t + H]`` is ``y[t + H - m]`` (``m`` the season, whole
-    seasons back when ``H > m``; the last value where that row does not exist). All are scored on the same forecasts.
+    seasons back when ``H > m``; the last value where that row does not exist). All are
+    scored on the same forecasts.
 
 Examples
 --------

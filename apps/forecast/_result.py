@@ -46,9 +46,9 @@ class ForecastResult:
     data), and the forecasts of it made ``horizon`` rows earlier: ``forecast`` (the
     command's: the online combination, or the network alone without it), ``rnn`` (the
     network alone), ``naive`` (the last value), ``seasonal`` (the value ``season`` rows
-    before the target, the last value until there is one; NaN without a season) and ``snarimax``. ``weights`` are the
-    combination's weights for the horizon at the end. ``scored`` marks the forecasts every
-    MAE is computed on (the same for all).
+    before the target, the last value until there is one; NaN without a season) and
+    ``snarimax``. ``weights`` are the combination's weights for the horizon at the end.
+    ``scored`` marks the forecasts every MAE is computed on (the same for all).
 
     Examples
     --------
