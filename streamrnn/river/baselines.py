@@ -112,6 +112,8 @@ class Combination:
     :meth:`learn_one` first makes them from the model as it was (``model_forecast``),
     for the horizons asked so far (at least ``horizon``).
 
+    ``table`` holds the forecasts last combined, one row per name in ``names``.
+
     Parameters
     ----------
     season : int or None
@@ -149,6 +151,7 @@ class Combination:
         self.mix = ExpertMix(self.names, method=method, loss=loss)
         self._n = 0  # values learned
         self._kept = -1  # the number of values when forecasts were last kept
+        self.table: np.ndarray | None = None  # the last forecasts combined: (K, horizon)
 
     def _baselines(self, horizon: int) -> list:
         rows = []
@@ -166,7 +169,7 @@ class Combination:
         self.horizon = max(self.horizon, horizon)
         if self._n == 0:
             return own
-        table = np.array([own, *self._baselines(horizon)])
+        table = self.table = np.array([own, *self._baselines(horizon)])
         self._kept = self._n
         return self.mix.predict(self._n - 1, table).tolist()
 

@@ -305,6 +305,12 @@ class RNNForecaster(RNNEstimator, Forecaster):
             own = [math.nan] * horizon
         return self._combo.forecast(own)
 
+    @property
+    def combination(self) -> Combination | None:
+        """The :class:`~streamrnn.river.baselines.Combination` (``None`` without
+        ``combine``): its ``mix`` holds the weights, its ``table`` the last forecasts."""
+        return self._combo
+
     def _own_forecast(self, horizon: int, xs: list[dict] | None = None) -> list:
         # The network's forecasts alone (the rollout below).
         if self._learner is None or self._last_y is None:

@@ -158,6 +158,11 @@ class ExpertMix:
     def _weights(self, s: _Horizon) -> np.ndarray:
         if s.rounds == 0:
             return self.prior.copy()
+        if s.cached is None:
+            s.cached = self._compute(s)
+        return s.cached.copy()
+
+    def _compute(self, s: _Horizon) -> np.ndarray:
         if self.method == "adahedge":
             if s.delta <= 0.0:  # eta = infinity: follow the leader(s)
                 w = np.where(s.total <= s.total.min(), self.prior, 0.0)
@@ -261,6 +266,7 @@ class ExpertMix:
     def _learn(self, s: _Horizon, losses: np.ndarray) -> None:
         w = self._weights(s)
         s.rounds += 1
+        s.cached = None
         if self.method == "adahedge":
             lo = losses.min()
             mixed = float(np.dot(w, losses))
@@ -283,9 +289,10 @@ class ExpertMix:
 class _Horizon:
     """The learning state of one horizon."""
 
-    __slots__ = ("delta", "regret", "rounds", "scale", "total")
+    __slots__ = ("cached", "delta", "regret", "rounds", "scale", "total")
 
     def __init__(self, k: int) -> None:
+        self.cached: np.ndarray | None = None  # the weights, until the next round
         self.rounds = 0
         self.total = np.zeros(k)  # cumulative losses (AdaHedge)
         self.delta = 0.0  # cumulative mixability gap (AdaHedge)
@@ -294,27 +301,33 @@ class _Horizon:
 
 
 def _normalhedge(regret: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """NormalHedge's weights of the regrets (uniform, i.e. the prior, while none is > 0)."""
-    r = np.maximum(regret, 0.0)
-    if not (r > 0).any():
+    """NormalHedge's weights of the regrets (the prior while none is > 0).
+
+    ``c`` solves ``sum_k prior_k exp([R_k]+^2 / 2c) = e`` (bisection in log space, to a
+    relative 1e-9; plain floats: K is small).
+    """
+    r = [max(float(v), 0.0) for v in regret]
+    top2 = max(r) ** 2 / 2.0
+    if top2 <= 0.0:
         return prior.copy()
-    r2 = r * r / 2.0
+    half = [v * v / 2.0 for v in r]
+    pri = [float(p) for p in prior]
 
-    def excess(c: float) -> float:  # prior-weighted mean of exp(r^2 / 2c), minus e
-        logs = r2 / c
-        top = logs.max()
-        return top + math.log(float(np.dot(prior, np.exp(logs - top)))) - 1.0
+    def excess(c: float) -> float:  # log of the prior-weighted mean of exp(r^2 / 2c), - 1
+        return top2 / c + math.log(sum(p * math.exp((q - top2) / c) for p, q in
+                                       zip(pri, half, strict=True))) - 1.0
 
-    lo, hi = r2.max() / 700.0 + 1e-300, max(r2.max(), 1e-300)
-    while excess(hi) > 0:  # grow hi until the mean is below e
-        hi *= 2.0
-    for _ in range(60):  # bisection on c (the mean decreases in c)
+    lo, hi = top2 / 700.0, max(top2, 1e-300)
+    while excess(hi) > 0:  # the mean decreases in c: grow hi until it is below e
+        lo, hi = hi, hi * 2.0
+    while hi - lo > 1e-9 * hi:
         mid = 0.5 * (lo + hi)
         if excess(mid) > 0:
             lo = mid
         else:
             hi = mid
     c = hi
-    logw = np.log(np.maximum(prior, 1e-300)) + np.log(np.maximum(r, 1e-300) / c) + r2 / c
-    logw = np.where(r > 0, logw, -np.inf)
-    return np.exp(logw - logw.max())
+    logw = [math.log(max(p, 1e-300)) + math.log(v / c) + q / c if v > 0 else -math.inf
+            for p, v, q in zip(pri, r, half, strict=True)]
+    top = max(logw)
+    return np.array([math.exp(v - top) for v in logw])
