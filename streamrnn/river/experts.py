@@ -129,7 +129,7 @@ class ExpertMix:
                                  f"got {prior!r}")
             pi = pi / pi.sum()
         self.prior = pi
-        self._log_prior = np.log(np.maximum(pi, 1e-300))
+        self._prior_list = pi.tolist()
         self._k = k
         self._horizons: dict = {}  # h -> _Horizon
         self._pending: dict = {}  # target step -> {h: (forecasts (K,), issued forecast)}
@@ -153,28 +153,32 @@ class ExpertMix:
         """
         check_int("horizon", horizon, minimum=1)
         state = self._horizons.get(horizon)
-        return self.prior.copy() if state is None else self._weights(state)
+        return self.prior.copy() if state is None else np.array(self._weights(state))
 
-    def _weights(self, s: _Horizon) -> np.ndarray:
+    def _weights(self, s: _Horizon) -> list:
+        # The weights as a list of floats (K is small: plain floats beat tiny arrays).
         if s.rounds == 0:
-            return self.prior.copy()
+            return self._prior_list
         if s.cached is None:
             s.cached = self._compute(s)
-        return s.cached.copy()
+        return s.cached
 
-    def _compute(self, s: _Horizon) -> np.ndarray:
+    def _compute(self, s: _Horizon) -> list:
+        pri = self._prior_list
         if self.method == "adahedge":
+            low = min(s.total)
             if s.delta <= 0.0:  # eta = infinity: follow the leader(s)
-                w = np.where(s.total <= s.total.min(), self.prior, 0.0)
-                if w.sum() <= 0:
-                    w = (s.total <= s.total.min()).astype(np.float64)
+                w = [p if v <= low else 0.0 for p, v in zip(pri, s.total, strict=True)]
+                if sum(w) <= 0:
+                    w = [1.0 if v <= low else 0.0 for v in s.total]
             else:
                 eta = math.log(self._k) / s.delta if self._k > 1 else 0.0
-                logw = self._log_prior - eta * (s.total - s.total.min())
-                w = np.exp(logw - logw.max())
+                w = [p * math.exp(-eta * (v - low)) for p, v in zip(pri, s.total, strict=True)]
         else:
-            w = _normalhedge(s.regret, self.prior)
-        return w / w.sum()
+            w, s.u = _normalhedge(s.regret, self.prior, s.u)
+            w = w.tolist()
+        total = sum(w)
+        return [v / total for v in w]
 
     # -- forecasting and scoring -----------------------------------------------------
     def predict(self, origin: int, forecasts, first: int = 1) -> np.ndarray:
@@ -200,25 +204,20 @@ class ExpertMix:
         if f.ndim != 2 or f.shape[0] != self._k:
             raise ValueError(f"forecasts must have shape ({self._k}, N) (one row per expert: "
                              f"{', '.join(self.names)}), got {f.shape}")
-        out = np.empty(f.shape[1])
-        for j in range(f.shape[1]):
+        columns = f.T.tolist()
+        out = []
+        for j, col in enumerate(columns):
             h = first + j
-            col = f[:, j]
             w = self._weights(self._horizon(h))
-            ok = np.isfinite(col)
-            if not ok.all():
-                self.counts["nonfinite_forecasts"] += int((~ok).sum())
-                w = np.where(ok, w, 0.0)
-                if w.sum() <= 0:
-                    w = np.where(ok, self.prior, 0.0)
-                if w.sum() <= 0:
-                    w = ok.astype(np.float64)
-                total = w.sum()
-                out[j] = float(np.dot(w / total, np.where(ok, col, 0.0))) if total else math.nan
+            ok = [math.isfinite(v) for v in col]
+            if all(ok):
+                value = sum(a * b for a, b in zip(w, col, strict=True))
             else:
-                out[j] = float(np.dot(w, col))
-            self._pending.setdefault(origin + h, {})[h] = (col.copy(), out[j])
-        return out
+                self.counts["nonfinite_forecasts"] += ok.count(False)
+                value = _mean_of_finite(w, self._prior_list, col, ok)
+            out.append(value)
+            self._pending.setdefault(origin + h, {})[h] = (col, value)
+        return np.array(out)
 
     def update(self, step: int, y: float) -> None:
         """``y`` is the value of ``step``: score the forecasts of it, move their weights.
@@ -231,8 +230,9 @@ class ExpertMix:
             raise ValueError(f"step must increase: got {step} after {self._last_update}")
         y = float(y)
         self._last_update = step
-        for key in [key for key in self._pending if key < step]:
-            self.counts["unscored"] += len(self._pending.pop(key))
+        if len(self._pending) > 1 or (self._pending and step not in self._pending):
+            for key in [key for key in self._pending if key < step]:
+                self.counts["unscored"] += len(self._pending.pop(key))
         made = self._pending.pop(step, None)
         if not made:
             return
@@ -247,87 +247,105 @@ class ExpertMix:
             self._learn(self._horizon(h), losses)
             self.counts["scored"] += 1
 
-    def _losses(self, col: np.ndarray, issued: float, y: float) -> np.ndarray | None:
-        ok = np.isfinite(col)
-        if not ok.any():
+    def _losses(self, col: list, issued: float, y: float) -> list | None:
+        if self.loss == "absolute":
+            raw = [abs(v - y) for v in col]
+        else:
+            g = 0.0 if not math.isfinite(issued) or issued == y else math.copysign(1.0,
+                                                                                  issued - y)
+            raw = [g * (v - issued) for v in col]
+        usable = [b for a, b in zip(col, raw, strict=True) if math.isfinite(a)]
+        if not usable:
             return None
-        with np.errstate(over="ignore", invalid="ignore"):
-            if self.loss == "absolute":
-                raw = np.abs(col - y)
-            else:
-                g = 0.0 if not math.isfinite(issued) else float(np.sign(issued - y))
-                raw = g * (col - issued)
-        finite = ok & np.isfinite(raw)
-        if not finite[ok].all():
+        if not all(math.isfinite(v) for v in usable):
             return None  # the losses overflow: no usable information in this round
-        worst = raw[finite].max()
-        return np.where(finite, raw, worst)
+        worst = max(usable)
+        return [b if math.isfinite(a) else worst for a, b in zip(col, raw, strict=True)]
 
-    def _learn(self, s: _Horizon, losses: np.ndarray) -> None:
+    def _learn(self, s: _Horizon, losses: list) -> None:
         w = self._weights(s)
         s.rounds += 1
         s.cached = None
+        lo = min(losses)
         if self.method == "adahedge":
-            lo = losses.min()
-            mixed = float(np.dot(w, losses))
+            mixed = sum(a * b for a, b in zip(w, losses, strict=True))
             if s.delta <= 0.0:
                 mix_loss = lo  # eta = infinity: the mix loss is the smallest loss
             else:
                 eta = math.log(self._k) / s.delta if self._k > 1 else 0.0
-                mix_loss = lo - math.log(float(np.dot(w, np.exp(-eta * (losses - lo))))) / eta \
+                mix_loss = lo - _log_mean_exp(w, [-eta * (b - lo) for b in losses]) / eta \
                     if eta > 0 else mixed
             s.delta += max(mixed - mix_loss, 0.0)
-            s.total = s.total + losses
+            s.total = [a + b for a, b in zip(s.total, losses, strict=True)]
             return
-        shifted = losses - losses.min()
-        s.scale = max(s.scale, float(shifted.max()))
+        s.scale = max(s.scale, max(losses) - lo)
         if s.scale > 0:
-            scaled = shifted / s.scale
-            s.regret = s.regret + (float(np.dot(w, scaled)) - scaled)
+            scaled = [(v - lo) / s.scale for v in losses]
+            mixed = sum(a * b for a, b in zip(w, scaled, strict=True))
+            s.regret = [r + mixed - v for r, v in zip(s.regret, scaled, strict=True)]
+
+
+def _log_mean_exp(w: list, x: list) -> float:
+    """``log(sum_k w_k exp(x_k))`` without underflow (terms with ``w_k = 0`` dropped)."""
+    logs = [math.log(a) + b for a, b in zip(w, x, strict=True) if a > 0]
+    top = max(logs)
+    return top + math.log(sum(math.exp(v - top) for v in logs))
+
+
+def _mean_of_finite(w: list, prior: list, col: list, ok: list) -> float:
+    """The weighted mean of the finite forecasts (weights renormalised over them; the
+    prior's, or equal ones, if they all had weight 0); NaN if none is finite."""
+    for weights in (w, prior, [1.0] * len(w)):
+        total = sum(a for a, good in zip(weights, ok, strict=True) if good)
+        if total > 0:
+            return sum(a * v for a, v, good in zip(weights, col, ok, strict=True)
+                       if good) / total
+    return math.nan
 
 
 class _Horizon:
-    """The learning state of one horizon."""
+    """The learning state of one horizon (lists of K floats)."""
 
-    __slots__ = ("cached", "delta", "regret", "rounds", "scale", "total")
+    __slots__ = ("cached", "delta", "regret", "rounds", "scale", "total", "u")
 
     def __init__(self, k: int) -> None:
-        self.cached: np.ndarray | None = None  # the weights, until the next round
+        self.cached: list | None = None  # the weights, until the next round
         self.rounds = 0
-        self.total = np.zeros(k)  # cumulative losses (AdaHedge)
+        self.total = [0.0] * k  # cumulative losses (AdaHedge)
         self.delta = 0.0  # cumulative mixability gap (AdaHedge)
-        self.regret = np.zeros(k)  # cumulative regrets on scaled losses (NormalHedge)
+        self.regret = [0.0] * k  # cumulative regrets on scaled losses (NormalHedge)
         self.scale = 0.0  # largest loss range seen (NormalHedge)
+        self.u = 0.0  # 1 / c of the last round (NormalHedge; Newton starts there)
 
 
-def _normalhedge(regret: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """NormalHedge's weights of the regrets (the prior while none is > 0).
+def _normalhedge(regret, prior: np.ndarray, start: float = 0.0) -> tuple:
+    """NormalHedge's weights of the regrets (the prior while none is > 0), and ``1 / c``.
 
-    ``c`` solves ``sum_k prior_k exp([R_k]+^2 / 2c) = e`` (bisection in log space, to a
-    relative 1e-9; plain floats: K is small).
+    The scale ``c`` solves ``sum_k prior_k exp([R_k]+^2 / 2c) = e``: in ``u = 1 / c`` the
+    log of the sum is convex and increasing, so Newton's method converges monotonically
+    once right of the root (one step from anywhere left of it gets there). It starts from
+    ``start`` (the last round's root: regrets move little per round) when that is
+    positive, else right of the root, where the largest term alone reaches ``e``.
     """
     r = [max(float(v), 0.0) for v in regret]
-    top2 = max(r) ** 2 / 2.0
-    if top2 <= 0.0:
-        return prior.copy()
-    half = [v * v / 2.0 for v in r]
     pri = [float(p) for p in prior]
-
-    def excess(c: float) -> float:  # log of the prior-weighted mean of exp(r^2 / 2c), - 1
-        return top2 / c + math.log(sum(p * math.exp((q - top2) / c) for p, q in
-                                       zip(pri, half, strict=True))) - 1.0
-
-    lo, hi = top2 / 700.0, max(top2, 1e-300)
-    while excess(hi) > 0:  # the mean decreases in c: grow hi until it is below e
-        lo, hi = hi, hi * 2.0
-    while hi - lo > 1e-9 * hi:
-        mid = 0.5 * (lo + hi)
-        if excess(mid) > 0:
-            lo = mid
-        else:
-            hi = mid
-    c = hi
-    logw = [math.log(max(p, 1e-300)) + math.log(v / c) + q / c if v > 0 else -math.inf
+    half = [v * v / 2.0 for v in r]
+    top = max(half)
+    if top <= 0.0:
+        return prior.copy(), 0.0
+    lead = half.index(top)
+    right = (1.0 - math.log(max(pri[lead], 1e-300))) / top  # g(right) >= 0
+    u = start if 0.0 < start < right else right
+    for _ in range(200):
+        terms = [p * math.exp((q - top) * u) for p, q in zip(pri, half, strict=True)]
+        total = sum(terms)
+        g = top * u + math.log(total) - 1.0
+        slope = sum(t * q for t, q in zip(terms, half, strict=True)) / total
+        step = g / slope
+        u = min(u - step, right)
+        if abs(step) <= 1e-12 * u:
+            break
+    logw = [math.log(max(p, 1e-300)) + math.log(v * u) + q * u if v > 0 else -math.inf
             for p, v, q in zip(pri, r, half, strict=True)]
-    top = max(logw)
-    return np.array([math.exp(v - top) for v in logw])
+    best = max(logw)
+    return np.array([math.exp(v - best) for v in logw]), u

@@ -206,3 +206,26 @@ def test_combination_learns_horizons_nobody_asked_for():
     for t in range(50):
         combo.learn_one(float(t), lambda h: [0.0] * h)
     assert combo.mix.weights(2)[1] > 0.99  # the last value, learned without forecast calls
+
+
+def test_normalhedge_weights_equal_a_brute_force_solution_of_its_equation():
+    from streamrnn.river.experts import _normalhedge
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        k = int(rng.integers(2, 6))
+        regret = rng.normal(0, rng.choice([1e-3, 1.0, 100.0]), k)
+        prior = rng.dirichlet(np.ones(k))
+        r = np.maximum(regret, 0.0)
+        w, u = _normalhedge(regret, prior, float(rng.choice([0.0, 1e-6, 1.0, 1e6])))
+        w = w / w.sum()
+        if not (r > 0).any():
+            np.testing.assert_allclose(w, prior, rtol=1e-12)
+            continue
+        half = r**2 / 2
+        lo, hi = half.max() / 1000, half.max() * 10  # bisection on c: mean = e
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if np.log(np.dot(prior, np.exp(half / mid))) > 1 else (lo, mid)
+        ref = prior * r / hi * np.exp(half / hi)
+        np.testing.assert_allclose(w, ref / ref.sum(), atol=1e-6)
