@@ -81,8 +81,10 @@ def load(name: str):
         return sm.datasets.macrodata.load_pandas().data[col].to_numpy(float), 4, 91 * DAY, \
             "held-out"
     if name == "elec_equip":
-        return sm.datasets.elec_equip.load_pandas().data.iloc[:, -1].to_numpy(float), 12, \
-            30 * DAY, "held-out"
+        from statsmodels.datasets import elec_equip
+
+        return elec_equip.load_pandas().data.iloc[:, -1].to_numpy(float), 12, 30 * DAY, \
+            "held-out"
     if name in ("brent_crude_oil", "uk_coal_employment"):
         with open(_river_csv(name + ".csv"), newline="") as f:
             values = [float(row[1]) for row in list(csv.reader(f))[1:]]

@@ -188,7 +188,7 @@ def fsnet_table(report: dict, horizons: list[int]) -> str:
         cells = []
         for h in horizons:
             mse, mae = report["scores"][h][key]
-            cells += [f"{mse:.3f}", f"{mae:.3f}"]
+            cells += [f"{mse:.4f}", f"{mae:.4f}"]
         lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -200,7 +200,7 @@ def table(report: dict, horizons: list[int], settings: list[str]) -> str:
         parts = []
         for h in horizons:
             pair = get(h)
-            parts += ["-", "-"] if pair is None else [f"{pair[0]:.3f}", f"{pair[1]:.3f}"]
+            parts += ["-", "-"] if pair is None else [f"{pair[0]:.4f}", f"{pair[1]:.4f}"]
         return " | ".join(parts)
 
     head = " | ".join(f"H={h} MSE | H={h} MAE" for h in horizons)
