@@ -137,27 +137,15 @@ class SlotTable:
         (the steady state of a live bank: the same key objects, or equal keys of the same
         types) reuses the last answer.
         """
-        memo_keys, memo_types, memo_slots = self._memo
-        if memo_keys is not None and len(keys) == len(memo_keys) and (
-            all(map(operator.is_, keys, memo_keys))
-            or (keys == memo_keys and list(map(type, keys)) == memo_types)
-        ):
+        if self._remembered(keys):
+            memo_slots = self._memo[2]
             self.stamp(memo_slots)
             return memo_slots
-        for key in keys:
-            check_key(key)
-        if len(keys) > self.max_streams:
-            raise ValueError(
-                f"a push may hold at most max_streams = {self.max_streams} streams, "
-                f"got {len(keys)}"
-            )
+        self._check(keys)
         get = self.slot_of.get
         slots = [get(k, -1) for k in keys]
         new = [i for i, s in enumerate(slots) if s < 0]
         if new:
-            if len(set(keys)) != len(keys):
-                raise ValueError(f"keys must be distinct, got {len(keys)} keys of which "
-                                 f"{len(set(keys))} distinct")
             live = len(self.slot_of)
             if live + len(new) > self.capacity and self.capacity < self.max_streams:
                 self._grow(live + len(new))
@@ -177,6 +165,35 @@ class SlotTable:
         self.stamp(out)
         self._memo = (list(keys), list(map(type, keys)), out)
         return out
+
+    def validate(self, keys: list) -> None:
+        """Raise ``ValueError`` unless ``keys`` are distinct stream keys, at most
+        ``max_streams`` of them; changes nothing. The key list of the last lookup (the
+        steady state of a live bank) is known good and not checked again."""
+        if not self._remembered(keys):
+            self._check(keys)
+
+    def _remembered(self, keys: list) -> bool:
+        # Whether ``keys`` is the last lookup's list: the same key objects, or equal keys
+        # of the same types (so ``True`` is never taken for the stream ``1``).
+        memo_keys, memo_types, _ = self._memo
+        return memo_keys is not None and len(keys) == len(memo_keys) and (
+            all(map(operator.is_, keys, memo_keys))
+            or (keys == memo_keys and list(map(type, keys)) == memo_types)
+        )
+
+    def _check(self, keys: list) -> None:
+        for key in keys:
+            check_key(key)
+        if len(keys) > self.max_streams:
+            raise ValueError(
+                f"a push may hold at most max_streams = {self.max_streams} streams, "
+                f"got {len(keys)}"
+            )
+        distinct = len(set(keys))
+        if distinct != len(keys):
+            raise ValueError(f"keys must be {len(keys)} distinct keys, got {len(keys)} keys "
+                             f"of which {distinct} distinct")
 
     def stamp(self, slots) -> None:
         """Mark ``slots`` used now, in order (each its own tick)."""

@@ -20,7 +20,8 @@ from ._checks import (
     model_dtype,
     num_tokens,
 )
-from ._slots import SlotTable, check_key
+from ._slots import SlotTable
+from .engines import RowStepper
 from .state import State
 from .stream import check_model
 
@@ -86,9 +87,12 @@ class StreamBank:
         Most live streams. A new key arriving at the limit evicts the least recently
         used stream (its state is lost); evictions are counted in ``counts``.
     grad : bool
-        ``False`` (default) steps under ``torch.no_grad`` (not inference mode: when
-        every stream steps, the new state tensors become the bank's, updated in place
-        later).
+        ``False`` (default): no autograd. Calls of up to
+        :data:`~streamrnn.engines.COMPILED_MAX_BATCH` streams of a built-in cell on the
+        CPU run on the compiled engine, in place in the bank's state; others on torch
+        under ``torch.no_grad`` (:mod:`streamrnn.engines`; the engine never changes the
+        results beyond float rounding). ``True`` keeps the autograd graph of the outputs
+        (torch engine).
 
     Attributes
     ----------
@@ -138,6 +142,7 @@ class StreamBank:
         self._slots = SlotTable(max_streams, capacity, grow=self._grow_rows,
                                 reset=self._zero_rows, counts=self.counts)
         self._index: tuple = (None, -1, None)  # slots, generation, rows of the last push
+        self._engines = RowStepper(model, grad=grad)  # compiled or torch, chosen per call
 
     # -- the hot path --------------------------------------------------------------
     def push(self, chunks: dict) -> dict:
@@ -251,13 +256,12 @@ class StreamBank:
                 raise ValueError(f"x must have dtype {want}, got {x.dtype}")
             if not isinstance(keys, list | tuple):
                 raise ValueError(f"keys must be a list, got {type(keys).__name__}")
-            for key in keys:
-                check_key(key)
-            if len(keys) != x.shape[0] or len(set(keys)) != len(keys):
+            if len(keys) != x.shape[0]:
                 raise ValueError(
                     f"keys must be {x.shape[0]} distinct keys (one per row of x), got "
-                    f"{len(keys)} keys of which {len(set(keys))} distinct"
+                    f"{len(keys)} keys of which {len(set(map(repr, keys)))} distinct"
                 )
+            self._slots.validate(keys)
             x = x.to(self._device)
         if self._tokens is not None:
             if x.numel():
@@ -266,7 +270,7 @@ class StreamBank:
                     row, col = (int(i) for i in bad.nonzero()[0])
                     raise ValueError(f"chunk for key {keys[row]!r} must hold ids in "
                                      f"[0, {self._tokens}), got {int(x[row, col])}")
-        elif not all_finite(x):
+        elif not self._engines.finite(x):
             row = first_nonfinite(x)[0]
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
         slots, rows = self._rows_for(list(keys))
@@ -277,15 +281,15 @@ class StreamBank:
         """Step the streams at ``rows`` with ``x``; reset and report non-finite states."""
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self._output_size())
-        if self.grad:
-            y = self._step(rows, x)
-        else:
-            with torch.no_grad():
-                y = self._step(rows, x)
         self.counts["steps"] += x.shape[0] * x.shape[1]
-        if y is None:  # a state went non-finite: reset those streams, report them
-            with torch.no_grad():
+        if self._engines.takes(x.shape[0], x.shape[1], self._state):
+            y, bad = self._engines.step(self._state, slots, x)  # in place
+        else:
+            y = self._step(rows, x)
+            bad = []
+            if y is None:  # a state went non-finite: keep the others, report those
                 y, bad = self._recover(rows, x)
+        if bad:  # reset the streams whose state went non-finite
             self.last_reset += [keys[i] for i in bad]
             self._zero_rows([int(slots[i]) for i in bad])
             self.counts["nonfinite_resets"] += len(bad)
@@ -298,9 +302,7 @@ class StreamBank:
             entering = state.rows(rows.start, rows.stop)
         else:
             entering = state.select(rows)
-        y, new = self.model(x, entering)
-        if self.grad:
-            new = new.detach()
+        y, new = self._engines.torch.run(x, entering)
         if not all(map(all_finite, new.values())):
             return None
         if isinstance(rows, slice):
@@ -316,8 +318,7 @@ class StreamBank:
         # Rare path: keep the finite streams' new states, report the others.
         if isinstance(rows, slice):
             rows = torch.arange(rows.start, rows.stop, device=self._device)
-        y, new = self.model(x, self._state.select(rows))
-        new = new.detach()
+        y, new = self._engines.torch.run(x, self._state.select(rows))
         ok = new.is_finite()
         self._state.scatter_(rows, new)
         return y, (~ok).nonzero().flatten().tolist()

@@ -74,6 +74,7 @@ summary (a table, or one JSON line):
 
 from __future__ import annotations
 
+from ._bank import ForecastBank
 from ._cli import (
     demo_main,
     demo_path,
@@ -86,6 +87,7 @@ from ._result import ForecastResult, make_snarimax
 from ._run import forecast_csv, natural_season, parse_duration
 
 __all__ = [
+    "ForecastBank",
     "ForecastResult",
     "OnlineForecaster",
     "demo_main",

@@ -67,6 +67,10 @@ class Cell(nn.Module):
     input_size: int
     hidden_size: int
     num_layers: int = 1
+    #: Whether the last input column is the time elapsed since the previous step (a
+    #: time-aware cell such as :class:`~streamrnn.DecayGRU`); feature pipelines that
+    #: have no such column (the river estimators) refuse the cell.
+    takes_elapsed_time: bool = False
 
     def initial_state(
         self,

@@ -49,7 +49,10 @@ class RNNRegressor(RNNEstimator, base.Regressor):
     num_layers : int
         Stacked recurrent layers.
     cell : str
-        "lstm", "gru" or "rnn".
+        A registered cell whose inputs are features only: "lstm", "gru", "rnn",
+        "mingru", "minlstm" (:func:`streamrnn.cells.registered`). Cells with a compiled
+        form (the first three) learn on the compiled engine; the others on
+        :class:`~streamrnn.OnlineLearner`.
     k1, k2 : int
         TBPTT: learn every ``k1`` samples through the last ``k2`` samples.
     lr : float
@@ -323,7 +326,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
                 if xs[i]:
                     self._features_in(xs[i], learn=False, out=rows[i])
         dys, ys = self._dy_scaler, self._y_scaler
-        if self._tiny:
+        if self._compiled:
             out = self._learner.forecast(rows, self._last_pred, self._last_y, dys.mean, dys.std,
                                          ys.mean, ys.std, self.scale, horizon).tolist()
         else:
@@ -334,7 +337,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
         return out
 
     def _forecast_torch(self, rows: np.ndarray, horizon: int) -> list:
-        # The rollout of TinyLearner.forecast, in torch (the reference it is tested against).
+        # The rollout of CompiledLearner.forecast, in torch (the reference it is tested against).
         model, level, out = self._learner.model, self._last_y, []
         pred, state = self._last_pred, None
         dys, ys = self._dy_scaler, self._y_scaler
