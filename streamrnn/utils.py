@@ -13,6 +13,10 @@ Files
     (format name, version, declared shapes against the file size, the checksum) without
     reading a tensor, so a caller can bound its configuration by the declared shapes
     before allocating anything; :func:`read_tensors` then reads them.
+Compiled code
+    :func:`lock_cache`: a numba dispatcher's on-disk cache locked across processes
+    (several processes compiling at once can otherwise mix up its entries:
+    numba/numba#4807).
 Checks
     :func:`check_int`, :func:`check_positive_int`, :func:`check_nonneg_int`,
     :func:`check_number`, :func:`check_positive_float`, :func:`check_bool`,
@@ -44,6 +48,7 @@ from ._io import (
     safetensors_bytes,
 )
 from ._moments import RunningMoments
+from ._numba import lock_cache
 from ._validate import (
     check_bool,
     check_choice,
@@ -68,6 +73,7 @@ __all__ = [
     "check_number",
     "check_positive_float",
     "check_positive_int",
+    "lock_cache",
     "read_header",
     "read_tensors",
     "remove_orphans",
