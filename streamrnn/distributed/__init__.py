@@ -5,10 +5,13 @@
 and shared, only states live in the shards. Each shard checkpoints its streams with every
 key's input offset; the router keeps the operations since each shard's last checkpoint
 and replays them into a restarted shard, so a killed shard changes no output.
+:class:`ShardedLearner` learns online across shards, its weights kept identical by a
+synchronous gradient all-reduce per update.
 
 Needs the ``ray`` extra: ``pip install "streamrnn[ray]"``.
 """
 
 from .bank import ShardedBank
+from .learner import ShardedLearner
 
-__all__ = ["ShardedBank"]
+__all__ = ["ShardedBank", "ShardedLearner"]
