@@ -3,8 +3,7 @@ dashboard, a modest object store. ShardedBank uses a running Ray, so every test 
 module doctests share it."""
 
 import pytest
-
-ray = pytest.importorskip("ray", reason='distributed tests need "streamrnn[ray]"')
+import ray  # in the test extra: a missing Ray fails here rather than skipping
 
 
 @pytest.fixture(scope="session", autouse=True)
