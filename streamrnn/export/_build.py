@@ -21,7 +21,7 @@ from ..cells.base import cell_name
 from ._graph import Graph
 from .forms import export_form
 
-__all__ = ["model_graph", "parts_of"]
+__all__ = ["add_model", "if_steps", "model_graph", "parts_of"]
 
 
 def parts_of(model) -> tuple[object, nn.Module | None, nn.Module | None]:
@@ -54,13 +54,7 @@ def _dtype(cell) -> np.dtype:
     return np.dtype(str(cell.initial_state(0, device="cpu").dtype).replace("torch.", ""))
 
 
-def model_graph(model) -> tuple[Graph, dict]:
-    """The graph of ``model`` and the facts its metadata records.
-
-    Raises ``ValueError`` for a cell with no export form (naming it), or a head or
-    embedding the graph cannot hold.
-    """
-    cell, head, embedding = parts_of(model)
+def _form_of(cell):
     form = export_form(cell)
     if form is None:
         from .forms import registered_exports
@@ -70,6 +64,51 @@ def model_graph(model) -> tuple[Graph, dict]:
             f"form; cells with one: {list(registered_exports())} (add one with "
             "streamrnn.export.register_export)"
         )
+    return form
+
+
+def add_model(g: Graph, model, xt: str, state: dict) -> tuple[str, dict]:
+    """Add ``model``'s nodes for one chunk (T >= 1) to ``g``: embedding, the cell's export
+    form, readout.
+
+    Shape
+    -----
+    xt: ``(T, B, F)`` (ids ``(T, B)``) -> y ``(T, B, O)``; state ``{part: (L, B, ...)}``.
+    """
+    cell, head, embedding = parts_of(model)
+    form = _form_of(cell)
+    if embedding is not None:
+        xt = g.op("Gather", g.const(embedding.weight.detach().cpu().numpy()), xt, axis=0)
+    y, new = form(g, cell, xt, dict(state), None)
+    if head is not None:
+        w, b = _linear_weights(head)
+        y = g.op("MatMul", y, g.const(np.ascontiguousarray(w.T)))
+        if b is not None:
+            y = g.op("Add", y, g.const(b))
+    return y, new
+
+
+def if_steps(g: Graph, steps: str, empty, chunk, dtypes: list) -> tuple[str, ...]:
+    """``chunk(body)`` when the int64 scalar ``steps`` is > 0, else ``empty(then)``: an ONNX
+    ``If`` whose branches each return a list of values of ``dtypes`` (onnxruntime's fused
+    recurrent kernels refuse an empty sequence)."""
+    then, body = g.subgraph("no_steps"), g.subgraph("steps")
+    for branch, build in ((then, empty), (body, chunk)):
+        for value, dtype in zip(build(branch), dtypes, strict=True):
+            branch.output(branch.fresh("out"), value, dtype, None)
+    is_empty = g.op("Equal", steps, g.const(np.array(0, np.int64)))
+    outs = g.op("If", is_empty, n_out=len(dtypes), then_branch=then, else_branch=body)
+    return outs if isinstance(outs, tuple) else (outs,)
+
+
+def model_graph(model) -> tuple[Graph, dict]:
+    """The graph of ``model`` and the facts its metadata records.
+
+    Raises ``ValueError`` for a cell with no export form (naming it), or a head or
+    embedding the graph cannot hold.
+    """
+    cell, head, embedding = parts_of(model)
+    _form_of(cell)
     dtype = _dtype(cell)
     if any(p.dtype != torch.from_numpy(np.zeros(0, dtype)).dtype for p in model.parameters()):
         raise ValueError("model must have all its parameters in one dtype to be exported")
@@ -85,37 +124,22 @@ def model_graph(model) -> tuple[Graph, dict]:
         x = g.input("x", dtype, ["B", "T", features])
     state = {k: g.input(f"state_{k}", dtype, [layers, "B", *shapes[k]]) for k in shapes}
 
-    # T == 0: an empty y and the entering state; else the chunk (an If on T).
-    shape = g.op("Shape", x)
-    steps = g.op("Gather", shape, g.const(np.array(1, np.int64)), axis=0)
-    empty = g.op("Equal", steps, g.const(np.array(0, np.int64)))
-    then = g.subgraph("no_steps")
-    batch = then.op("Slice", shape, then.ints(0), then.ints(1), then.ints(0))
-    y_shape = then.op("Concat", batch, then.ints(0, out_size), axis=0)
-    then_y = then.op("ConstantOfShape", y_shape,
-                     value=_tensor_attr(np.zeros(1, dtype)))
-    then.output(then.fresh("y"), then_y, dtype, None)
-    for k in shapes:
-        then.output(then.fresh(f"s_{k}"), state[k], dtype, None)
+    def empty(then):
+        batch = then.op("Slice", then.op("Shape", x), then.ints(0), then.ints(1), then.ints(0))
+        y = then.op("ConstantOfShape", then.op("Concat", batch, then.ints(0, out_size), axis=0),
+                    value=_tensor_attr(np.zeros(1, dtype)))
+        return [y, *state.values()]
 
-    body = g.subgraph("steps")
-    if tokens:
-        table = body.const(embedding.weight.detach().cpu().numpy())
-        xt = body.op("Gather", table, body.op("Transpose", x, perm=[1, 0]), axis=0)
-    else:
-        xt = body.op("Transpose", x, perm=[1, 0, 2])  # (T, B, F)
-    y, new = form(body, cell, xt, dict(state), None)
-    if head is not None:
-        w, b = _linear_weights(head)
-        y = body.op("MatMul", y, body.const(np.ascontiguousarray(w.T)))
-        if b is not None:
-            y = body.op("Add", y, body.const(b))
-    y = body.op("Transpose", y, perm=[1, 0, 2])  # (B, T, O)
-    body.output(body.fresh("y"), y, dtype, None)
-    for k in shapes:
-        body.output(body.fresh(f"s_{k}"), new[k], dtype, None)
+    def chunk(body):
+        if tokens:
+            xt = body.op("Transpose", x, perm=[1, 0])  # (T, B) ids
+        else:
+            xt = body.op("Transpose", x, perm=[1, 0, 2])  # (T, B, F)
+        y, new = add_model(body, model, xt, state)
+        return [body.op("Transpose", y, perm=[1, 0, 2]), *new.values()]  # y (B, T, O)
 
-    outs = g.op("If", empty, n_out=1 + len(shapes), then_branch=then, else_branch=body)
+    steps = g.op("Gather", g.op("Shape", x), g.const(np.array(1, np.int64)), axis=0)
+    outs = if_steps(g, steps, empty, chunk, [dtype] * (1 + len(shapes)))
     g.output("y", outs[0], dtype, ["B", "T", out_size])
     for k, v in zip(shapes, outs[1:], strict=True):
         g.output(f"new_state_{k}", v, dtype, [layers, "B", *shapes[k]])

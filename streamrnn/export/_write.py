@@ -11,7 +11,7 @@ from .._io import atomic_write_bytes
 from .._version import __version__
 from ._build import model_graph
 
-__all__ = ["FORMAT", "OPSET", "save_graph", "to_onnx"]
+__all__ = ["FORMAT", "OPSET", "write_graph", "to_onnx"]
 
 #: The metadata key that marks a file as a streamrnn export, and its format version.
 FORMAT = ("streamrnn_format", "1")
@@ -32,7 +32,7 @@ def _check_opset(opset) -> int:
     return opset
 
 
-def save_graph(g, path, meta: dict, *, opset=None, quantize=None) -> None:
+def write_graph(g, path, meta: dict, *, opset=None, quantize=None) -> None:
     """Write the graph ``g`` with ``meta`` (JSON-able values) as metadata, atomically."""
     import onnx
     from onnx import helper
@@ -127,4 +127,4 @@ def to_onnx(model, path, *, opset: int | None = None, quantize: str | None = Non
     """
     g, facts = model_graph(model)
     config = model.config() if callable(getattr(model, "config", None)) else {}
-    save_graph(g, path, {"config": config, **facts}, opset=opset, quantize=quantize)
+    write_graph(g, path, {"config": config, **facts}, opset=opset, quantize=quantize)
