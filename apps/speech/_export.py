@@ -14,7 +14,11 @@ frames, for every stream of a batch alike. A stream starts with ``P`` zeros ther
 graph hears ``P`` samples of silence before the stream (the metadata's ``lead_samples``),
 so its frame ``k`` is frame ``k - lead_frames`` of the Python recogniser, which gets the
 same frames when pushed ``P`` zeros first; the recurrent state starts at the recogniser's
-warm state (after ``warmup_ms`` of silence; the metadata's ``initial_state``).
+warm state (after ``warmup_ms`` of silence; the metadata's ``initial_state``). A caller
+gives the first ``lead_frames`` frames of a stream to no endpointer or decoder
+(``examples/export_node/listen.js`` does so): then it emits the digits, times and
+latencies of ``streamrnn listen``, the model having heard 20 ms more of the silence it
+was warmed up with.
 """
 
 from __future__ import annotations
