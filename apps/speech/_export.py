@@ -10,15 +10,15 @@ Framing. ``pcm`` ``(B, N)`` must hold a multiple of ``hop_length`` samples (the 
 ``chunk_multiple``; 20 ms at 8 kHz is 160 samples, two hops). ``state_pcm`` keeps the
 last ``P`` pre-emphasised samples, ``P`` the multiple of ``hop_length`` in
 ``[win_length - hop_length, win_length)``, so each call makes exactly ``N / hop_length``
-frames, for every stream of a batch alike. A stream starts with ``P`` zeros there: the
-graph hears ``P`` samples of silence before the stream (the metadata's ``lead_samples``),
-so its frame ``k`` is frame ``k - lead_frames`` of the Python recogniser, which gets the
-same frames when pushed ``P`` zeros first; the recurrent state starts at the recogniser's
-warm state (after ``warmup_ms`` of silence; the metadata's ``initial_state``). A caller
-gives the first ``lead_frames`` frames of a stream to no endpointer or decoder
-(``examples/export_node/listen.js`` does so): then it emits the digits, times and
-latencies of ``streamrnn listen``, the model having heard 20 ms more of the silence it
-was warmed up with.
+frames, for every stream of a batch alike. A stream starts with ``P`` zeros there, so its
+first ``lead_frames = P / hop_length`` frames span the start of the stream and the zeros
+before it: frames the Python recogniser never makes. ``state_skip`` (int64, per stream,
+``lead_frames`` at the start) counts those still to come; they reach neither the model
+(each stream's model runs on its frames after the skipped ones) nor, by the caller's
+rule, the endpointer and decoder, and their posteriors are not to be read. From then on
+frame ``k + lead_frames`` of the graph is frame ``k`` of the Python recogniser, whose
+warm state (after ``warmup_ms`` of silence) the model's state starts from. The
+metadata's ``initial_state`` holds every part's value for one stream.
 """
 
 from __future__ import annotations
@@ -28,18 +28,40 @@ import math
 import numpy as np
 import torch
 
-from streamrnn.export import Graph, add_model, if_steps, write_graph
+from streamrnn.export import Graph, add_model, if_steps, read_metadata, write_graph
 
-from ._endpoint import energy_reference_db
-from ._types import LABELS
+from ._decode import FrameDecoder, frames_since
+from ._endpoint import Endpointer, energy_reference_db
+from ._types import LABELS, Detection
 
-__all__ = ["export_onnx", "lead_samples"]
+__all__ = ["OnnxDigitRecognizer", "export_onnx", "initial_feeds", "lead_samples"]
+
+FRONT_END = "frontend_"  # the name prefix of the front end's nodes
 
 
 def lead_samples(features) -> int:
     """``P``: the samples ``state_pcm`` keeps (see the module docstring)."""
     hop, win = features.hop_length, features.win_length
     return hop * math.ceil((win - hop) / hop)
+
+
+def initial_feeds(meta: dict, batch: int) -> dict:
+    """The state inputs (``state_<part>``) of ``batch`` new streams, from the metadata.
+
+    Examples
+    --------
+    >>> meta = {"state": {"pcm": ["B", 2], "h": [1, "B", 3]}, "state_dtypes": {
+    ...     "pcm": "float32", "h": "float32"}, "initial_state": {"pcm": [0, 0],
+    ...     "h": [[1, 2, 3]]}}
+    >>> {k: v.shape for k, v in initial_feeds(meta, 4).items()}
+    {'state_pcm': (4, 2), 'state_h': (1, 4, 3)}
+    """
+    feeds = {}
+    for k, shape in meta["state"].items():
+        one = np.asarray(meta["initial_state"][k], dtype=meta["state_dtypes"][k])
+        axis = shape.index("B")
+        feeds[f"state_{k}"] = np.repeat(np.expand_dims(one, axis), batch, axis=axis)
+    return feeds
 
 
 def _front_end_constants(features):
@@ -82,8 +104,9 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     pcm = g.input("pcm", f32, ["B", "N"])
     buf_in = g.input("state_pcm", f32, ["B", lead])
     pre_in = g.input("state_preemph", f32, ["B", 1]) if f.preemphasis else None
+    skip_in = g.input("state_skip", np.int64, ["B"])
     state = {k: g.input(f"state_{k}", f32, [layers, "B", *shapes[k]]) for k in shapes}
-    carried = [buf_in] + ([pre_in] if pre_in else []) + list(state.values())
+    carried = [buf_in] + ([pre_in] if pre_in else []) + [skip_in] + list(state.values())
     n_classes = model.output_size
 
     def empty(then):
@@ -96,6 +119,7 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
         return [post, energy, *carried]
 
     def chunk(b):
+        b.prefix = FRONT_END  # the front end's nodes: kept float by quantize="int8"
         x, new_pre = pcm, []
         if pre_in:  # y[n] = x[n] - a x[n - 1], x[-1] carried
             prev = b.op("Concat", pre_in, b.op("Slice", pcm, b.ints(0), b.ints(-1),
@@ -118,26 +142,55 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
                    b.const(np.array(f.log_offset, f32)))
         logmel = b.op("Log", mel)  # (B, T, n_mels) float32
         feats = logmel if dct is None else b.op("MatMul", logmel, b.const(dct.astype(f32)))
-        logits, new = add_model(b, model, b.op("Transpose", feats, perm=[1, 0, 2]), state)
+        feats = b.op("Transpose", feats, perm=[1, 0, 2])  # (T, B, F)
+        # Lead frames (the first lead_frames of a stream) do not reach the model: each
+        # stream's frames move up by its skip, the model runs its first T - skip, and its
+        # outputs move back (a lead frame's posteriors are those of the stream's first
+        # real frame of the call, and are not to be read).
+        skip = b.op("Min", skip_in, frames_n)  # (B,)
+        real = b.op("Sub", frames_n, skip)
+        t = b.op("Unsqueeze", b.op("Range", b.const(np.array(0, np.int64)), frames_n,
+                                   b.const(np.array(1, np.int64))), b.ints(1))  # (T, 1)
+        last = b.op("Sub", frames_n, b.const(np.array(1, np.int64)))
+        up = b.op("Min", b.op("Add", t, b.op("Unsqueeze", skip, b.ints(0))), last)  # (T, B)
+        feats = b.op("GatherElements", feats, b.op("Expand", b.op("Unsqueeze", up, b.ints(2)),
+                                                   b.op("Shape", feats)), axis=0)
+        b.prefix = ""
+        logits, new = add_model(b, model, feats, state,
+                                b.op("Max", real, b.const(np.array(1, np.int64))))
+        b.prefix = FRONT_END
+        ran = b.op("Greater", real, b.const(np.array(0, np.int64)))  # (B,)
+        for k in new:  # a stream whose frames were all lead keeps its state
+            cond = b.op("Reshape", ran, b.ints(1, -1, *([1] * len(shapes[k]))))
+            new[k] = b.op("Where", cond, new[k], state[k])
+        down = b.op("Max", b.op("Sub", t, b.op("Unsqueeze", skip, b.ints(0))),
+                    b.const(np.array(0, np.int64)))
+        logits = b.op("GatherElements", logits, b.op("Expand", b.op("Unsqueeze", down,
+                                                                        b.ints(2)),
+                                                     b.op("Shape", logits)), axis=0)
         post = b.op("Transpose", b.op("Softmax", logits, axis=-1), perm=[1, 0, 2])
+        b.prefix = FRONT_END
         power64 = b.op("ReduceSum", b.op("Exp", b.op("Cast", logmel, to=11)), b.ints(-1),
                        keepdims=0)
         energy = b.op("Sub", b.op("Mul", b.op("Log", power64),
                                   b.const(np.array(10.0 / math.log(10.0)))),
                       b.const(np.array(energy_reference_db(f))))
         new_buf = b.op("Slice", buf, b.ints(-lead), b.ints(2**62), b.ints(1))
-        return [post, energy, new_buf, *new_pre, *new.values()]
+        return [post, energy, new_buf, *new_pre, b.op("Sub", skip_in, skip), *new.values()]
 
-    dtypes = [f32, np.float64] + [f32] * len(carried)
+    dtypes = [f32, np.float64] + [f32] * (len(carried) - len(state) - 1) + [np.int64] + \
+        [f32] * len(state)
     n_samples = g.op("Gather", g.op("Shape", pcm), g.const(np.array(1, np.int64)), axis=0)
     outs = if_steps(g, n_samples, empty, chunk, dtypes)
     g.output("posteriors", outs[0], f32, ["B", "T", n_classes])
     g.output("energy_db", outs[1], np.float64, ["B", "T"])
-    names = ["pcm"] + (["preemph"] if pre_in else []) + list(shapes)
     state_shapes = {"pcm": ["B", lead], **({"preemph": ["B", 1]} if pre_in else {}),
-                    **{k: [layers, "B", *shapes[k]] for k in shapes}}
-    for name, value in zip(names, outs[2:], strict=True):
-        g.output(f"new_state_{name}", value, f32, state_shapes[name])
+                    "skip": ["B"], **{k: [layers, "B", *shapes[k]] for k in shapes}}
+    state_dtypes = {k: "int64" if k == "skip" else "float32" for k in state_shapes}
+    for name, value in zip(state_shapes, outs[2:], strict=True):
+        g.output(f"new_state_{name}", value, np.dtype(state_dtypes[name]), state_shapes[name])
+    initial = {"pcm": [0.0] * lead, **({"preemph": [0.0]} if pre_in else {}),
+               "skip": lead // hop, **{k: v[:, 0].tolist() for k, v in warm.items()}}
     ep = recognizer.endpointer
     facts = {
         "kind": "digit_recognizer",
@@ -150,7 +203,8 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
         "lead_frames": lead // hop,
         "labels": [str(x) for x in LABELS],
         "state": state_shapes,
-        "initial_state": {k: v[:, 0].tolist() for k, v in warm.items()},
+        "state_dtypes": state_dtypes,
+        "initial_state": initial,
         "dtype": "float32",
         "input_dtype": "float32",
         "input_size": 1,
@@ -183,13 +237,13 @@ def export_onnx(recognizer, path, *, opset: int | None = None,
 
     Graph inputs: ``pcm`` ``(B, N)`` float32 in [-1, 1] at the recogniser's rate, ``N`` a
     multiple of ``hop_length``; ``state_pcm`` ``(B, P)``; ``state_preemph`` ``(B, 1)`` (only
-    with pre-emphasis); ``state_<part>`` ``(L, B, H)`` of the model. Outputs:
-    ``posteriors`` ``(B, N / hop, 11)`` (the last class is blank), ``energy_db``
-    ``(B, N / hop)`` float64 (the endpointer's frame energy) and ``new_state_<name>`` of
-    every state input. A stream starts from zeros in ``state_pcm`` / ``state_preemph`` and
-    the metadata's ``initial_state`` (the warm state) in the model's parts; the metadata
-    also holds the decoder's and endpointer's settings and ``lead_frames`` (the frames
-    heard before the stream; see :mod:`._export`).
+    with pre-emphasis); ``state_skip`` ``(B,)`` int64; ``state_<part>`` ``(L, B, H)`` of the
+    model. Outputs: ``posteriors`` ``(B, N / hop, 11)`` (the last class is blank),
+    ``energy_db`` ``(B, N / hop)`` float64 (the endpointer's frame energy) and
+    ``new_state_<name>`` of every state input. A stream starts from the metadata's
+    ``initial_state`` (:func:`initial_feeds`); the metadata also holds the decoder's and
+    endpointer's settings and ``lead_frames`` (the first frames of a stream, not to be read;
+    see :mod:`._export`).
 
     Shape
     -----
@@ -199,21 +253,116 @@ def export_onnx(recognizer, path, *, opset: int | None = None,
     --------
     >>> import os, tempfile, numpy as np, onnxruntime as ort
     >>> from streamrnn.apps.speech import DigitRecognizer, export_onnx
+    >>> from streamrnn.apps.speech._export import initial_feeds
     >>> from streamrnn.export import read_metadata
     >>> path = os.path.join(tempfile.mkdtemp(), "digits.onnx")
     >>> export_onnx(DigitRecognizer.load(), path)
     >>> meta = read_metadata(path)
     >>> meta["state"], meta["chunk_samples"], meta["lead_frames"]
-    ({'pcm': ['B', 160], 'h': [1, 'B', 128], 'c': [1, 'B', 128]}, 160, 2)
+    ({'pcm': ['B', 160], 'skip': ['B'], 'h': [1, 'B', 128], 'c': [1, 'B', 128]}, 160, 2)
     >>> session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    >>> warm = {f"state_{k}": np.asarray(v, np.float32)[:, None] for k, v in
-    ...         meta["initial_state"].items()}
-    >>> post, energy, *state = session.run(None, {
-    ...     "pcm": np.zeros((1, 160), np.float32),
-    ...     "state_pcm": np.zeros((1, 160), np.float32), **warm})
-    >>> post.shape, energy.shape, post[0].argmax(-1).tolist()  # silence: blank (class 10)
-    ((1, 2, 11), (1, 2), [10, 10])
+    >>> post, energy, *state = session.run(None, {"pcm": np.zeros((1, 480), np.float32),
+    ...                                           **initial_feeds(meta, 1)})
+    >>> post.shape, energy.shape, post[0, 2:].argmax(-1).tolist()  # silence: blank (10)
+    ((1, 6, 11), (1, 6), [10, 10, 10, 10])
     """
     g, facts = recognizer_graph(recognizer)
     with torch.no_grad():
-        write_graph(g, path, facts, opset=opset, quantize=quantize)
+        write_graph(g, path, facts, opset=opset, quantize=quantize, float_prefix=FRONT_END)
+
+
+class OnnxDigitRecognizer:
+    """An exported recogniser (:func:`export_onnx`) run by onnxruntime: push PCM, get digits.
+
+    The Python twin of ``examples/export_node/listen.js``: the graph computes posteriors
+    and frame energies with all state carried through its ports; the endpointer and the
+    decoder are the Python recogniser's, set from the file's metadata; the graph's lead
+    frames (see :mod:`._export`) go to neither. It emits what :class:`DigitRecognizer`
+    emits (float32 rounding aside).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`export_onnx` (float or ``quantize="int8"``).
+    threads : int
+        onnxruntime's intra-op threads.
+
+    Shape
+    -----
+    push: pcm ``(samples,)`` float32 at the model's rate -> list of :class:`Detection`.
+
+    Examples
+    --------
+    >>> import os, tempfile, soundfile
+    >>> from streamrnn.apps.speech import DigitRecognizer, demo_path, export_onnx
+    >>> from streamrnn.apps.speech import OnnxDigitRecognizer
+    >>> path = os.path.join(tempfile.mkdtemp(), "digits.onnx")
+    >>> export_onnx(DigitRecognizer.load(), path)
+    >>> rec = OnnxDigitRecognizer(path)
+    >>> pcm, rate = soundfile.read(demo_path(), dtype="float32")
+    >>> found = []
+    >>> for i in range(0, len(pcm), 160):  # 20 ms at a time
+    ...     found += rec.push(pcm[i:i + 160])
+    >>> [d.digit for d in found + rec.flush()]
+    [2, 7, 5, 0, 9]
+    """
+
+    def __init__(self, path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        meta = read_metadata(path)
+        if meta.get("kind") != "digit_recognizer":
+            raise ValueError(f"path {str(path)!r} is not an exported digit recogniser "
+                             f"(metadata kind {meta.get('kind')!r})")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.metadata = meta
+        self._names = [o.name for o in self.session.get_outputs()]
+        self.hop, self.rate = meta["hop_length"], meta["sample_rate"]
+        decoder = {k: v for k, v in meta["decoder"].items() if k != "flush_ms"}
+        self.decoder = FrameDecoder(**decoder)
+        self.endpointer = Endpointer(**meta["endpointer"])
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream: front-end and model state, endpointer, decoder."""
+        meta = self.metadata
+        self._state = initial_feeds(meta, 1)
+        self._pending = np.zeros(0, np.float32)
+        self.frames = -meta["lead_frames"]
+        self.endpointer.reset()
+        self.decoder.reset()
+
+    def push(self, pcm) -> list:
+        """Feed float32 PCM at the model's rate; return the digits its frames complete."""
+        x = np.concatenate([self._pending, np.asarray(pcm, np.float32).reshape(-1)])
+        n = len(x) - len(x) % self.hop
+        self._pending = x[n:]
+        if n == 0:
+            return []
+        out = dict(zip(self._names, self.session.run(None, {"pcm": x[None, :n], **self._state}),
+                       strict=True))
+        self._state = {k: out[f"new_{k}"] for k in self._state}
+        found, meta = [], self.metadata
+        for post, e in zip(out["posteriors"][0], out["energy_db"][0].tolist(), strict=True):
+            k = self.frames
+            self.frames += 1
+            if k < 0:
+                continue  # a lead frame
+            self.endpointer.update(e)
+            last = self.endpointer.last_voiced
+            digit = self.decoder.update(post, frames_since(last, k), e)
+            if digit is not None:
+                found.append(Detection(digit, (k * self.hop + meta["win_length"]) / self.rate,
+                                       (k - last) * self.hop / self.rate * 1000.0))
+        return found
+
+    def flush(self) -> list:
+        """End the stream with ``flush_ms`` of silence; return the last digits; reset."""
+        found = self.push(np.zeros(round(self.metadata["decoder"]["flush_ms"] * self.rate
+                                         / 1000), np.float32))
+        self.reset()
+        return found

@@ -164,13 +164,14 @@ async function main() {
     executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1,
   });
 
-  // The state: zeros for the front end's parts, the metadata's warm state for the model's.
+  // The state of a new stream: every part's value from the metadata, for a batch of 1.
   let state = {};
   for (const [name, shape] of Object.entries(meta.state)) {
     const dims = shape.map((d) => (d === 'B' ? 1 : d));
-    const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
-    if (meta.initial_state[name]) data.set(meta.initial_state[name].flat());
-    state[`state_${name}`] = new ort.Tensor('float32', data, dims);
+    const values = [meta.initial_state[name]].flat(Infinity);
+    const data = meta.state_dtypes[name] === 'int64'
+      ? BigInt64Array.from(values, (v) => BigInt(v)) : Float32Array.from(values);
+    state[`state_${name}`] = new ort.Tensor(meta.state_dtypes[name], data, dims);
   }
 
   const hop = meta.hop_length, rate = meta.sample_rate, lead = meta.lead_frames;
@@ -194,7 +195,7 @@ async function main() {
     state = next;
     const post = out.posteriors.data, energy = out.energy_db.data, classes = out.posteriors.dims[2];
     for (let t = 0; t < n / hop; t++, frame++) {
-      if (frame < 0) continue; // a lead frame: the model hears it, the decoder does not
+      if (frame < 0) continue; // a lead frame (before the stream): not to be read
       const e = energy[t];
       endpointer.update(e);
       const last = endpointer.lastVoiced;

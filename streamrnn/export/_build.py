@@ -67,9 +67,12 @@ def _form_of(cell):
     return form
 
 
-def add_model(g: Graph, model, xt: str, state: dict) -> tuple[str, dict]:
+def add_model(g: Graph, model, xt: str, state: dict,
+              lengths: str | None = None) -> tuple[str, dict]:
     """Add ``model``'s nodes for one chunk (T >= 1) to ``g``: embedding, the cell's export
-    form, readout.
+    form, readout. ``lengths``: ``None``, or an int64 ``(B,)`` value in ``[1, T]``; stream
+    ``b``'s steps from ``lengths[b]`` on then leave its state alone (their outputs are
+    not defined).
 
     Shape
     -----
@@ -79,7 +82,7 @@ def add_model(g: Graph, model, xt: str, state: dict) -> tuple[str, dict]:
     form = _form_of(cell)
     if embedding is not None:
         xt = g.op("Gather", g.const(embedding.weight.detach().cpu().numpy()), xt, axis=0)
-    y, new = form(g, cell, xt, dict(state), None)
+    y, new = form(g, cell, xt, dict(state), lengths)
     if head is not None:
         w, b = _linear_weights(head)
         y = g.op("MatMul", y, g.const(np.ascontiguousarray(w.T)))

@@ -124,8 +124,8 @@ class Graph:
         nodes = []
         for n in self.nodes:
             attrs = {k: (v.proto() if isinstance(v, Graph) else v) for k, v in n.attrs.items()}
-            nodes.append(helper.make_node(n.op, n.inputs, n.outputs, domain=n.domain or None,
-                                          **attrs))
+            nodes.append(helper.make_node(n.op, n.inputs, n.outputs, name=n.outputs[0],
+                                          domain=n.domain or None, **attrs))
         inits = [numpy_helper.from_array(a, k) for k, a in self.consts.items()]
         return helper.make_graph(nodes, self.name, [value_info(v) for v in self.inputs],
                                  [value_info(v) for v in self.outputs], inits)

@@ -32,8 +32,13 @@ def _check_opset(opset) -> int:
     return opset
 
 
-def write_graph(g, path, meta: dict, *, opset=None, quantize=None) -> None:
-    """Write the graph ``g`` with ``meta`` (JSON-able values) as metadata, atomically."""
+def write_graph(g, path, meta: dict, *, opset=None, quantize=None,
+                float_prefix: str | None = None) -> None:
+    """Write the graph ``g`` with ``meta`` (JSON-able values) as metadata, atomically.
+
+    With ``quantize="int8"``, the nodes whose names (their first output's) start with
+    ``float_prefix`` stay float (a front end whose features int8 would coarsen).
+    """
     import onnx
     from onnx import helper
 
@@ -47,7 +52,7 @@ def write_graph(g, path, meta: dict, *, opset=None, quantize=None) -> None:
     proto.ir_version = min(proto.ir_version, 8)  # readable by runtimes of 2022 on
     onnx.checker.check_model(proto, full_check=True)
     if quantize == "int8":
-        proto = _int8(proto)
+        proto = _int8(proto, float_prefix)
     props = {FORMAT[0]: FORMAT[1], "streamrnn_version": __version__,
              "quantize": json.dumps(quantize)}
     props.update({k: json.dumps(v) for k, v in meta.items()})
@@ -55,7 +60,7 @@ def write_graph(g, path, meta: dict, *, opset=None, quantize=None) -> None:
     atomic_write_bytes(os.fspath(path), proto.SerializeToString())
 
 
-def _int8(proto):
+def _int8(proto, float_prefix: str | None):
     """onnxruntime's dynamic quantization: int8 weights, activations quantized per call."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -67,11 +72,23 @@ def _int8(proto):
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
             onnx.save(proto, src)
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8,
+            keep = [] if not float_prefix else [n for n in _node_names(proto.graph)
+                                                 if n.startswith(float_prefix)]
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
                              extra_options={"EnableSubgraph": True})
             return onnx.load(dst)
     finally:
         root.setLevel(level)
+
+
+def _node_names(graph) -> list[str]:
+    names = []
+    for node in graph.node:
+        names.append(node.name)
+        for attr in node.attribute:
+            if attr.g.node:
+                names += _node_names(attr.g)
+    return names
 
 
 def to_onnx(model, path, *, opset: int | None = None, quantize: str | None = None) -> None:
