@@ -6,8 +6,10 @@ as in silero-vad: the samples not yet framed (``state_pcm``), the pre-emphasis c
 (``state_h``, ``state_c``, ...). The endpointer and decoder are a few comparisons per
 frame on the graph's ``posteriors`` and ``energy_db`` and stay with the caller.
 
-Framing. ``pcm`` ``(B, N)`` must hold a multiple of ``hop_length`` samples (the metadata's
-``chunk_multiple``; 20 ms at 8 kHz is 160 samples, two hops). ``state_pcm`` keeps the
+Framing. ``pcm`` ``(B, N)`` must hold a positive multiple of ``hop_length`` samples (the
+metadata's ``chunk_multiple``; 20 ms at 8 kHz is 160 samples, two hops; a caller with
+fewer samples keeps them for its next call, as ``listen.js`` and
+:class:`OnnxDigitRecognizer` do). ``state_pcm`` keeps the
 last ``P`` pre-emphasised samples, ``P`` the multiple of ``hop_length`` in
 ``[win_length - hop_length, win_length)``, so each call makes exactly ``N / hop_length``
 frames, for every stream of a batch alike. A stream starts with ``P`` zeros there, so its
@@ -28,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from streamrnn.export import Graph, add_model, if_steps, read_metadata, write_graph
+from streamrnn.export import Graph, add_model, read_metadata, write_graph
 
 from ._decode import FrameDecoder, frames_since
 from ._endpoint import Endpointer, energy_reference_db
@@ -91,6 +93,85 @@ def _check(recognizer) -> None:
                          f"{f.normalize!r} (running normalisation is not in the graph yet)")
 
 
+def _front_end(g: Graph, f, pcm: str, buf_in: str, pre_in: str | None):
+    """Pre-emphasis, framing, log-mel: ``(logmel (B, T, n_mels), T, new_buf, [new_pre])``."""
+    f32, hop, win = np.float32, f.hop_length, f.win_length
+    x, new_pre = pcm, []
+    if pre_in:  # y[n] = x[n] - a x[n - 1], x[-1] carried
+        prev = g.op("Concat", pre_in, g.op("Slice", pcm, g.ints(0), g.ints(-1), g.ints(1)),
+                    axis=1)
+        x = g.op("Sub", pcm, g.op("Mul", g.const(np.array(f.preemphasis, f32)), prev))
+        new_pre = [g.op("Slice", pcm, g.ints(-1), g.ints(2**62), g.ints(1))]
+    buf = g.op("Concat", buf_in, x, axis=1)  # (B, P + N)
+    n = g.op("Gather", g.op("Shape", pcm), g.const(np.array(1, np.int64)), axis=0)
+    frames_n = g.op("Div", n, g.const(np.array(hop, np.int64)))
+    starts = g.op("Range", g.const(np.array(0, np.int64)), n, g.const(np.array(hop, np.int64)))
+    idx = g.op("Add", g.op("Unsqueeze", starts, g.ints(1)),
+               g.const(np.arange(win, dtype=np.int64)[None]))  # (T, win)
+    frames = g.op("Cast", g.op("Gather", buf, idx, axis=1), to=11)  # (B, T, win) float64
+    cos, sin, fb, _ = _front_end_constants(f)
+    # |DFT|^2 @ fb = [re^2, im^2] @ [fb; fb]: one product for both parts, one for the mel
+    spec = g.op("MatMul", frames, g.const(np.concatenate([cos, sin], axis=1)))
+    power = g.op("Cast", g.op("Mul", spec, spec), to=1)  # float32, as the reference rounds
+    mel = g.op("Add", g.op("MatMul", power, g.const(np.concatenate([fb, fb]).astype(f32))),
+               g.const(np.array(f.log_offset, f32)))
+    new_buf = g.op("Slice", buf, g.ints(-lead_samples(f)), g.ints(2**62), g.ints(1))
+    return g.op("Log", mel), frames_n, new_buf, new_pre
+
+
+def _lead_in(g: Graph, feats: str, skip: str, frames_n: str, leading: str):
+    """Each stream's frames moved up by its ``skip`` (lead frames leave), and the model's
+    lengths ``max(T - skip, 1)``; only while some stream has lead frames (an ``If``)."""
+    def shifted(b):
+        t = b.op("Unsqueeze", b.op("Range", b.const(np.array(0, np.int64)), frames_n,
+                                   b.const(np.array(1, np.int64))), b.ints(1))  # (T, 1)
+        last = b.op("Sub", frames_n, b.const(np.array(1, np.int64)))
+        up = b.op("Min", b.op("Add", t, b.op("Unsqueeze", skip, b.ints(0))), last)  # (T, B)
+        moved = b.op("GatherElements", feats, b.op("Expand", b.op("Unsqueeze", up, b.ints(2)),
+                                                   b.op("Shape", feats)), axis=0)
+        real = b.op("Sub", frames_n, skip)
+        return [moved, b.op("Max", real, b.const(np.array(1, np.int64)))]
+
+    def plain(b):
+        return [feats, b.op("Expand", frames_n, b.op("Shape", skip))]
+
+    return _branches(g, leading, shifted, plain, [np.float32, np.int64])
+
+
+def _lead_out(g: Graph, logits: str, skip: str, frames_n: str, leading: str, state: dict,
+              new: dict, shapes: dict):
+    """The model's outputs moved back into frame order, and the entering state kept by a
+    stream whose frames were all lead; only while some stream has lead frames."""
+    def shifted(b):
+        t = b.op("Unsqueeze", b.op("Range", b.const(np.array(0, np.int64)), frames_n,
+                                   b.const(np.array(1, np.int64))), b.ints(1))  # (T, 1)
+        down = b.op("Max", b.op("Sub", t, b.op("Unsqueeze", skip, b.ints(0))),
+                    b.const(np.array(0, np.int64)))
+        back = b.op("GatherElements", logits, b.op("Expand", b.op("Unsqueeze", down,
+                                                                      b.ints(2)),
+                                                   b.op("Shape", logits)), axis=0)
+        ran = b.op("Greater", b.op("Sub", frames_n, skip), b.const(np.array(0, np.int64)))
+        kept = [b.op("Where", b.op("Reshape", ran, b.ints(1, -1, *([1] * len(shapes[k])))),
+                     new[k], state[k]) for k in new]
+        return [back, *kept]
+
+    def plain(b):
+        return [logits, *new.values()]
+
+    return _branches(g, leading, shifted, plain, [np.float32] * (1 + len(new)))
+
+
+def _branches(g: Graph, cond: str, then, other, dtypes: list) -> list[str]:
+    """``then(b)`` if the bool scalar ``cond``, else ``other(b)``: an ONNX ``If``."""
+    a, b = g.subgraph("then"), g.subgraph("else")
+    for branch, build in ((a, then), (b, other)):
+        branch.prefix = g.prefix
+        for value, dtype in zip(build(branch), dtypes, strict=True):
+            branch.output(branch.fresh("out"), value, dtype, None)
+    outs = g.op("If", cond, n_out=len(dtypes), then_branch=a, else_branch=b)
+    return list(outs) if isinstance(outs, tuple) else [outs]
+
+
 def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     """The graph (PCM -> posteriors, energy) and the facts its metadata records."""
     _check(recognizer)
@@ -106,82 +187,27 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     pre_in = g.input("state_preemph", f32, ["B", 1]) if f.preemphasis else None
     skip_in = g.input("state_skip", np.int64, ["B"])
     state = {k: g.input(f"state_{k}", f32, [layers, "B", *shapes[k]]) for k in shapes}
-    carried = [buf_in] + ([pre_in] if pre_in else []) + [skip_in] + list(state.values())
     n_classes = model.output_size
 
-    def empty(then):
-        batch = then.op("Slice", then.op("Shape", pcm), then.ints(0), then.ints(1),
-                        then.ints(0))
-        post = then.op("ConstantOfShape", then.op("Concat", batch, then.ints(0, n_classes),
-                                                  axis=0), value=_zeros(f32))
-        energy = then.op("ConstantOfShape", then.op("Concat", batch, then.ints(0), axis=0),
-                         value=_zeros(np.float64))
-        return [post, energy, *carried]
-
-    def chunk(b):
-        b.prefix = FRONT_END  # the front end's nodes: kept float by quantize="int8"
-        x, new_pre = pcm, []
-        if pre_in:  # y[n] = x[n] - a x[n - 1], x[-1] carried
-            prev = b.op("Concat", pre_in, b.op("Slice", pcm, b.ints(0), b.ints(-1),
-                                                b.ints(1)), axis=1)
-            x = b.op("Sub", pcm, b.op("Mul", b.const(np.array(f.preemphasis, f32)), prev))
-            new_pre = [b.op("Slice", pcm, b.ints(-1), b.ints(2**62), b.ints(1))]
-        buf = b.op("Concat", buf_in, x, axis=1)  # (B, P + N)
-        n = b.op("Gather", b.op("Shape", pcm), b.const(np.array(1, np.int64)), axis=0)
-        frames_n = b.op("Div", n, b.const(np.array(hop, np.int64)))
-        starts = b.op("Mul", b.op("Range", b.const(np.array(0, np.int64)), frames_n,
-                                  b.const(np.array(1, np.int64))), b.const(np.array(hop,
-                                                                                    np.int64)))
-        idx = b.op("Add", b.op("Unsqueeze", starts, b.ints(1)),
-                   b.const(np.arange(win, dtype=np.int64)[None]))  # (T, win)
-        frames = b.op("Cast", b.op("Gather", buf, idx, axis=1), to=11)  # (B, T, win) f64
-        cos, sin, fb, dct = _front_end_constants(f)
-        re, im = b.op("MatMul", frames, b.const(cos)), b.op("MatMul", frames, b.const(sin))
-        power = b.op("Cast", b.op("Add", b.op("Mul", re, re), b.op("Mul", im, im)), to=1)
-        mel = b.op("Add", b.op("MatMul", power, b.const(fb.astype(f32))),
-                   b.const(np.array(f.log_offset, f32)))
-        logmel = b.op("Log", mel)  # (B, T, n_mels) float32
-        feats = logmel if dct is None else b.op("MatMul", logmel, b.const(dct.astype(f32)))
-        feats = b.op("Transpose", feats, perm=[1, 0, 2])  # (T, B, F)
-        # Lead frames (the first lead_frames of a stream) do not reach the model: each
-        # stream's frames move up by its skip, the model runs its first T - skip, and its
-        # outputs move back (a lead frame's posteriors are those of the stream's first
-        # real frame of the call, and are not to be read).
-        skip = b.op("Min", skip_in, frames_n)  # (B,)
-        real = b.op("Sub", frames_n, skip)
-        t = b.op("Unsqueeze", b.op("Range", b.const(np.array(0, np.int64)), frames_n,
-                                   b.const(np.array(1, np.int64))), b.ints(1))  # (T, 1)
-        last = b.op("Sub", frames_n, b.const(np.array(1, np.int64)))
-        up = b.op("Min", b.op("Add", t, b.op("Unsqueeze", skip, b.ints(0))), last)  # (T, B)
-        feats = b.op("GatherElements", feats, b.op("Expand", b.op("Unsqueeze", up, b.ints(2)),
-                                                   b.op("Shape", feats)), axis=0)
-        b.prefix = ""
-        logits, new = add_model(b, model, feats, state,
-                                b.op("Max", real, b.const(np.array(1, np.int64))))
-        b.prefix = FRONT_END
-        ran = b.op("Greater", real, b.const(np.array(0, np.int64)))  # (B,)
-        for k in new:  # a stream whose frames were all lead keeps its state
-            cond = b.op("Reshape", ran, b.ints(1, -1, *([1] * len(shapes[k]))))
-            new[k] = b.op("Where", cond, new[k], state[k])
-        down = b.op("Max", b.op("Sub", t, b.op("Unsqueeze", skip, b.ints(0))),
-                    b.const(np.array(0, np.int64)))
-        logits = b.op("GatherElements", logits, b.op("Expand", b.op("Unsqueeze", down,
-                                                                        b.ints(2)),
-                                                     b.op("Shape", logits)), axis=0)
-        post = b.op("Transpose", b.op("Softmax", logits, axis=-1), perm=[1, 0, 2])
-        b.prefix = FRONT_END
-        power64 = b.op("ReduceSum", b.op("Exp", b.op("Cast", logmel, to=11)), b.ints(-1),
-                       keepdims=0)
-        energy = b.op("Sub", b.op("Mul", b.op("Log", power64),
-                                  b.const(np.array(10.0 / math.log(10.0)))),
-                      b.const(np.array(energy_reference_db(f))))
-        new_buf = b.op("Slice", buf, b.ints(-lead), b.ints(2**62), b.ints(1))
-        return [post, energy, new_buf, *new_pre, b.op("Sub", skip_in, skip), *new.values()]
-
-    dtypes = [f32, np.float64] + [f32] * (len(carried) - len(state) - 1) + [np.int64] + \
-        [f32] * len(state)
-    n_samples = g.op("Gather", g.op("Shape", pcm), g.const(np.array(1, np.int64)), axis=0)
-    outs = if_steps(g, n_samples, empty, chunk, dtypes)
+    g.prefix = FRONT_END  # the front end's nodes: kept float by quantize="int8"
+    logmel, frames_n, new_buf, new_pre = _front_end(g, f, pcm, buf_in, pre_in)
+    feats = logmel if f.kind != "mfcc" else g.op(
+        "MatMul", logmel, g.const(_front_end_constants(f)[3].astype(f32)))
+    feats = g.op("Transpose", feats, perm=[1, 0, 2])  # (T, B, F)
+    skip = g.op("Min", skip_in, frames_n)  # lead frames in this call, (B,)
+    leading = g.op("Cast", g.op("ReduceMax", skip, keepdims=0), to=9)  # any stream
+    feats, lengths = _lead_in(g, feats, skip, frames_n, leading)
+    g.prefix = ""
+    logits, new = add_model(g, model, feats, state, lengths)
+    g.prefix = FRONT_END
+    logits, *new_parts = _lead_out(g, logits, skip, frames_n, leading, state, new, shapes)
+    post = g.op("Transpose", g.op("Softmax", logits, axis=-1), perm=[1, 0, 2])
+    power = g.op("ReduceSum", g.op("Exp", g.op("Cast", logmel, to=11)), g.ints(-1),
+                 keepdims=0)
+    energy = g.op("Sub", g.op("Mul", g.op("Log", power),
+                              g.const(np.array(10.0 / math.log(10.0)))),
+                  g.const(np.array(energy_reference_db(f))))
+    outs = [post, energy, new_buf, *new_pre, g.op("Sub", skip_in, skip), *new_parts]
     g.output("posteriors", outs[0], f32, ["B", "T", n_classes])
     g.output("energy_db", outs[1], np.float64, ["B", "T"])
     state_shapes = {"pcm": ["B", lead], **({"preemph": ["B", 1]} if pre_in else {}),
@@ -225,21 +251,15 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     return g, facts
 
 
-def _zeros(dtype):
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(np.zeros(1, dtype))
-
-
 def export_onnx(recognizer, path, *, opset: int | None = None,
                 quantize: str | None = None) -> None:
     """Write a :class:`DigitRecognizer` as one ONNX graph from raw PCM to posteriors.
 
     Graph inputs: ``pcm`` ``(B, N)`` float32 in [-1, 1] at the recogniser's rate, ``N`` a
-    multiple of ``hop_length``; ``state_pcm`` ``(B, P)``; ``state_preemph`` ``(B, 1)`` (only
-    with pre-emphasis); ``state_skip`` ``(B,)`` int64; ``state_<part>`` ``(L, B, H)`` of the
-    model. Outputs: ``posteriors`` ``(B, N / hop, 11)`` (the last class is blank),
-    ``energy_db`` ``(B, N / hop)`` float64 (the endpointer's frame energy) and
+    positive multiple of ``hop_length``; ``state_pcm`` ``(B, P)``; ``state_preemph``
+    ``(B, 1)`` (only with pre-emphasis); ``state_skip`` ``(B,)`` int64; ``state_<part>``
+    ``(L, B, H)`` of the model. Outputs: ``posteriors`` ``(B, N / hop, 11)`` (the last
+    class is blank), ``energy_db`` ``(B, N / hop)`` float64 (the endpointer's frame energy) and
     ``new_state_<name>`` of every state input. A stream starts from the metadata's
     ``initial_state`` (:func:`initial_feeds`); the metadata also holds the decoder's and
     endpointer's settings and ``lead_frames`` (the first frames of a stream, not to be read;

@@ -73,6 +73,7 @@ class Graph:
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     prefix: str = ""
     _count: list = field(default_factory=lambda: [0])
+    _seen: dict = field(default_factory=dict)  # (dtype, shape, bytes) -> constant's name
 
     def fresh(self, hint: str = "v") -> str:
         """A name no other value of the graph (or of its subgraphs) has."""
@@ -80,7 +81,9 @@ class Graph:
         return f"{self.prefix}{hint}_{self._count[0]}"
 
     def subgraph(self, name: str) -> Graph:
-        """A graph for a node attribute (Scan's body) that shares this one's names."""
+        """A graph for a node attribute (Scan's body, If's branches) that shares this
+        one's names; its constants are its own initializers (onnxruntime's quantizer
+        looks for a node's weights in the node's own graph)."""
         return Graph(name, prefix=self.prefix, _count=self._count)
 
     def input(self, name: str, dtype, shape: list | None) -> str:
@@ -95,9 +98,13 @@ class Graph:
 
     def const(self, value, name: str | None = None, dtype=None) -> str:
         """A constant (an initializer of the graph)."""
-        arr = np.asarray(value, dtype=dtype)
+        arr = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+        same = (arr.dtype.str, arr.shape, arr.tobytes())
+        if name is None and same in self._seen:
+            return self._seen[same]
         key = name or self.fresh("c")
-        self.consts[key] = np.ascontiguousarray(arr)
+        self.consts[key] = arr
+        self._seen.setdefault(same, key)
         return key
 
     def ints(self, *values: int) -> str:
