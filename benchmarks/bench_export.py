@@ -1,7 +1,9 @@
 """Benchmark: exported graphs in onnxruntime vs our engines and silero-vad (not a test).
 
-Rows (one process, one thread everywhere: torch, BLAS, onnxruntime intra- and inter-op;
-medians of repeats of the process CPU time, ``time.process_time``):
+One process, one thread everywhere (torch, BLAS, onnxruntime intra- and inter-op),
+medians of repeats of the process CPU time (``time.process_time``).
+
+Each group's rows are timed in interleaved rounds. Rows:
 
 - **one step of a 2 x 128 LSTM + readout** (40 features in, 11 out, batch 1, state
   carried): the exported graph by a raw ``InferenceSession.run`` (float and int8), the
@@ -13,7 +15,8 @@ medians of repeats of the process CPU time, ``time.process_time``):
 - **silero-vad's ONNX** (from the silero-vad wheel, as ``bench_audio_e2e.py`` gets it)
   per 512-sample chunk with 64 samples of context, as its ``OnnxWrapper`` runs it;
 - **real-time factors** of the exported recogniser (PCM -> posteriors, the shipped model,
-  8 kHz, 20 ms chunks, raw session, float and int8), of :class:`OnnxDigitRecognizer`
+  8 kHz, 20 ms chunks, raw session, float and int8; and float in 40 ms chunks, nearer
+  silero's 32 ms), of :class:`OnnxDigitRecognizer`
   (the same plus endpointer and decoder), of ``DigitRecognizer.push`` (Python, what
   ``streamrnn listen`` runs) and of silero-vad (16 kHz, 32 ms chunks); the target is our
   ORT cost per second of audio <= silero-vad's.
@@ -55,14 +58,18 @@ from bench_audio_e2e import _signal, silero_onnx  # noqa: E402
 FSDD = Path(__file__).resolve().parents[1].parent.parent / "shared" / "data" / "fsdd"
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    times = []
+def _medians(fns: list, repeats: int) -> list[float]:
+    """Median process CPU time of each of ``fns``, timed in interleaved rounds (a load
+    that comes and goes on a shared machine falls on all of them alike)."""
+    for fn in fns:
+        fn()  # warm up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
+        for fn, out in zip(fns, times, strict=True):
+            start = time.process_time()
+            fn()
+            out.append(time.process_time() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _session(path):
@@ -129,10 +136,9 @@ def step_rows(folder: str, repeats: int, steps: int = 2000) -> list[tuple[str, f
              steps // 20),
             ("StreamBank(model): 100 streams, one step (per call)", bank(bank_torch),
              steps // 20)]
-    out = []
-    for name, fn, n in rows:
-        out.append((name, _median(fn, repeats) / n * 1e6))
-    return [(name.replace("ENGINE", compiled.engine), us) for name, us in out]
+    secs = _medians([fn for _, fn, _ in rows], repeats)
+    return [(name.replace("ENGINE", compiled.engine), sec / n * 1e6)
+            for (name, _, n), sec in zip(rows, secs, strict=True)]
 
 
 def rtf_rows(folder: str, repeats: int, seconds: float) -> list[tuple[str, float]]:
@@ -145,14 +151,15 @@ def rtf_rows(folder: str, repeats: int, seconds: float) -> list[tuple[str, float
 
     x8 = soxr.resample(x16, 16000, 8000).astype(np.float32)
     chunks = [x8[None, i:i + 160] for i in range(0, len(x8) - 159, 160)]
+    chunks40 = [x8[None, i:i + 320] for i in range(0, len(x8) - 319, 320)]
 
-    def raw(path):
+    def raw(path, pieces=chunks):
         session, meta = _session(path), read_metadata(path)
         names = [o.name for o in session.get_outputs()]
 
         def run():
             state = initial_feeds(meta, 1)
-            for c in chunks:
+            for c in pieces:
                 out = dict(zip(names, session.run(None, {"pcm": c, **state}), strict=True))
                 state = {k: out[f"new_{k}"] for k in state}
         return run
@@ -185,14 +192,17 @@ def rtf_rows(folder: str, repeats: int, seconds: float) -> list[tuple[str, float
     rows = [("exported recogniser, ORT raw, float32 (PCM -> posteriors)", raw(f32), audio8,
              len(chunks)),
             ("exported recogniser, ORT raw, int8", raw(i8), audio8, len(chunks)),
+            ("exported recogniser, ORT raw, float32, 40 ms chunks", raw(f32, chunks40),
+             len(chunks40) * 320 / 8000, len(chunks40)),
             ("OnnxDigitRecognizer (ORT + endpointer + decoder)", onnx_decoder, audio8,
              len(chunks)),
             ("DigitRecognizer.push (Python: compiled engines + decoder)", python, audio8,
              len(chunks)),
             ("silero-vad ONNX (512-sample chunks, 16 kHz)", silero, len(blocks) * 512 / 16000,
              len(blocks))]
-    return [(name, _median(fn, repeats) / audio, _median(fn, 1) / n * 1e6)
-            for name, fn, audio, n in rows]
+    secs = _medians([fn for _, fn, _, _ in rows], repeats)
+    return [(name, sec / audio, sec / n * 1e6)
+            for (name, _, audio, n), sec in zip(rows, secs, strict=True)]
 
 
 def accuracy(folder: str, clips: int | None) -> None:
