@@ -50,6 +50,30 @@ def first_nonfinite(x: Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in bad[0])
 
 
+def plain_tensor(x: Tensor, name: str) -> Tensor:
+    """``x`` as a plain value: a dense tensor with data, outside any autograd graph.
+
+    A sparse (or other non-strided) or a ``meta`` tensor is refused with a ``ValueError``
+    naming ``name``; a tensor that requires grad is detached (its values are what a stream
+    consumes; its graph would otherwise be kept alive and break later learning).
+
+    Examples
+    --------
+    >>> import torch
+    >>> plain_tensor(torch.ones(2, requires_grad=True), "chunk").requires_grad
+    False
+    >>> plain_tensor(torch.ones(2).to_sparse(), "chunk")
+    Traceback (most recent call last):
+    ...
+    ValueError: chunk must be a dense tensor, got layout torch.sparse_coo
+    """
+    if x.layout != torch.strided:
+        raise ValueError(f"{name} must be a dense tensor, got layout {x.layout}")
+    if x.is_meta:
+        raise ValueError(f"{name} must hold data, got a tensor on the meta device")
+    return x.detach() if x.requires_grad else x
+
+
 def as_chunk(
     chunk,
     *,
@@ -69,7 +93,7 @@ def as_chunk(
     ``(T, F)`` or one step ``(F,)`` -> ``(T, F)``.
     """
     if isinstance(chunk, Tensor):
-        x = chunk
+        x = plain_tensor(chunk, name)
     elif isinstance(chunk, np.ndarray):
         if chunk.dtype.kind != "f":
             raise ValueError(f"{name} must hold floats of dtype {dtype}, got numpy {chunk.dtype}")
@@ -111,6 +135,7 @@ def as_chunk(
 def as_ids(value, *, name: str, high: int, device) -> Tensor:
     """Integers in ``[0, high)`` as int64 (tensor, numpy array or integer, list or int)."""
     if isinstance(value, Tensor):
+        value = plain_tensor(value, name)
         if value.dtype not in _INT_DTYPES:
             raise ValueError(f"{name} must hold integer ids, got dtype {value.dtype}")
         x = value if value.dtype == torch.int64 else value.to(torch.int64)

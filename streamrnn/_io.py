@@ -14,9 +14,17 @@ process has ended (a concurrent writer's temp file is left alone), and the temp 
 
 The reader (:func:`read_header`) parses the safetensors header itself (the 8-byte
 length, then the JSON) with bounds, checks the format name and version in its
-metadata and the tensors' declared shapes against the file's size, and reads no tensor:
-a caller validates its configuration against the declared shapes before anything is
-allocated, then :func:`read_tensors`.
+metadata and the tensors' declared shapes against the file's size, verifies the file's
+checksum, and reads no tensor: a caller validates its configuration against the
+declared shapes before anything is allocated, then :func:`read_tensors`.
+
+Checksums: :func:`safetensors_bytes` (the one serializer of every file streamrnn
+writes) stores ``"checksum": "xxh3_64:<16 hex>"`` in the metadata, the 64-bit XXH3
+(the maintained ``xxhash`` package) of the whole file from its JSON header on, with
+those 16 hex digits read as zeros. It covers every tensor's bytes, every header field
+and the tensors' dtypes, shapes and offsets: a file with any flipped byte, a truncated
+file or a forged field is refused. A file written before checksums (an older format
+version) has none; its reader says so by ``checksum=False``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import Any, BinaryIO
 
 import safetensors
 import safetensors.torch
+import xxhash
 from torch import Tensor
 
 __all__ = [
@@ -51,6 +60,7 @@ __all__ = [
     "read_state_file",
     "read_tensors",
     "remove_orphans",
+    "safetensors_bytes",
     "write_state_file",
 ]
 
@@ -60,6 +70,10 @@ TEMP_SUFFIX = ".streamrnn-tmp"
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
 _ACTIVE: set[str] = set()  # temp files this process is writing now
 _ACTIVE_LOCK = threading.Lock()
+CHECKSUM_KEY = "checksum"
+_CHECKSUM_TAG = "xxh3_64:"
+_CHECKSUM_BLANK = b"0" * 16
+_HASH_BLOCK = 1 << 20
 _DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2,
     "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
@@ -213,13 +227,65 @@ def atomic_write_text(
     atomic_write_bytes(path, text.encode(encoding))
 
 
+def safetensors_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file's bytes, its metadata sealed by a checksum of the whole file.
+
+    Every file streamrnn writes is made here; :func:`read_header` verifies the checksum.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.safetensors")
+    >>> atomic_write_bytes(path, safetensors_bytes({"w": torch.ones(3)}, {"format": "demo"}))
+    >>> sorted(read_header(path).metadata)
+    ['checksum', 'format']
+    >>> raw = bytearray(open(path, "rb").read()); raw[-1] ^= 1  # flip one bit of a weight
+    >>> atomic_write_bytes(path, bytes(raw))
+    >>> read_header(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: path '...t.safetensors' fails its checksum (damaged or edited): ...
+    """
+    if CHECKSUM_KEY in metadata:
+        raise ValueError(f"metadata key {CHECKSUM_KEY!r} is reserved for the checksum")
+    sealed = {**metadata, CHECKSUM_KEY: _CHECKSUM_TAG + _CHECKSUM_BLANK.decode()}
+    data = bytearray(safetensors.torch.save(
+        {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, sealed))
+    (n,) = struct.unpack("<Q", data[:8])
+    at = _checksum_at(bytes(data[8:8 + n]), _CHECKSUM_BLANK)
+    digest = xxhash.xxh3_64_hexdigest(memoryview(data)[8:]).encode()
+    data[at:at + 16] = digest
+    return bytes(data)
+
+
+def _checksum_at(raw: bytes, hexdigits: bytes) -> int:
+    """Offset in the file (past the 8-byte length) of the checksum's hex digits in the
+    JSON header ``raw``, or -1."""
+    at = raw.find(b'"' + _CHECKSUM_TAG.encode() + hexdigits + b'"')
+    return -1 if at < 0 else 8 + at + 1 + len(_CHECKSUM_TAG)
+
+
+def _verify_checksum(f: BinaryIO, raw: bytes, value: str, where: str) -> None:
+    """Refuse the open file ``f`` (header ``raw`` read) unless it hashes to ``value``."""
+    hexdigits = value[len(_CHECKSUM_TAG):].encode() if value.startswith(_CHECKSUM_TAG) else b""
+    at = _checksum_at(raw, hexdigits) if len(hexdigits) == 16 else -1
+    if at < 0:
+        raise ValueError(f"{where} has a malformed checksum entry {value[:40]!r}")
+    h = xxhash.xxh3_64()
+    h.update(raw[:at - 8] + _CHECKSUM_BLANK + raw[at - 8 + 16:])
+    while block := f.read(_HASH_BLOCK):
+        h.update(block)
+    if h.hexdigest().encode() != hexdigits:
+        raise ValueError(f"{where} fails its checksum (damaged or edited): it records "
+                         f"{hexdigits.decode()}, its bytes hash to {h.hexdigest()}")
+
+
 def write_state_file(
     path: str | os.PathLike, tensors: dict[str, Tensor], *, kind: str, version: int, header: dict
 ) -> None:
-    """Save tensors and a JSON header as one safetensors file, atomically."""
+    """Save tensors and a JSON header as one safetensors file, atomically, with a checksum."""
     metadata = {"format": kind, "version": str(version), "header": json.dumps(header)}
-    data = safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()}, metadata)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -264,6 +330,13 @@ class FileHeader:
     def numel(self, prefix: str = "") -> int:
         """Elements declared by the tensors whose names start with ``prefix``."""
         return sum(t.numel for k, t in self.tensors.items() if k.startswith(prefix))
+
+    def require_checksum(self) -> None:
+        """Refuse a file that records no checksum (one read with ``checksum=False`` whose
+        format version is one that always has one); a recorded one was verified."""
+        if CHECKSUM_KEY not in self.metadata:
+            raise ValueError(f"{self.where} records no checksum: it was not written by "
+                             f"this streamrnn (or its header was edited)")
 
 
 def _not_readable(where: str, what: str, reason: str) -> ValueError:
@@ -312,14 +385,18 @@ def read_header(
     versions: Iterable[str] | None = None,
     what: str = "safetensors file",
     where: str | None = None,
+    checksum: bool = True,
 ) -> FileHeader:
     """Read and check the header of a safetensors file, reading no tensor data.
 
     The 8-byte length is bounded (:data:`MAX_HEADER_BYTES`) and checked against the file
     size; every tensor's byte range must fit its dtype and shape and the ranges must end
     where the file does. With ``format``, metadata ``"format"`` must equal it; with
-    ``versions``, metadata ``"version"`` must be one of them. Every refusal is a
-    ``ValueError`` naming the file (``where``, default ``"path '<path>'"``) and the field.
+    ``versions``, metadata ``"version"`` must be one of them. A file that records a
+    checksum (:func:`safetensors_bytes`) must match it; with ``checksum`` (the default)
+    a file must record one (``checksum=False`` reads the files of format versions
+    written before checksums, and foreign files). Every refusal is a ``ValueError``
+    naming the file (``where``, default ``"path '<path>'"``) and the field.
 
     Examples
     --------
@@ -327,10 +404,10 @@ def read_header(
     >>> from safetensors.torch import save_file
     >>> path = os.path.join(tempfile.mkdtemp(), "t.safetensors")
     >>> save_file({"w": torch.zeros(2, 3)}, path, {"format": "demo", "version": "1"})
-    >>> head = read_header(path, format="demo", versions=("1",))
+    >>> head = read_header(path, format="demo", versions=("1",), checksum=False)
     >>> head.tensors["w"], head.numel()
     (TensorInfo(dtype='F32', shape=(2, 3)), 6)
-    >>> read_header(path, format="other")  # doctest: +ELLIPSIS
+    >>> read_header(path, format="other", checksum=False)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     ValueError: path '...t.safetensors' holds format 'demo', expected 'other'
@@ -350,18 +427,23 @@ def read_header(
                 raise _not_readable(where, what, f"header length {n} does not fit the "
                                                  f"file's {size} bytes")
             raw = f.read(n)
+            metadata, tensors = _parse_header(raw, size - 8 - n, where, what)
+            if format is not None and metadata.get("format") != format:
+                raise ValueError(f"{where} holds format {metadata.get('format')!r}, "
+                                 f"expected {format!r}")
+            if versions is not None:
+                versions = tuple(versions)
+                if metadata.get("version") not in versions:
+                    listed = " or ".join(versions)
+                    raise ValueError(f"{where} has format version {metadata.get('version')!r}, "
+                                     f"this streamrnn reads version {listed}")
+            if CHECKSUM_KEY in metadata:
+                _verify_checksum(f, raw, metadata[CHECKSUM_KEY], where)
     except OSError as err:
         raise ValueError(f"{where} cannot be read: {err}") from None
-    metadata, tensors = _parse_header(raw, size - 8 - n, where, what)
     head = FileHeader(name, where, metadata, tensors)
-    if format is not None and metadata.get("format") != format:
-        raise ValueError(f"{where} holds format {metadata.get('format')!r}, expected {format!r}")
-    if versions is not None:
-        versions = tuple(versions)
-        if metadata.get("version") not in versions:
-            listed = " or ".join(versions)
-            raise ValueError(f"{where} has format version {metadata.get('version')!r}, this "
-                             f"streamrnn reads version {listed}")
+    if checksum:
+        head.require_checksum()
     return head
 
 
@@ -382,14 +464,15 @@ def read_tensors(header: FileHeader, names: Iterable[str] | None = None) -> dict
 
 
 def read_state_file(
-    path: str | os.PathLike, *, kind: str, version: int
+    path: str | os.PathLike, *, kind: str, version: int, checksum: bool = True
 ) -> tuple[dict[str, Tensor], dict]:
     """Load a file written by :func:`write_state_file`, refusing anything else.
 
-    Raises ``ValueError`` for a missing, truncated or foreign file, or one of another
-    format version.
+    Raises ``ValueError`` for a missing, truncated, damaged or foreign file, or one of
+    another format version. ``checksum=False`` for the versions written before
+    checksums (a checksum the file records is verified all the same).
     """
-    head = read_header(path, what=f"{kind} file")
+    head = read_header(path, what=f"{kind} file", checksum=False)
     metadata = head.metadata
     if metadata.get("format") != kind:
         raise ValueError(
@@ -400,6 +483,8 @@ def read_state_file(
             f"{head.where} has format version {metadata.get('version')!r}, "
             f"this streamrnn reads version {version}"
         )
+    if checksum:
+        head.require_checksum()
     try:
         header = json.loads(metadata["header"])
     except (KeyError, json.JSONDecodeError, RecursionError) as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,6 +20,7 @@ from ._checks import (
     model_device,
     model_dtype,
     num_tokens,
+    plain_tensor,
 )
 from ._slots import SlotTable
 from .engines import RowStepper
@@ -102,6 +104,13 @@ class StreamBank:
     last_reset : list
         Keys reset for a non-finite state in the last push.
 
+    Threads
+    -------
+    Safe under concurrent calls: every public method holds the bank's lock (one
+    ``threading.RLock``), so calls from several threads run one after another, each
+    whole, as if made in some order. The model's weights are shared, not locked: do not
+    change them while another thread pushes.
+
     Shape
     -----
     push: ``{key: (T, F) or (F,)}`` -> ``{key: (T, O) or (O,)}``;
@@ -143,6 +152,7 @@ class StreamBank:
                                 reset=self._zero_rows, counts=self.counts)
         self._index: tuple = (None, -1, None)  # slots, generation, rows of the last push
         self._engines = RowStepper(model, grad=grad)  # compiled or torch, chosen per call
+        self._lock = threading.RLock()  # every public method holds it (see Threads)
 
     # -- the hot path --------------------------------------------------------------
     def push(self, chunks: dict) -> dict:
@@ -167,6 +177,10 @@ class StreamBank:
         ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``; ids ``(T,)`` -> ``(T, O)``, one id
         -> ``(O,)``.
         """
+        with self._lock:
+            return self._push(chunks)
+
+    def _push(self, chunks: dict) -> dict:
         if not isinstance(chunks, dict):
             raise ValueError(f"chunks must be a dict {{key: chunk}}, got {type(chunks).__name__}")
         if not chunks:
@@ -176,7 +190,7 @@ class StreamBank:
         x = self._stack_uniform(values)
         if x is not None:
             one_step = x.dim() == (1 if self._tokens is not None else 2)
-            y = self.push_many(keys, x.unsqueeze(1) if one_step else x, _checked=True)
+            y = self._push_many(keys, x.unsqueeze(1) if one_step else x, True)
             return BankOutputs(keys, y[:, 0] if one_step else y)
         return self._push_ragged(keys, values)
 
@@ -192,10 +206,10 @@ class StreamBank:
         except RuntimeError:  # unequal shapes
             return None
         if self._tokens is not None:  # (N,) one id each or (N, T); ranges: push_many
-            return x.to(self._device) if x.dim() in (1, 2) else None
+            return plain_tensor(x, "chunks").to(self._device) if x.dim() in (1, 2) else None
         if x.dim() not in (2, 3) or x.shape[-1] != self._features:
             return None  # the per-chunk path names the key and the rule
-        return x.to(self._device)
+        return plain_tensor(x, "chunks").to(self._device)
 
     def _push_ragged(self, keys: list, values: list) -> BankOutputs:
         # Chunks of unequal length: validate all, allocate all keys at once (one LRU
@@ -243,6 +257,10 @@ class StreamBank:
         -----
         x: ``(N, T, F)`` or ids ``(N, T)`` -> ``(N, T, O)``.
         """
+        with self._lock:
+            return self._push_many(keys, x, _checked)
+
+    def _push_many(self, keys: list, x: Tensor, _checked: bool) -> Tensor:
         if not _checked:
             tokens = self._tokens is not None
             dims, layout = (2, "(N, T) token ids") if tokens else (
@@ -251,6 +269,7 @@ class StreamBank:
                     not tokens and x.shape[2] != self._features):
                 shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
                 raise ValueError(f"x must be {layout}, got {shape}")
+            x = plain_tensor(x, "x")
             want = torch.int64 if tokens else self._dtype
             if x.dtype != want:
                 raise ValueError(f"x must have dtype {want}, got {x.dtype}")
@@ -357,27 +376,33 @@ class StreamBank:
 
     # -- per-key operations --------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._slots)
+        with self._lock:
+            return len(self._slots)
 
     def __contains__(self, key) -> bool:
-        return key in self._slots
+        with self._lock:
+            return key in self._slots
 
     def keys(self) -> list:
         """Live keys, least recently used first."""
-        return self._slots.keys()
+        with self._lock:
+            return self._slots.keys()
 
     def reset(self, key) -> None:
         """Put one stream back to the initial state; the others are untouched."""
-        self._zero_rows([self._slots.slot(key)])
+        with self._lock:
+            self._zero_rows([self._slots.slot(key)])
 
     def drop(self, key) -> None:
         """Forget one stream and free its slot."""
-        self._slots.release(self._slots.slot(key))
+        with self._lock:
+            self._slots.release(self._slots.slot(key))
 
     def get_state(self, key) -> State:
         """A copy of one stream's state (B = 1)."""
-        idx = torch.tensor([self._slots.slot(key)], device=self._device)
-        return self._state.select(idx).clone()
+        with self._lock:
+            idx = torch.tensor([self._slots.slot(key)], device=self._device)
+            return self._state.select(idx).clone()
 
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -386,18 +411,22 @@ class StreamBank:
         Tensors are copies, one per state part; the dict holds only tensors, str, int,
         lists and dicts.
         """
-        return bank_state_dict(self)
+        with self._lock:
+            return bank_state_dict(self)
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Replace every stream with those of ``state_dict``; refuses (``ValueError``,
         nothing changed) one that does not fit."""
-        load_bank_state_dict(self, state_dict)
+        with self._lock:
+            load_bank_state_dict(self, state_dict)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write every stream's state to a safetensors file, atomically (no pickle)."""
-        save_bank(self, path)
+        with self._lock:
+            save_bank(self, path)
 
     def load(self, path: str | os.PathLike) -> None:
         """Read a file written by :meth:`save` (this version or version 1); refuses a
         truncated, foreign or unfitting one."""
-        load_bank(self, path)
+        with self._lock:
+            load_bank(self, path)

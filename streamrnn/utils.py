@@ -8,10 +8,15 @@ Files
     a temp file in the target's folder, fsync, ``os.replace``, fsync of the folder; the
     new file's mode follows the umask (``0o666`` less it, as for any new file); this
     library's orphaned temp files in the folder are removed at the next write.
-    :func:`read_header` reads and checks a safetensors header (format name, version,
-    declared shapes against the file size) without reading a tensor, so a caller can
-    bound its configuration by the declared shapes before allocating anything;
-    :func:`read_tensors` then reads them.
+    :func:`safetensors_bytes` serializes tensors and metadata sealed by a checksum of
+    the whole file (XXH3-64). :func:`read_header` reads and checks a safetensors header
+    (format name, version, declared shapes against the file size, the checksum) without
+    reading a tensor, so a caller can bound its configuration by the declared shapes
+    before allocating anything; :func:`read_tensors` then reads them.
+Compiled code
+    :func:`lock_cache`: a numba dispatcher's on-disk cache locked across processes
+    (several processes compiling at once can otherwise mix up its entries:
+    numba/numba#4807).
 Checks
     :func:`check_int`, :func:`check_positive_int`, :func:`check_nonneg_int`,
     :func:`check_number`, :func:`check_positive_float`, :func:`check_bool`,
@@ -40,8 +45,10 @@ from ._io import (
     read_header,
     read_tensors,
     remove_orphans,
+    safetensors_bytes,
 )
 from ._moments import RunningMoments
+from ._numba import lock_cache
 from ._validate import (
     check_bool,
     check_choice,
@@ -66,7 +73,9 @@ __all__ = [
     "check_number",
     "check_positive_float",
     "check_positive_int",
+    "lock_cache",
     "read_header",
     "read_tensors",
     "remove_orphans",
+    "safetensors_bytes",
 ]

@@ -169,6 +169,9 @@ def array_to_frames(pcm, channel_axis: int) -> np.ndarray:
     if isinstance(pcm, torch.Tensor):
         if pcm.dtype not in (torch.int16, torch.int32, torch.float32, torch.float64):
             raise ValueError(f"pcm must have dtype {_ACCEPTED}, got torch {pcm.dtype}")
+        if pcm.layout != torch.strided or pcm.is_meta:
+            raise ValueError(f"pcm must be a dense tensor with data, got layout {pcm.layout} "
+                             f"on {pcm.device}")
         pcm = pcm.detach().cpu().numpy()
     dtype = pcm.dtype
     if dtype in _SCALE:

@@ -32,6 +32,8 @@ try:
 except ImportError:  # numba and rocket-fft are dependencies; without them: the reference
     njit = None
 
+from streamrnn.utils import lock_cache
+
 from ._convert import MAX_ABS_SAMPLE
 
 __all__ = ["FILL", "HAVE_NUMBA", "TOTAL", "FusedPlan", "push_frames"]
@@ -126,7 +128,7 @@ def _push_frames(x, buf, ints, real):
 
 
 push_frames = (
-    njit(cache=True, error_model="numpy", fastmath={"contract"})(_push_frames)
+    lock_cache(njit(cache=True, error_model="numpy", fastmath={"contract"})(_push_frames))
     if HAVE_NUMBA else None
 )
 

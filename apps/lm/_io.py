@@ -9,17 +9,21 @@ import json
 import os
 from pathlib import Path
 
-import safetensors.torch
-
 from streamrnn.adapters.tokens import TokenCodec
-from streamrnn.utils import FileHeader, atomic_write_bytes, read_header, read_tensors
+from streamrnn.utils import (
+    FileHeader,
+    atomic_write_bytes,
+    read_header,
+    read_tensors,
+    safetensors_bytes,
+)
 
 from .._checks import check_model_config
 
 __all__ = ["LM_KEY", "check_vocabulary", "read_checkpoint", "write_checkpoint"]
 
 LM_KEY = "streamrnn.lm"  # safetensors metadata key of the language-model header
-LM_VERSION = 1
+LM_VERSION = 2  # 2: sealed by a checksum; version 1 checkpoints (no checksum) still load
 #: The fields of ``LMTrainer.config()`` (a checkpoint's ``train`` entry).
 TRAIN_KEYS = ("hidden", "layers", "emb", "batch", "k1", "k2", "lr", "clip", "optimizer",
               "holdout", "errors", "seed")
@@ -116,7 +120,7 @@ def write_checkpoint(path: str | os.PathLike, learner, meta: dict) -> None:
     header = {k: v for k, v in sd.items() if k not in ("format", "version", "tensors")}
     metadata = {"format": sd["format"], "version": str(sd["version"]),
                 "header": json.dumps(header), LM_KEY: json.dumps({"version": LM_VERSION, **meta})}
-    atomic_write_bytes(Path(path), safetensors.torch.save(tensors, metadata))
+    atomic_write_bytes(Path(path), safetensors_bytes(tensors, metadata))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
@@ -139,7 +143,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
     ValueError: checkpoint '...not-a-checkpoint' is not a readable safetensors file ...
     """
     where = f"checkpoint {str(Path(path))!r}"
-    head = read_header(path, what="safetensors file", where=where)
+    head = read_header(path, what="safetensors file", where=where, checksum=False)
     if LM_KEY not in head.metadata:
         raise ValueError(f"{where} has no {LM_KEY!r} header: it was not "
                          "written by streamrnn train-lm")
@@ -151,9 +155,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
                    **head.json("header")}
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where} has a damaged header: {err}") from None
-    if meta.get("version") != LM_VERSION:
+    if meta.get("version") not in (1, LM_VERSION):
         raise ValueError(f"{where} has {LM_KEY} version "
-                         f"{meta.get('version')!r}, this streamrnn reads {LM_VERSION}")
+                         f"{meta.get('version')!r}, this streamrnn reads 1 or {LM_VERSION}")
+    if meta["version"] != 1:
+        head.require_checksum()
     for key in ("codec", "model", "train", "progress", "text"):
         if key not in meta:
             raise ValueError(f"{where} {LM_KEY} header lacks {key!r}")

@@ -13,9 +13,8 @@ import os
 from importlib import resources
 
 import torch
-from safetensors.torch import save
 
-from streamrnn.utils import atomic_write_bytes, read_header, read_tensors
+from streamrnn.utils import atomic_write_bytes, read_header, read_tensors, safetensors_bytes
 
 from .._checks import check_model_config
 
@@ -30,7 +29,7 @@ __all__ = [
 ]
 
 FORMAT = "streamrnn.adapters.speech.DigitRecognizer"  # the file format's name (files carry it)
-VERSION = "1"
+VERSION = "2"  # 2: sealed by a checksum; version 1 files (no checksum) still load
 #: The AudioFeatures settings a recogniser stores (``input_rate`` is the user's, at load).
 FEATURE_KEYS = (
     "sample_rate", "kind", "win_length", "hop_length", "n_fft", "n_mels", "n_mfcc", "f_min",
@@ -49,8 +48,7 @@ def write_file(path, tensors: dict, header: dict) -> None:
     fsync, rename, folder fsync; the mode follows the umask)."""
     meta = {"format": FORMAT, "version": VERSION}
     meta.update({k: json.dumps(v, sort_keys=True) for k, v in header.items()})
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, meta)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, safetensors_bytes(tensors, meta))
 
 
 def read_file(path) -> tuple[dict, dict]:
@@ -65,13 +63,15 @@ def read_file(path) -> tuple[dict, dict]:
     if not os.path.isfile(name):
         raise ValueError(f"path {name!r}: no such weights file")
     where = f"path {name!r}"
-    head = read_header(name, what="safetensors file", where=where)
+    head = read_header(name, what="safetensors file", where=where, checksum=False)
     if head.metadata.get("format") != FORMAT:
         raise ValueError(f"{where}: format must be {FORMAT!r}, got "
                          f"{head.metadata.get('format')!r}")
-    if head.metadata.get("version") != VERSION:
-        raise ValueError(f"{where}: version must be {VERSION!r} (this streamrnn), "
+    if head.metadata.get("version") not in ("1", VERSION):
+        raise ValueError(f"{where}: version must be '1' or {VERSION!r} (this streamrnn), "
                          f"got {head.metadata.get('version')!r}")
+    if head.metadata["version"] != "1":
+        head.require_checksum()
     header = {key: head.json(key) for key in ("features", "model", "decoder", "labels", "info")}
     features = header["features"]
     if not isinstance(features, dict):

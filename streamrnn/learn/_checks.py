@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import all_finite, as_chunk, as_id_chunk, as_ids, first_nonfinite
+from .._checks import all_finite, as_chunk, as_id_chunk, as_ids, first_nonfinite, plain_tensor
 from ._store import check_key
 
 __all__ = ["Spec", "as_chunk_of", "as_inputs", "as_mask", "as_targets", "check_keys"]
@@ -37,7 +37,7 @@ def _shape_of(value) -> tuple:
 
 def _as_values(value, *, name: str, spec: Spec) -> Tensor:
     if isinstance(value, Tensor):
-        x = value
+        x = plain_tensor(value, name)
     elif isinstance(value, np.ndarray):
         if value.dtype.kind != "f":
             raise ValueError(f"{name} must hold floats of dtype {spec.dtype}, got {value.dtype}")
@@ -102,7 +102,13 @@ def as_mask(mask, lead: tuple, device) -> Tensor | None:
     """A boolean mask of shape ``lead`` (True: the target is given), or None."""
     if mask is None:
         return None
-    m = torch.as_tensor(mask, device=device) if not isinstance(mask, Tensor) else mask
+    if isinstance(mask, Tensor):
+        m = plain_tensor(mask, "mask")
+    else:
+        try:
+            m = torch.as_tensor(mask)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"mask must be a bool tensor of shape {tuple(lead)}: {err}") from None
     if m.dtype != torch.bool or tuple(m.shape) != tuple(lead):
         raise ValueError(
             f"mask must be a bool tensor of shape {tuple(lead)}, got {m.dtype} "

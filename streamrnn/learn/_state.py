@@ -146,7 +146,8 @@ class LearnerCheckpoint:
 
     def load(self, path: str | os.PathLike) -> None:
         """Read a file written by :meth:`save`; refuses a truncated, foreign or unfitting one."""
-        tensors, header = read_state_file(path, kind=_FORMAT, version=_VERSION)
+        # version 1 files were written before checksums: one recorded is verified
+        tensors, header = read_state_file(path, kind=_FORMAT, version=_VERSION, checksum=False)
         for field in _HEADER:
             if field not in header:
                 raise ValueError(f"path {str(path)!r} header lacks {field!r}")

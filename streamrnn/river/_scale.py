@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .._moments import RunningMoments
+from .._numba import lock_cache
 
 try:
     from numba import njit
@@ -96,6 +97,9 @@ def _gather_scale(n, mean, m2, cols, vals, learn, scale, out):
         std = math.sqrt(m2[j] / (n[j] - 1.0)) if n[j] > 1.0 else 1.0
         out[at] = (v - mean[j]) / (std if std > 0 else 1.0)
     return -1
+
+
+_gather_scale = lock_cache(_gather_scale)  # several processes may compile it at once
 
 
 class ColumnScaler:

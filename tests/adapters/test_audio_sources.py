@@ -16,7 +16,7 @@ import wave
 import numpy as np
 import pytest
 import torch
-from _data import DATA
+from _data import DATA, require
 
 from streamrnn.adapters.audio import (
     AudioFeatures,
@@ -272,12 +272,9 @@ def test_file_to_features_matches_offline(tmp_path):
     torch.testing.assert_close(streamed, fe.offline(src.read()), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not present at {FSDD}")
 @pytest.mark.parametrize("name", ["0_george_0.wav", "7_jackson_12.wav", "9_yweweler_49.wav"])
 def test_fsdd_recording(name):
-    path = FSDD / name
-    if not path.exists():
-        pytest.skip(f"{name} not in FSDD")
+    path = require(FSDD / name)
     src = WavSource(path, chunk_ms=20)
     assert (src.sample_rate, src.channels, src.sample_width) == (8000, 1, 2)
     with wave.open(os.fspath(path)) as w:

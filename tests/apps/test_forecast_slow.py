@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _data import require
 
 from streamrnn.apps.forecast import demo_main
 
@@ -35,8 +36,7 @@ def test_full_demo_beats_naive_and_snarimax(tmp_path, capsys):
 
 def test_ett_reduced_online_forecast_beats_naive_on_the_test_block():
     ett = _example("ett_forecast")
-    if not ett.DATA.is_file():
-        pytest.skip(f"ETTh1 not found at {ett.DATA}")
+    require(ett.DATA)
     report = ett.run(ett.DATA, [24], ["univariate"], lr=1e-4, seed=0)
     scores = report["scores"][(24, "univariate")]
     assert scores["scored"] == 2880  # the standard test block's rows
@@ -47,8 +47,7 @@ def test_ett_reduced_online_forecast_beats_naive_on_the_test_block():
 
 def test_hapt_reduced_beats_the_majority_class_on_held_out_users():
     hapt = _example("hapt_activity")
-    if not (hapt.DATA / "RawData" / "labels.txt").is_file():
-        pytest.skip(f"HAPT not found at {hapt.DATA}")
+    require(hapt.DATA / "RawData" / "labels.txt")
     r = hapt.run(hapt.DATA, epochs=2, hidden=32, chunk=128, lr=2e-3, seed=0, log=lambda m: None)
     assert r["labelled_steps"] > 100_000
     assert r["accuracy"] > r["majority_accuracy"] + 0.1

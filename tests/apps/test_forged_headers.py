@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from _forge import forge
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 import streamrnn.apps.lm._model as lm_model
 import streamrnn.apps.lm._train as lm_train
@@ -43,7 +43,7 @@ def _forge_lm(src, dst, *, model=None, train=None, drop=None):
     meta["streamrnn.lm"] = json.dumps(lm)
     if drop:
         del tensors[drop]
-    save_file(tensors, str(dst), meta)
+    forge(dst, tensors, meta)
     return dst
 
 
@@ -96,7 +96,7 @@ def _forge_speech(src, dst, *, features=None, cell=None, drop=None, raw=None):
     if drop:
         del tensors[drop]
     meta.update(raw or {})
-    save_file(tensors, str(dst), meta)
+    forge(dst, tensors, meta)
     return dst
 
 
@@ -129,6 +129,6 @@ def test_a_missing_tensor_in_a_learner_header_is_a_value_error(lm_file, tmp_path
     name = next(k for k in tensors if not k.startswith("model."))
     del tensors[name]
     path = tmp_path / "partial.safetensors"
-    save_file(tensors, str(path), meta)
+    forge(path, tensors, meta)
     with pytest.raises(ValueError, match=str(path)):
         LMTrainer.resume(path, TEXT)

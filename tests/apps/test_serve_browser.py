@@ -2,7 +2,8 @@
 driven by selenium) opens the pages. The speech page hears a fake microphone playing
 spoken digits (``--use-file-for-fake-audio-capture``) and must list them; the forecast
 page must draw the replayed series and keep updating. Each test saves a screenshot of its
-page in docs/ (serve-speech.png, serve-forecast.png).
+page in out/screenshots/ (ignored by git; serve-speech.png, serve-forecast.png); the
+copies in docs/ that README shows are updated by hand from there.
 
 The expected digits come from the demo's clip list (FSDD file names), not from the model.
 """
@@ -23,7 +24,7 @@ from streamrnn.adapters.audio import WavSource, write_wav
 from streamrnn.apps.serve import BackgroundServer, ServeConfig
 from streamrnn.apps.speech import demo_path
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+SHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"  # git-ignored
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -88,8 +89,8 @@ def _run_speech_page(seconds: float | None, shot: str | None) -> tuple[list[int]
                     "return document.getElementById('digits').dataset.digits")
                 frames = driver.execute_script("return Number(document.body.dataset.frames)")
                 if shot is not None:
-                    DOCS.mkdir(exist_ok=True)
-                    driver.save_screenshot(str(DOCS / shot))
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    driver.save_screenshot(str(SHOTS / shot))
             finally:
                 driver.quit()
     finally:
@@ -127,8 +128,8 @@ def test_forecast_page_draws_and_updates():
                 blank = driver.execute_script(
                     "const c = document.createElement('canvas'); c.width = 1000;"
                     "c.height = 320; return c.toDataURL()")
-                DOCS.mkdir(exist_ok=True)
-                driver.save_screenshot(str(DOCS / "serve-forecast.png"))
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(str(SHOTS / "serve-forecast.png"))
             finally:
                 driver.quit()
     finally:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _forge import forge
 from safetensors.torch import save_file
 
 import streamrnn
@@ -77,11 +78,11 @@ def test_load_refuses_other_formats_and_versions(tmp_path, recognizer):
 
     with safe_open(str(good), framework="pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    save_file(tensors, str(path), {**meta, "version": "99"})
+    forge(path, tensors, {**meta, "version": "99"})
     with pytest.raises(ValueError, match="version must be"):
         DigitRecognizer.load(path)
     tensors["cell.rnn.weight_hh_l0"] = tensors["cell.rnn.weight_hh_l0"][:, :3].contiguous()
-    save_file(tensors, str(path), meta)
+    forge(path, tensors, meta)
     with pytest.raises(ValueError, match="must describe a RecurrentModel"):
         DigitRecognizer.load(path)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from _forge import forge
 from _oracle import make_model, states_equal
 
 import streamrnn
@@ -421,12 +422,12 @@ def test_safetensors_file_without_our_metadata_is_refused(saved, tmp_path):
 
 
 def rewrite(path, *, tensors=None, **meta_changes) -> None:
-    """Rewrite a state file with some metadata (or tensors) changed."""
+    """Rewrite a state file with some metadata (or tensors) changed, resealed."""
     with safetensors.safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata())
         old = {k: f.get_tensor(k) for k in f.keys()}
     meta.update(meta_changes)
-    safetensors.torch.save_file(old if tensors is None else tensors, str(path), meta)
+    forge(path, old if tensors is None else tensors, meta)
 
 
 def test_other_format_version_is_refused(saved):

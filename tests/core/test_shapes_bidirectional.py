@@ -5,11 +5,11 @@ on real smartphone motion (HAPT)."""
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _data import DATA, require
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -21,7 +21,7 @@ from streamrnn.learn import OnlineLearner
 from streamrnn.lookahead import Bidirectional, Lookahead
 from streamrnn.stream import Stream
 
-HAPT = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensors" / "hapt" / "RawData"
+HAPT = DATA / "sensors" / "hapt" / "RawData"
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,7 @@ def motion() -> torch.Tensor:
     """300 steps of 6-channel smartphone motion (acc + gyro) while walking (samples
     9,700 to 9,999 of user 1's first recording), standardised, float64."""
     acc = HAPT / "acc_exp01_user01.txt.gz"
-    if not acc.exists():
-        pytest.skip(f"{acc} is absent")
+    require(acc)
     with gzip.open(acc, "rt") as f, gzip.open(HAPT / "gyro_exp01_user01.txt.gz", "rt") as g:
         x = np.concatenate([np.loadtxt(f, max_rows=10_000), np.loadtxt(g, max_rows=10_000)], 1)
     x = torch.tensor(x[9700:10_000])

@@ -8,27 +8,23 @@ target is learned from.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
+from _data import DATA, require
 
 from streamrnn.cells import LSTM
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ETT = DATA / "sensors" / "ett" / "ETTh1.csv"
 TEXT = DATA / "text" / "tinyshakespeare.txt"
 
 
 def ett_column(rows: int, column: str) -> tuple[np.ndarray, np.ndarray]:
     """One ETTh1 column and the hour of day of each row."""
-    if not ETT.exists():
-        pytest.skip(f"{ETT} is absent")
-    with ETT.open() as f:
+    with require(ETT).open() as f:
         reader = csv.DictReader(f)
         recs = [next(reader) for _ in range(rows)]
     hours = np.array([int(r["date"][11:13]) for r in recs])
@@ -70,9 +66,7 @@ def test_char_model_on_twenty_parallel_streams_beats_the_unigram_model():
     """Next character of tiny-shakespeare, 20 streams of the same text (batchified) in one
     batch: the last quarter's prequential cross-entropy is below the unigram entropy of
     the same text (a frequency model that knew all counts in advance)."""
-    if not TEXT.exists():
-        pytest.skip(f"{TEXT} is absent")
-    text = TEXT.read_text()
+    text = require(TEXT).read_text()
     vocab = {ch: i for i, ch in enumerate(sorted(set(text)))}
     ids = torch.tensor([vocab[ch] for ch in text[:40_000]])
     data = ids.reshape(20, -1)

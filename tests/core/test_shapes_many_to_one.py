@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _data import DATA, require
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
 from streamrnn.shapes import ManyToOne, PooledStream
 
-HAPT = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensors" / "hapt" / "RawData"
+HAPT = DATA / "sensors" / "hapt" / "RawData"
 
 
 def read(path: Path) -> np.ndarray:
@@ -31,8 +32,7 @@ def read(path: Path) -> np.ndarray:
 def windows():
     """Windows of 128 samples (50 Hz, taken every 2nd sample: 64 steps of 6 channels) of
     the 6 basic activities from the first 12 recordings; labels 0..5; user of each."""
-    if not (HAPT / "labels.txt").exists():
-        pytest.skip(f"{HAPT} is absent")
+    require(HAPT / "labels.txt")
     labels = np.loadtxt(HAPT / "labels.txt", dtype=np.int64)
     xs, ys, users = [], [], []
     for exp, user in sorted({(int(e), int(u)) for e, u in labels[:, :2]})[:12]:

@@ -3,11 +3,10 @@ disturbing the live state, the weights or what the learner does next."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from _data import DATA, require
 from river import datasets
 
 from streamrnn.cells import GRU, LSTM
@@ -15,7 +14,7 @@ from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
 from streamrnn.shapes import rollout
 
-TEXT = Path(__file__).resolve().parents[3] / "shared" / "data" / "text" / "tinyshakespeare.txt"
+TEXT = DATA / "text" / "tinyshakespeare.txt"
 
 
 def passengers() -> torch.Tensor:
@@ -71,8 +70,7 @@ def test_rollout_equals_feeding_the_outputs_back_by_hand():
 
 
 def test_token_rollout_generates_text_greedily_or_by_seeded_sampling():
-    if not TEXT.exists():
-        pytest.skip(f"{TEXT} is absent")
+    require(TEXT)
     text = TEXT.read_text()
     chars = sorted(set(text))
     vocab = {ch: i for i, ch in enumerate(chars)}

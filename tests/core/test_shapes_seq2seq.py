@@ -4,23 +4,22 @@ forecasts the next 6 hours as one sequence, learned online on ETTh1."""
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _data import DATA, require
 
 from streamrnn.cells import GRU, LSTM
 from streamrnn.heads import Readout
 from streamrnn.learn import OnlineLearner
 from streamrnn.shapes import Seq2Seq
 
-ETT = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensors" / "ett" / "ETTh1.csv"
+ETT = DATA / "sensors" / "ett" / "ETTh1.csv"
 
 
 def hufl(rows: int):
-    if not ETT.exists():
-        pytest.skip(f"{ETT} is absent")
+    require(ETT)
     with ETT.open() as f:
         reader = csv.DictReader(f)
         recs = [next(reader) for _ in range(rows)]

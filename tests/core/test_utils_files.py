@@ -185,7 +185,7 @@ def test_header_then_tensors_round_trip_and_check_format_and_version(tmp_path):
     path = tmp_path / "ok.safetensors"
     save_file({"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2, dtype=torch.int64)},
               str(path), {"format": "mine", "version": "2", "cfg": json.dumps({"h": 3})})
-    head = read_header(path, format="mine", versions=("1", "2"))
+    head = read_header(path, format="mine", versions=("1", "2"), checksum=False)
     assert head.json("cfg") == {"h": 3} and head.numel() == 8
     assert {k: t.shape for k, t in head.tensors.items()} == {"a": (2, 3), "b": (2,)}
     assert torch.equal(read_tensors(head, ["a"])["a"], torch.arange(6.0).reshape(2, 3))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _data import ett, shakespeare
+from _data import approval, shakespeare
 from torch import nn
 
 from streamrnn.cells import GRU, LSTM
@@ -79,7 +79,7 @@ def test_k1_equals_k2_is_the_canonical_loop(opt, chunking):
 
 
 def test_k1_equals_k2_regression_matches_canonical_on_sensor_data():
-    series = ett(400, dtype=torch.float32)
+    series = approval(400, dtype=torch.float32)
     x, y = series[None, :-1], series[None, 1:, 6:]  # all 7 columns -> next oil temperature
     k, windows = 16, 10
 
@@ -194,7 +194,7 @@ def splits(steps: int, seed: int) -> list[int]:
 @pytest.mark.parametrize("k1,k2,layers,batch", [(3, 7, 1, 1), (4, 12, 2, 2), (5, 5, 2, 2),
                                                  (2, 9, 1, 3)])
 def test_k1_below_k2_gradients_equal_brute_force(k1, k2, layers, batch):
-    series = ett(100)
+    series = approval(100)
     x = torch.stack([series[i * 7: i * 7 + 80, :3] for i in range(batch)])  # (B, 80, 3)
     y = torch.stack([series[i * 7 + 1: i * 7 + 81, 6:] for i in range(batch)])
     hidden, lr = 6, 0.05
@@ -223,7 +223,7 @@ def test_late_targets_equal_brute_force(delay):
     """The target of step t arrives (via learn) after step t + delay; with k2 >= k1 + delay
     none is dropped and each update learns the targets that arrived since the last one."""
     k1, k2, hidden, lr = 4, 10, 5, 0.05
-    series = ett(70)
+    series = approval(70)
     x, y = series[None, :64, :3], series[None, 1:65, 6:]
     learner = OnlineLearner(model64(3, hidden, 1), optimizer=RecordingSGD, lr=lr,
                             k1=k1, k2=k2, clip=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _data import ett, shakespeare
+from _data import approval, shakespeare
 
 from streamrnn.bank import StreamBank
 from streamrnn.cells import GRU, LSTM
@@ -65,7 +65,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_save_load_resume_equals_an_uninterrupted_run(case, tmp_path):
     make, run, n = CASES[case]
-    data = shakespeare(400)[0] if case.startswith("token") else ett(200, torch.float32)
+    data = shakespeare(400)[0] if case.startswith("token") else approval(200, torch.float32)
     straight = make()
     run(straight, data, 0, n)
     want = run(straight, data, n, 2 * n)
@@ -89,7 +89,7 @@ def test_save_load_resume_equals_an_uninterrupted_run(case, tmp_path):
 
 
 def test_state_dict_round_trip_in_memory():
-    series = ett(60, torch.float32)
+    series = approval(60, torch.float32)
     a = sensor_learner()
     run_sensor(a, series, 0, 20)
     b = sensor_learner()
@@ -98,7 +98,7 @@ def test_state_dict_round_trip_in_memory():
 
 
 def test_a_checkpoint_refuses_a_learner_it_does_not_fit(tmp_path):
-    series = ett(40, torch.float32)
+    series = approval(40, torch.float32)
     a = sensor_learner()
     run_sensor(a, series, 0, 20)
     path = tmp_path / "a.safetensors"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _data import ett
+from _data import approval
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +25,7 @@ def weights(learner):
 # -- late targets ------------------------------------------------------------------------
 def test_late_target_accepted_inside_the_next_window_dropped_and_counted_outside():
     learner = OnlineLearner(model(), k1=4, k2=4, optimizer=torch.optim.SGD, lr=0.1)
-    learner.push(ett(8)[:8])  # the update at 8 is due: its window is steps 4..7
+    learner.push(approval(8)[:8])  # the update at 8 is due: its window is steps 4..7
     assert not learner.learn(3, [1.0])
     assert learner.learn(4, [1.0]) and learner.learn(7, [0.5])
     assert not learner.learn(7, [0.0])
@@ -41,7 +41,7 @@ def test_late_target_accepted_inside_the_next_window_dropped_and_counted_outside
 
 def test_a_target_arriving_after_its_window_moved_on_is_dropped():
     learner = OnlineLearner(model(), k1=4, k2=6)
-    learner.push(ett(12)[:9])  # next update at 12: window steps 6..11
+    learner.push(approval(12)[:9])  # next update at 12: window steps 6..11
     assert [learner.learn(t, [0.0]) for t in (5, 6, 8)] == [False, True, True]
     assert learner.counts["late_dropped"] == 1
 
@@ -51,14 +51,14 @@ def test_horizon_drops_and_counts_targets_that_miss_their_window(k2, dropped):
     """Horizon 2, k1 = 4: the targets of the last 2 steps of a window arrive after its
     update; with k2 = k1 they are dropped (2 per window), with k2 >= k1 + 2 none is."""
     learner = OnlineLearner(model(), k1=4, k2=k2, horizon=2, horizon_column=6)
-    learner.push(ett(40))
+    learner.push(approval(40))
     assert learner.counts["late_dropped"] == dropped
     learner.flush()
     assert learner.counts["learned"] == 38 - dropped
 
 
 def test_horizon_mode_equals_the_same_targets_given_late_with_learn():
-    series = ett(60)
+    series = approval(60)
     a = OnlineLearner(model(), k1=4, k2=9, horizon=3, horizon_column=[6], lr=1e-2)
     b = OnlineLearner(model(), k1=4, k2=9, lr=1e-2)
     pa, pb = [], []
@@ -80,7 +80,7 @@ def test_horizon_mode_equals_the_same_targets_given_late_with_learn():
 def test_learning_is_chunk_invariant(sizes):
     """Updates happen at window ends whatever the chunking, so predictions and weights
     equal those of one push (float64, to rounding)."""
-    series = ett(64)
+    series = approval(64)
     whole = OnlineLearner(model(), k1=3, k2=7, horizon=1, horizon_column=6, lr=1e-2)
     want = whole.push(series)
     whole.flush()
@@ -98,7 +98,7 @@ def test_learning_is_chunk_invariant(sizes):
 
 # -- many streams ----------------------------------------------------------------------------
 def test_streams_completing_a_window_together_share_one_optimizer_step():
-    series = ett(40, dtype=torch.float32)
+    series = approval(40, dtype=torch.float32)
     learner = OnlineLearner(model(dtype=torch.float32), k1=5)
     x = torch.stack([series[:20], series[20:40]])
     learner.push_many(["s1", "s2"], x, x[:, :, 6:])
@@ -110,7 +110,7 @@ def test_streams_completing_a_window_together_share_one_optimizer_step():
 
 
 def test_push_many_order_of_keys_does_not_matter():
-    series = ett(30)
+    series = approval(30)
     x = torch.stack([series[:15], series[15:30]])
     a = OnlineLearner(model(), k1=5, lr=1e-2)
     b = OnlineLearner(model(), k1=5, lr=1e-2)
@@ -128,7 +128,7 @@ def test_masked_class_targets_learn_only_the_given_steps():
     torch.manual_seed(0)
     clf = RecurrentModel(LSTM(7, 8, seed=0), Readout(8, 3, seed=1))
     learner = OnlineLearner(clf, k1=6, target_kind="classes")
-    series = ett(12, dtype=torch.float32)
+    series = approval(12, dtype=torch.float32)
     labels = (series[:, 6] > 0).long() + (series[:, 6] > 1).long()
     mask = torch.zeros(12, dtype=torch.bool)
     mask[[2, 5, 11]] = True

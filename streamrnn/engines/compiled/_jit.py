@@ -24,6 +24,8 @@ from pathlib import Path
 from numba import njit, types
 from numba.extending import overload, register_jitable
 
+from ..._numba import lock_cache
+
 __all__ = ["OPTIONS", "helper", "kernel", "stamp", "typed"]
 
 OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
@@ -31,8 +33,13 @@ OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 #: Decorator of a compiled function called from kernels (compiled into its callers).
 helper = register_jitable(**OPTIONS)
 
-#: Decorator of a kernel called from Python (compiled once, cached on disk).
-kernel = njit(cache=True, nogil=True, **OPTIONS)
+_njit = njit(cache=True, nogil=True, **OPTIONS)
+
+
+def kernel(function):
+    """Decorator of a kernel called from Python: compiled once, cached on disk, its cache
+    locked across processes (:func:`streamrnn.utils.lock_cache`)."""
+    return lock_cache(_njit(function))
 
 _HERE = Path(__file__).resolve().parent
 
