@@ -14,10 +14,11 @@ deep-river==0.3.4 pytest``). Its LSTMForecaster uses its benchmark's settings
 (window 12, hidden 16).
 
 streamrnn's RNNForecaster runs on its default engine (``engine="auto"``: the compiled
-numba kernels); ``--torch-engine`` adds a row for the same model on torch's
-OnlineLearner (the same MAE, 30-40x slower). The numba kernels are compiled (or
-loaded from the on-disk cache) on first use, inside the first repeat; the rates are
-medians over the repeats.
+numba kernels), combined online with the last value and SNARIMAX(3, 1, 3) (its default,
+``combine=True``); the row "network alone" is ``combine=False``; ``--torch-engine``
+adds a row for the same model on torch's OnlineLearner (the same MAE, 30-40x slower).
+The numba kernels are compiled (or loaded from the on-disk cache) on first use, inside
+the first repeat; the rates are medians over the repeats.
 
 Run::
 
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     series = load_series()
     models = {
         "streamrnn RNNForecaster": lambda m, first: RNNForecaster(seed=0),
+        "streamrnn RNNForecaster, network alone": (
+            lambda m, first: RNNForecaster(seed=0, combine=False)),
         "river SNARIMAX": snarimax,
         "river HoltWinters": lambda m, first: holt_winters(m),
         "last value": lambda m, first: LastValue(),

@@ -40,7 +40,16 @@ from streamrnn.cells import LSTM
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
 
-TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"
+
+def _data_dir() -> Path:
+    # ../shared/data beside the checkout (or beside a folder above it, e.g. a worktree)
+    for folder in Path(__file__).resolve().parents[1:]:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+TEXT = _data_dir() / "text" / "tinyshakespeare.txt"
 EMB, HIDDEN, LAYERS, BATCH, BPTT, CLIP, LR = 200, 200, 2, 20, 35, 0.25, 20.0
 
 

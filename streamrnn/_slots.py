@@ -4,7 +4,8 @@ Every live stream owns one slot: one row of its owner's preallocated buffers. Th
 keeps the key -> slot mapping, the least-recently-used order, growth by doubling up to
 ``max_streams`` and eviction at the limit. It holds no data: the owner passes callbacks
 that grow its buffers and put rows back to the initial state. One key rule serves every
-owner (:func:`check_key`).
+owner (:func:`check_key`); an owner with a default stream (the learner's ``key=None``)
+also takes ``None`` (``SlotTable(..., default_key=True)``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["MAX_KEY_DEPTH", "SlotTable", "check_key", "is_key"]
+__all__ = ["MAX_KEY_DEPTH", "SlotTable", "check_key", "is_key", "key_from_json"]
 
 #: Deepest tuple nesting a key may have ((("a", 1), 2) has depth 2).
 MAX_KEY_DEPTH = 8
@@ -47,13 +48,42 @@ def check_key(key, name: str = "key") -> None:
     ValueError: key must be a str, an int, or a tuple of them (nested at most 8 deep), got float 2.5
     """
     if not is_key(key):
-        shown = repr(key)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        raise ValueError(
-            f"{name} must be a str, an int, or a tuple of them (nested at most "
-            f"{MAX_KEY_DEPTH} deep), got {type(key).__name__} {shown}"
-        )
+        raise _not_a_key(name, key)
+
+
+def _not_a_key(name: str, key, kind: type | None = None) -> ValueError:
+    shown = repr(key)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return ValueError(
+        f"{name} must be a str, an int, or a tuple of them (nested at most "
+        f"{MAX_KEY_DEPTH} deep), got {(kind or type(key)).__name__} {shown}"
+    )
+
+
+def key_from_json(value, name: str = "key", *, none: bool = False, depth: int = 0):
+    """The key that ``streamrnn._io.encode_key`` wrote as ``value`` (str and int as they
+    are, a tuple as ``{"t": [...]}``; ``None`` too with ``none``), by the rule of
+    :func:`is_key`; anything else, a nesting deeper than :data:`MAX_KEY_DEPTH` included,
+    is a ``ValueError`` naming ``name`` (a file is never trusted).
+
+    Examples
+    --------
+    >>> key_from_json({"t": ["room", {"t": [2, "b"]}]})
+    ('room', (2, 'b'))
+    >>> key_from_json(2.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: key must be a str, an int, or a tuple of them (nested at most 8 deep), got float 2.5
+    """
+    kind = type(value)
+    if kind is str or kind is int or (value is None and none and depth == 0):
+        return value
+    if kind is dict and list(value) == ["t"] and type(value["t"]) is list:
+        if depth < MAX_KEY_DEPTH:
+            return tuple(key_from_json(v, name, depth=depth + 1) for v in value["t"])
+        raise _not_a_key(name, f"a tuple nested deeper than {MAX_KEY_DEPTH}", tuple)
+    raise _not_a_key(name, value)
 
 
 class SlotTable:
@@ -72,6 +102,9 @@ class SlotTable:
         evicted or dropped one).
     counts : dict
         The owner's counters; ``counts["evicted"]`` counts evictions.
+    default_key : bool
+        Whether ``None`` is a key too (the owner's default stream, e.g. the learner's
+        ``push(chunk)`` without a key).
 
     Attributes
     ----------
@@ -99,8 +132,10 @@ class SlotTable:
         grow: Callable[[int, int], None],
         reset: Callable[[list[int]], None],
         counts: dict,
+        default_key: bool = False,
     ) -> None:
         self.max_streams = max_streams
+        self.default_key = default_key
         self._grow_rows = grow
         self._reset_rows = reset
         self.counts = counts
@@ -115,7 +150,7 @@ class SlotTable:
         self.last_used = np.zeros(capacity, dtype=np.int64)
         self.tick = 0
         self.generation += 1
-        self._memo: tuple = (None, None, None)  # keys, their types, slots
+        self._memo: tuple = (None, None, None, False)  # keys, their types, slots, tuples?
 
     @property
     def capacity(self) -> int:
@@ -126,7 +161,17 @@ class SlotTable:
         return len(self.slot_of)
 
     def __contains__(self, key) -> bool:
-        return is_key(key) and key in self.slot_of
+        return self.is_key(key) and key in self.slot_of
+
+    def is_key(self, key) -> bool:
+        """Whether ``key`` is a key of this table (:func:`is_key`, or ``None`` with
+        ``default_key``)."""
+        return is_key(key) or (key is None and self.default_key)
+
+    def check_key(self, key, name: str = "key") -> None:
+        """:func:`check_key`, with ``None`` accepted when ``default_key``."""
+        if key is not None or not self.default_key:
+            check_key(key, name)
 
     # -- lookups -------------------------------------------------------------------
     def lookup(self, keys: list) -> np.ndarray:
@@ -137,8 +182,8 @@ class SlotTable:
         (the steady state of a live bank: the same key objects, or equal keys of the same
         types) reuses the last answer.
         """
-        if self._remembered(keys):
-            memo_slots = self._memo[2]
+        memo_slots = self.recall(keys)
+        if memo_slots is not None:
             self.stamp(memo_slots)
             return memo_slots
         self._check(keys)
@@ -163,28 +208,41 @@ class SlotTable:
             self.generation += 1
         out = np.asarray(slots, dtype=np.int64)
         self.stamp(out)
-        self._memo = (list(keys), list(map(type, keys)), out)
+        types = list(map(type, keys))
+        self._memo = (list(keys), types, out, tuple in types)
         return out
+
+    def recall(self, keys: list) -> np.ndarray | None:
+        """The slots of ``keys`` when they are the key list of the last :meth:`lookup`
+        (the same key objects, or equal keys of the same types) and no slot was freed
+        since, else ``None``; nothing changes (the returned array is the table's: do not
+        modify it).
+
+        An owner that may still decline a push asks this first and stamps (:meth:`stamp`)
+        once it takes the push, as :meth:`lookup` would have.
+        """
+        memo_keys, memo_types, memo_slots, tuples = self._memo
+        if memo_keys is None or len(keys) != len(memo_keys):
+            return None
+        if all(map(operator.is_, keys, memo_keys)):
+            return memo_slots
+        # Equal keys of the same types; a tuple equal to a key may hold what the rule
+        # refuses (("a", True) == ("a", 1)), so tuples are checked.
+        if keys == memo_keys and list(map(type, keys)) == memo_types and (
+                not tuples or all(map(is_key, keys))):
+            return memo_slots
+        return None
 
     def validate(self, keys: list) -> None:
         """Raise ``ValueError`` unless ``keys`` are distinct stream keys, at most
         ``max_streams`` of them; changes nothing. The key list of the last lookup (the
         steady state of a live bank) is known good and not checked again."""
-        if not self._remembered(keys):
+        if self.recall(keys) is None:
             self._check(keys)
-
-    def _remembered(self, keys: list) -> bool:
-        # Whether ``keys`` is the last lookup's list: the same key objects, or equal keys
-        # of the same types (so ``True`` is never taken for the stream ``1``).
-        memo_keys, memo_types, _ = self._memo
-        return memo_keys is not None and len(keys) == len(memo_keys) and (
-            all(map(operator.is_, keys, memo_keys))
-            or (keys == memo_keys and list(map(type, keys)) == memo_types)
-        )
 
     def _check(self, keys: list) -> None:
         for key in keys:
-            check_key(key)
+            self.check_key(key)
         if len(keys) > self.max_streams:
             raise ValueError(
                 f"a push may hold at most max_streams = {self.max_streams} streams, "
@@ -198,12 +256,19 @@ class SlotTable:
     def stamp(self, slots) -> None:
         """Mark ``slots`` used now, in order (each its own tick)."""
         n = len(slots)
+        if n <= 8:  # a few scalar writes beat building an index array
+            tick, last_used = self.tick, self.last_used
+            for slot in slots:
+                tick += 1
+                last_used[slot] = tick
+            self.tick = tick
+            return
         self.last_used[slots] = np.arange(self.tick + 1, self.tick + n + 1)
         self.tick += n
 
     def slot(self, key) -> int:
         """The slot of a live key; ``ValueError`` if it is not one."""
-        if not is_key(key):
+        if not self.is_key(key):
             raise ValueError(
                 f"key {key!r} is not a live stream (keys are str, int, or tuples of them; "
                 f"got {type(key).__name__})"
@@ -229,7 +294,7 @@ class SlotTable:
         self.key_of[slot] = None
         self._free.append(slot)
         self.generation += 1
-        self._memo = (None, None, None)
+        self._memo = (None, None, None, False)
 
     def restore(self, keys: list, last_used: np.ndarray, tick: int) -> None:
         """After :meth:`clear`: keys at slots ``0 .. n-1`` with their recency (a loaded

@@ -1,4 +1,4 @@
-"""Twin learners: one with the fast lanes, one with ``_fast_lane = False`` (the general
+"""Twin learners: one with the fast lanes, one with ``stepper.fast = False`` (the general
 path), and bitwise comparison of everything they hold."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ __all__ = ["assert_same", "assert_same_outputs", "count_calls", "twins"]
 
 def twins(make):
     fast, slow = make(), make()
-    slow._fast_lane = False
+    slow.stepper.fast = False
     return fast, slow
 
 
@@ -28,17 +28,19 @@ def assert_same(a: OnlineLearner, b: OnlineLearner) -> None:
             w = sb["state"][i][k]
             assert torch.equal(v, w) if torch.is_tensor(v) else v == w, (i, k)
     assert a.counts == b.counts
-    assert (a.last_loss, a.last_reset, a._version) == (b.last_loss, b.last_reset, b._version)
+    assert (a.last_loss, a.last_reset, a.updater.version) == (
+        b.last_loss, b.last_reset, b.updater.version)
     ra, rb = a.rows, b.rows
-    assert ra.slot_of == rb.slot_of and ra.tick == rb.tick
-    for name in ("xbuf", "ybuf", "enter_h", "enter_c"):
-        x, y = getattr(ra, name), getattr(rb, name)
-        assert (x is None and y is None) or torch.equal(x, y), name
-    assert ra.live.parts == rb.live.parts
+    assert ra.table.slot_of == rb.table.slot_of and ra.table.tick == rb.table.tick
+    for name in ("xbuf", "ybuf"):
+        assert torch.equal(getattr(ra, name), getattr(rb, name)), name
+    assert ra.live.parts == rb.live.parts and ra.enter.keys() == rb.enter.keys()
     for part in ra.live.parts:
         assert torch.equal(ra.live[part], rb.live[part]), f"live.{part}"
-    for name in ("tstat", "count", "due", "last_used"):
+        assert torch.equal(ra.enter[part], rb.enter[part]), f"enter.{part}"
+    for name in ("tstat", "count", "due"):
         assert np.array_equal(getattr(ra, name), getattr(rb, name)), name
+    assert np.array_equal(ra.table.last_used, rb.table.last_used), "last_used"
 
 
 def assert_same_outputs(got: list, want: list) -> None:

@@ -1,10 +1,11 @@
 """Online forecasting of a sensor series: predict, then learn, while the data streams.
 
 A CSV column (or any series of timestamped records) is forecast ``H`` grid steps ahead at
-every step by a stateful LSTM that learns online with TBPTT while it forecasts, next to
-two baselines scored on exactly the same steps: the naive last value and river's
-SNARIMAX. The command line is ``streamrnn forecast FILE.csv --target COL --horizon H``;
-``streamrnn demo`` runs it on river's bundled WaterFlow series (nothing is downloaded).
+every step by a stateful LSTM that learns online with TBPTT while it forecasts, combined
+online with the simple forecasters (the naive last value, river's SNARIMAX and,
+optionally, the seasonal last value), all scored on exactly the same steps. The command
+line is ``streamrnn forecast FILE.csv --target COL --horizon H``; ``streamrnn demo``
+runs it on river's bundled WaterFlow series (nothing is downloaded).
 
 Protocol
 --------
@@ -30,11 +31,21 @@ Model
     exactly the naive forecast. Features are scaled online (running mean / std; changes
     by running mean absolute changes) and include the last changes, distances to moving
     averages, observed flags, the input columns and hour-of-day / day-of-week phases.
+Combination
+    Prediction with expert advice (:class:`streamrnn.river.experts.ExpertMix`): the
+    forecast is the weighted mean of the LSTM's, the last value's and SNARIMAX's (and,
+    given a ``season``, the seasonal last value's: the value one season of grid steps
+    before the target, see :func:`natural_season`), with NormalHedge weights on absolute
+    errors. The forecast
+    of ``y[t + H]`` is scored, and moves the weights, only when ``y[t + H]`` arrives, so
+    the weights used at ``t`` depend on nothing after ``t``.
 Scoring
     MAE in the target's units over the forecasts whose target time was observed (and lies
     in ``[score_from, score_until)`` if given). The naive forecast of ``y[t + H]`` is
     ``y[t]``; SNARIMAX learns ``y[t]`` (held values in gaps) and forecasts ``H`` ahead.
-    All three are scored on the same forecasts.
+    The seasonal last value of ``y[t + H]`` is ``y[t + H - m]`` (``m`` the season, whole
+    seasons back when ``H > m``; the last value where that row does not exist). All are
+    scored on the same forecasts.
 
 Examples
 --------
@@ -42,8 +53,9 @@ Examples
 >>> from streamrnn.apps.forecast import demo_main, demo_path, forecast_csv
 >>> result = forecast_csv(demo_path(), target="Water flow [l/s]", horizon=3,
 ...                       time_column="Time", max_records=300)
->>> sorted(result.summary())
-['mae', 'naive_mae', 'plot', 'rows', 'snarimax_mae']
+>>> sorted(result.summary())  # doctest: +NORMALIZE_WHITESPACE
+['mae', 'naive_mae', 'plot', 'rnn_mae', 'rows', 'season', 'seasonal_mae', 'snarimax_mae',
+ 'weights']
 >>> result.rows, int(result.scored.sum()), result.counts["records"]
 (301, 297, 300)
 >>> round(result.naive_mae, 4)  # y[t] as the forecast of y[t + 3], on the same 297 steps
@@ -72,7 +84,7 @@ from ._cli import (
 )
 from ._model import OnlineForecaster
 from ._result import ForecastResult, make_snarimax
-from ._run import forecast_csv, parse_duration
+from ._run import forecast_csv, natural_season, parse_duration
 
 __all__ = [
     "ForecastBank",
@@ -83,6 +95,7 @@ __all__ = [
     "forecast_csv",
     "forecast_main",
     "make_snarimax",
+    "natural_season",
     "parse_duration",
     "register_demo",
     "register_forecast",

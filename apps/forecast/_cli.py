@@ -31,8 +31,9 @@ __all__ = [
 DEMO_HORIZON = 6
 DEMO_TARGET = "Water flow [l/s]"
 _HELP_FORECAST = ("Forecast a CSV column H steps ahead with a stateful LSTM that learns "
-                  "online while it forecasts (predict, then learn), next to the naive last "
-                  "value and river's SNARIMAX scored on the same steps.")
+                  "online while it forecasts (predict, then learn), combined online with the "
+                  "last value and river's SNARIMAX (and a seasonal last value) by weights "
+                  "learned from their errors as targets arrive; all scored on the same steps.")
 _HELP_DEMO = ("Run the online forecast on river's bundled WaterFlow series (1,268 hourly "
               "readings, l/s): no download, well under a minute.")
 
@@ -54,12 +55,18 @@ def demo_path() -> str:
 def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--json", action="store_true",
                         help='print one JSON line last: {"rows", "mae", "naive_mae", '
-                        '"snarimax_mae", "plot"}')
+                        '"snarimax_mae", "rnn_mae", "seasonal_mae", "season", "weights", '
+                        '"plot"}')
     parser.add_argument("--out", default=out_default, metavar="DIR",
                         help=f"folder for the forecasts CSV and the PNG plot (default "
                         f"{out_default})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-snarimax", action="store_true", help="skip the SNARIMAX baseline")
+    parser.add_argument("--no-combine", action="store_true",
+                        help="forecast with the LSTM alone (no online combination)")
+    parser.add_argument("--season", type=int, default=None, metavar="N",
+                        help="grid steps in a season: adds the seasonal last value to the "
+                        "combination (e.g. 24 for hourly rows; default: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights (default 0)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: fastest for this small model)")
@@ -165,8 +172,8 @@ def _execute(prog: str, args, *, path: str, target: str, title, stem: str,
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
         result = forecast_csv(path, target=target, horizon=args.horizon, seed=args.seed,
-                              snarimax=not args.no_snarimax,
-                              progress=not args.no_progress, **options)
+                              snarimax=not args.no_snarimax, combine=not args.no_combine,
+                              season=args.season, progress=not args.no_progress, **options)
         if not result.scored.any():
             raise ValueError(f"{path}: no forecast could be scored: {result.rows} grid rows, "
                              f"a {args.horizon}-step forecast needs an observed value "
@@ -262,11 +269,13 @@ def demo_main(argv: list[str] | None = None) -> int:
     <BLANKLINE>
     | forecaster | MAE | vs naive |
     |---|---:|---:|
-    | streamrnn (online LSTM) | ... | ... |
+    | streamrnn (combination) | ... | ... |
+    | online LSTM alone | ... | ... |
     | naive (last value) | ... | 1.000 |
     | river SNARIMAX(3,1,3) | ... | ... |
     <BLANKLINE>
     rows 100 on the 1 h grid (100 records), 94 forecasts scored, ... s to read, forecast and learn
+    weights now: rnn ..., last ..., snarimax ...
     plot:      .../waterflow-h6.png
     forecasts: .../waterflow-h6.csv
     0

@@ -46,7 +46,8 @@ def _cell(v: float) -> str:
 
 
 def write_csv(result, path: str) -> None:
-    """One row per forecast: ``time, actual, forecast, naive, snarimax``, written atomically.
+    """One row per forecast: ``time, actual, forecast, naive, snarimax, rnn, seasonal``,
+    written atomically.
 
     ``time`` is the time the forecast is for (ISO-8601 UTC); ``actual`` is empty where the
     target was not observed (or lies past the data); floats are written exactly (repr).
@@ -54,9 +55,12 @@ def write_csv(result, path: str) -> None:
 
     text = io.StringIO(newline="")
     out = csv.writer(text)
-    out.writerow(["time", "actual", "forecast", "naive", "snarimax"])
+    out.writerow(["time", "actual", "forecast", "naive", "snarimax", "rnn", "seasonal"])
+    blank = np.full(len(result.times), math.nan)
+    rnn = blank if result.rnn is None else result.rnn
+    seasonal = blank if result.seasonal is None else result.seasonal
     for row in zip(result.times, result.actual, result.forecast, result.naive,
-                   result.snarimax, strict=True):
+                   result.snarimax, rnn, seasonal, strict=True):
         out.writerow([iso(float(row[0])), *(_cell(v) for v in row[1:])])
     atomic_write_text(path, text.getvalue())
 
@@ -108,7 +112,13 @@ def write_plot(result, path: str, title: str | None = None) -> None:
 
 def format_table(result, *, title: str) -> str:
     """The human summary: MAE of each forecaster on the same steps, data counts, files."""
-    rows = [("streamrnn (online LSTM)", result.mae), ("naive (last value)", result.naive_mae)]
+    combined = bool(result.weights)
+    rows = [("streamrnn (combination)" if combined else "streamrnn (online LSTM)", result.mae)]
+    if combined:
+        rows.append(("online LSTM alone", result.rnn_mae))
+    rows.append(("naive (last value)", result.naive_mae))
+    if result.seasonal_mae is not None:
+        rows.append((f"seasonal last value ({result.season} steps)", result.seasonal_mae))
     if result.snarimax_mae is not None:
         rows.append(("river SNARIMAX(3,1,3)", result.snarimax_mae))
     naive = result.naive_mae
@@ -124,6 +134,8 @@ def format_table(result, *, title: str) -> str:
         f"({c.get('records', 0):,} records), {n_scored:,} forecasts scored, "
         f"{result.seconds:.1f} s to read, forecast and learn",
     ]
+    if combined:
+        lines.append("weights now: " + ", ".join(f"{k} {v:.2f}" for k, v in result.weights.items()))
     notes = [f"{c[k]:,} {label}" for k, label in _COUNTED if c.get(k)]
     if notes:
         lines.append("data: " + ", ".join(notes))

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamrnn.river.baselines import make_snarimax as _make_snarimax
+
 from ._output import write_csv, write_plot
 
 __all__ = ["ForecastResult", "make_snarimax"]
@@ -19,10 +21,9 @@ __all__ = ["ForecastResult", "make_snarimax"]
 def make_snarimax():
     """The SNARIMAX baseline: ARIMA(3, 1, 3) learned online by river.
 
-    A standard scaler and a linear regression by SGD (lr 1e-3, gradient clipped to 1):
-    river's documented AirlinePassengers setting (p = q = 12, SGD 0.01, intercept_lr 0.3)
-    diverges on WaterFlow and ETTh1 (MAE above 1e10); this one is stable, and the best of
-    a small grid (p in 1, 3, 12, 24; q in 0, 3; seasonal or not) on both series.
+    :func:`streamrnn.river.baselines.make_snarimax` (a standard scaler and a linear
+    regression by SGD, lr 1e-3, gradient clipped to 1: river's documented
+    AirlinePassengers setting diverges on WaterFlow and ETTh1).
 
     Examples
     --------
@@ -32,11 +33,7 @@ def make_snarimax():
     >>> len(model.forecast(3))
     3
     """
-    from river import linear_model, optim, preprocessing, time_series
-
-    reg = linear_model.LinearRegression(optimizer=optim.SGD(1e-3), intercept_lr=1e-3,
-                                        clip_gradient=1.0)
-    return time_series.SNARIMAX(p=3, d=1, q=3, regressor=preprocessing.StandardScaler() | reg)
+    return _make_snarimax()
 
 
 @dataclass
@@ -46,8 +43,12 @@ class ForecastResult:
     Arrays have one entry per forecast (one per grid row): ``times`` is the time the
     forecast is *for* (the row's time + ``horizon * period``, epoch seconds), ``actual``
     the target's value then (NaN if it was not observed, was skipped, or lies past the
-    data), and the three forecasts of it made ``horizon`` rows earlier. ``scored`` marks
-    the forecasts every MAE is computed on (the same for all three).
+    data), and the forecasts of it made ``horizon`` rows earlier: ``forecast`` (the
+    command's: the online combination, or the network alone without it), ``rnn`` (the
+    network alone), ``naive`` (the last value), ``seasonal`` (the value ``season`` rows
+    before the target, the last value until there is one; NaN without a season) and
+    ``snarimax``. ``weights`` are the combination's weights for the horizon at the end.
+    ``scored`` marks the forecasts every MAE is computed on (the same for all).
 
     Examples
     --------
@@ -59,11 +60,11 @@ class ForecastResult:
     >>> result = forecast_csv(path, target="y", horizon=2, snarimax=False)
     >>> result.rows, int(result.scored.sum()), result.period
     (30, 28, 60.0)
-    >>> result.summary()["snarimax_mae"] is None, result.naive_mae
-    (True, 2.0)
+    >>> result.summary()["snarimax_mae"] is None, result.naive_mae, result.season
+    (True, 2.0, None)
     >>> result.to_csv(path + ".out.csv"); result.to_png(path + ".png")
     >>> open(path + ".out.csv").readline().strip()
-    'time,actual,forecast,naive,snarimax'
+    'time,actual,forecast,naive,snarimax,rnn,seasonal'
     """
 
     path: str
@@ -80,6 +81,10 @@ class ForecastResult:
     scored: np.ndarray
     seconds: float
     counts: dict = field(default_factory=dict)
+    rnn: np.ndarray | None = None
+    seasonal: np.ndarray | None = None
+    season: int | None = None
+    weights: dict = field(default_factory=dict)
     csv: str | None = None
     plot: str | None = None
 
@@ -95,6 +100,18 @@ class ForecastResult:
         return self._mae(self.forecast)
 
     @property
+    def rnn_mae(self) -> float | None:
+        """MAE of the network alone, on the same steps."""
+        return None if self.rnn is None else self._mae(self.rnn)
+
+    @property
+    def seasonal_mae(self) -> float | None:
+        """MAE of the seasonal last value, on the same steps (None without a season)."""
+        if self.seasonal is None or self.season is None:
+            return None
+        return self._mae(self.seasonal)
+
+    @property
     def naive_mae(self) -> float | None:
         """MAE of the last value ``y[t]`` as the forecast, on the same steps."""
         return self._mae(self.naive)
@@ -105,12 +122,17 @@ class ForecastResult:
         return None if np.isnan(self.snarimax).all() else self._mae(self.snarimax)
 
     def summary(self) -> dict:
-        """``rows``, ``mae``, ``naive_mae``, ``snarimax_mae`` and ``plot``: the JSON line."""
+        """The JSON line: ``rows``, ``mae`` (the command's forecast), ``naive_mae``,
+        ``snarimax_mae``, ``rnn_mae`` (the network alone), ``seasonal_mae``, ``season``,
+        ``weights`` (the combination's, at the end) and ``plot``."""
         return {"rows": self.rows, "mae": self.mae, "naive_mae": self.naive_mae,
-                "snarimax_mae": self.snarimax_mae, "plot": self.plot}
+                "snarimax_mae": self.snarimax_mae, "rnn_mae": self.rnn_mae,
+                "seasonal_mae": self.seasonal_mae, "season": self.season,
+                "weights": self.weights, "plot": self.plot}
 
     def to_csv(self, path) -> None:
-        """Write the forecasts: ``time, actual, forecast, naive, snarimax`` (sets ``csv``).
+        """Write the forecasts: ``time, actual, forecast, naive, snarimax, rnn, seasonal``
+        (sets ``csv``).
 
         ``time`` is the time forecast for (ISO-8601 UTC), ``actual`` is empty where it was
         not observed; floats are written exactly. The file is replaced atomically.

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from streamrnn.adapters.sensor import SensorAdapter, iter_csv, to_seconds
-from streamrnn.utils import check_bool, check_positive_int
+from streamrnn.utils import check_bool, check_nonneg_int, check_positive_int
 
+from ._loop import Loop
 from ._model import OnlineForecaster
 from ._result import ForecastResult, make_snarimax
 
-__all__ = ["forecast_csv", "parse_duration"]
+__all__ = ["forecast_csv", "natural_season", "parse_duration"]
 
 _UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0,
           "hour": 3600.0, "d": 86400.0, "day": 86400.0, "w": 604800.0, "week": 604800.0}
@@ -99,6 +100,32 @@ def _time_bound(value, name: str) -> float | None:
     return None if value is None else to_seconds(value, name=name)
 
 
+_DAY = 86400.0
+
+
+def natural_season(period: float) -> int | None:
+    """Grid steps in the calendar's natural cycle for a grid ``period`` (seconds).
+
+    A day for periods that divide it (24 for hourly rows), a week of days (7), a year of
+    weeks (52), months (12: periods of 28-31 days) or quarters (4: 89-92 days); ``None``
+    otherwise (e.g. yearly values).
+
+    Examples
+    --------
+    >>> natural_season(3600.0), natural_season(900.0), natural_season(86400.0)
+    (24, 96, 7)
+    >>> natural_season(30 * 86400.0), natural_season(91 * 86400.0), natural_season(365 * 86400.0)
+    (12, 4, None)
+    """
+    days = period / _DAY
+    if period < _DAY and (_DAY / period) == round(_DAY / period) and _DAY / period >= 2:
+        return int(round(_DAY / period))
+    for low, high, steps in ((1, 1, 7), (7, 7, 52), (28, 31, 12), (89, 92, 4)):
+        if low <= days <= high:
+            return steps
+    return None
+
+
 def _count_lines(path: str) -> int:
     with open(path, "rb") as f:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
@@ -122,6 +149,8 @@ def forecast_csv(
     stop_at=None,
     max_records: int | None = None,
     snarimax: bool = True,
+    combine: bool = True,
+    season: int | None = None,
     hidden_size: int = 32,
     k1: int = 2,
     k2: int | None = None,
@@ -175,7 +204,17 @@ def forecast_csv(
     max_records : int or None
         Read at most this many records.
     snarimax : bool
-        Run the SNARIMAX baseline.
+        Run the SNARIMAX baseline (and combine it).
+    combine : bool
+        The forecast is the online combination (:class:`~streamrnn.river.experts.
+        ExpertMix`: NormalHedge weights on absolute errors, learned as targets arrive) of
+        the network, the last value, SNARIMAX and (given ``season``) the seasonal last
+        value; ``False``: the network alone.
+    season : int or None
+        Grid steps in a season: adds the seasonal last value to the combination (e.g.
+        :func:`natural_season` of the period); ``None`` or 0: not used (on WaterFlow, 6 h
+        ahead, a daily seasonal last value made the combination's MAE 3.46 instead of
+        2.82: its rare huge errors cost more than its help).
     hidden_size, k1, k2, lr, seed
         The :class:`OnlineForecaster`'s.
     progress : bool
@@ -198,10 +237,12 @@ def forecast_csv(
     >>> result.period, result.rows, int(result.scored.sum())
     (3600.0, 48, 45)
     >>> sorted(k for k, v in result.counts.items() if v and not k.startswith(("source", "model")))
-    ['records', 'rows']
+    ['mix_scored', 'records', 'rows']
     """
-    for name, flag in (("calendar", calendar), ("snarimax", snarimax), ("progress", progress)):
+    for name, flag in (("calendar", calendar), ("snarimax", snarimax), ("progress", progress),
+                       ("combine", combine)):
         check_bool(name, flag)
+    check_nonneg_int("season", season, none_ok=True)
     check_positive_int("max_records", max_records, none_ok=True)
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     model = OnlineForecaster(horizon, num_inputs=len(inputs), num_extra=4 * calendar,
@@ -228,8 +269,9 @@ def forecast_csv(
                             max_gap=gap, calendar=calendar, normalize=False,
                             age_features=False, dtype=torch.float64,
                             invalid_policy="raise" if on_error == "raise" else "mask")
-    loop = _Loop(model, adapter, horizon, period, head[0][0], lo, hi,
-                 make_snarimax() if snarimax else None)
+    season = season or None
+    loop = Loop(model, adapter, horizon, period, head[0][0], lo, hi,
+                 make_snarimax() if snarimax else None, season, combine)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -252,7 +294,8 @@ def forecast_csv(
     seconds = time.perf_counter() - t0
     counts = {**{f"source_{k}": v for k, v in source.counts.items()}, **adapter.counts,
               **{f"model_{k}": v for k, v in model.counts.items()},
-              "snarimax_fallback": loop.fallback, "unobserved_rows": loop.unobserved}
+              "snarimax_fallback": loop.fallback, "unobserved_rows": loop.unobserved,
+              **({f"mix_{k}": v for k, v in loop.mix.counts.items()} if loop.mix else {})}
     return loop.result(path, target, inputs, seconds, counts)
 
 
@@ -277,63 +320,3 @@ class _Until:
 
     def close(self) -> None:
         self.source.close()
-
-
-class _Loop:
-    """Row-by-row bookkeeping: forecasts, baselines and the actuals they are scored on."""
-
-    def __init__(self, model, adapter, horizon, period, origin, lo, hi, snarimax) -> None:
-        self.model, self.adapter, self.h = model, adapter, horizon
-        self.period, self.origin, self.lo, self.hi = period, origin, lo, hi
-        self.snarimax = snarimax
-        self.c = len(adapter.channels)
-        self.fallback = self.unobserved = 0
-        self.where: dict = {}  # grid index of a row -> position of the forecast it made
-        self.times, self.forecast, self.naive, self.snx, self.actual = [], [], [], [], []
-
-    def _wanted(self, t: float) -> bool:
-        return (self.lo is None or t >= self.lo) and (self.hi is None or t < self.hi)
-
-    def rows(self, rows, times) -> None:
-        if not len(rows):
-            return
-        x = rows.numpy()
-        stamps = times.numpy()
-        index = np.rint((stamps - self.origin) / self.period).astype(np.int64)
-        c, h = self.c, self.h
-        observed = x[:, c : 2 * c] > 0.5
-        self.unobserved += int((~observed[:, 0]).sum())
-        f = self.model.push(x[:, :c], observed, x[:, 2 * c :], index)
-        for r in range(len(x)):
-            y, k = float(x[r, 0]), int(index[r])
-            if observed[r, 0] and (pos := self.where.pop(k - h, None)) is not None:
-                self.actual[pos] = y
-            when = float(stamps[r]) + h * self.period
-            s = math.nan
-            if self.snarimax is not None:
-                self.snarimax.learn_one(y)
-                if self._wanted(when):
-                    s = float(self.snarimax.forecast(h)[-1])
-                    if not math.isfinite(s):
-                        s, self.fallback = y, self.fallback + 1
-            self.where[k] = len(self.times)
-            self.times.append(when)
-            self.forecast.append(float(f[r]))
-            self.naive.append(y)
-            self.snx.append(s)
-            self.actual.append(math.nan)
-        if len(self.where) > 4 * h + 64:
-            for k in [k for k in self.where if k < int(index[-1]) - h]:
-                del self.where[k]
-
-    def result(self, path, target, inputs, seconds, counts) -> ForecastResult:
-        times = np.array(self.times)
-        actual = np.array(self.actual)
-        scored = ~np.isnan(actual) & np.array([self._wanted(t) for t in self.times], bool)
-        return ForecastResult(
-            path=path, target=target, inputs=inputs, horizon=self.h, period=self.period,
-            rows=len(times), times=times, actual=actual, forecast=np.array(self.forecast),
-            naive=np.array(self.naive), snarimax=np.array(self.snx), scored=scored,
-            seconds=seconds, counts=counts,
-        )
-

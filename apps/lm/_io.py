@@ -113,7 +113,7 @@ def write_checkpoint(path: str | os.PathLike, learner, meta: dict) -> None:
     >>> write_checkpoint(path, learner, meta)
     >>> tensors, state, back = read_checkpoint(path)
     >>> state["format"], back["version"], learner.load(path)  # the learner reads it too
-    ('streamrnn.OnlineLearner', 1, None)
+    ('streamrnn.OnlineLearner', 2, None)
     """
     sd = learner.state_dict()
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd["tensors"].items()}

@@ -1,7 +1,9 @@
-"""Validation of the online learner's inputs, targets and masks (private).
+"""Validation of the online learner's inputs, targets, masks and keys (private).
 
 Every check raises ``ValueError`` naming the parameter, the rule and the value seen, and
-runs before the learner touches any state.
+runs before the learner touches any state. Inputs and targets are data: a tensor that
+requires grad is detached (the learner never backpropagates into its inputs, and a
+graph attached to its buffers would break every later update).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import torch
 from torch import Tensor
 
 from .._checks import all_finite, as_chunk, as_id_chunk, as_ids, first_nonfinite, plain_tensor
-from ._store import check_key
 
-__all__ = ["Spec", "as_chunk_of", "as_inputs", "as_mask", "as_targets", "check_keys"]
+__all__ = ["Spec", "as_chunk_of", "as_inputs", "as_mask", "as_targets", "check_keys",
+           "check_targets"]
 
 class Spec:
     """What the learner's inputs and targets look like."""
@@ -37,7 +39,7 @@ def _shape_of(value) -> tuple:
 
 def _as_values(value, *, name: str, spec: Spec) -> Tensor:
     if isinstance(value, Tensor):
-        x = plain_tensor(value, name)
+        x = plain_tensor(value, name)  # dense, with data, detached
     elif isinstance(value, np.ndarray):
         if value.dtype.kind != "f":
             raise ValueError(f"{name} must hold floats of dtype {spec.dtype}, got {value.dtype}")
@@ -63,6 +65,8 @@ def _as_values(value, *, name: str, spec: Spec) -> Tensor:
 
 def as_chunk_of(spec: Spec, chunk, name: str = "chunk") -> tuple[Tensor, bool]:
     """One stream's chunk as ``(T, *in)`` plus whether it was one step."""
+    if isinstance(chunk, Tensor) and chunk.requires_grad:
+        chunk = chunk.detach()
     if spec.num_tokens is None:
         return as_chunk(chunk, features=spec.features, dtype=spec.dtype, device=spec.device,
                         name=name)
@@ -98,6 +102,18 @@ def as_targets(spec: Spec, targets, lead: tuple, name: str = "targets") -> Tenso
     raise ValueError(f"{name} must have shape {want}, got {tuple(y.shape)}")
 
 
+def check_targets(spec: Spec, targets, lead: tuple, one: bool, *, horizon) -> Tensor | None:
+    """Targets given with the steps of a push (``None``: none), as ``(*lead, *target)``;
+    ``one``: one step's target, given without its step dimension."""
+    if targets is None:
+        return None
+    if horizon is not None:
+        raise ValueError("targets must be None in horizon mode (they come from the inputs)")
+    if one:
+        return as_targets(spec, targets, ()).reshape(*lead, *spec.target_shape)
+    return as_targets(spec, targets, lead)
+
+
 def as_mask(mask, lead: tuple, device) -> Tensor | None:
     """A boolean mask of shape ``lead`` (True: the target is given), or None."""
     if mask is None:
@@ -117,13 +133,12 @@ def as_mask(mask, lead: tuple, device) -> Tensor | None:
     return m.to(device)
 
 
-def check_keys(keys) -> list:
-    """Distinct str / int / tuple keys (or None for the default stream)."""
+def check_keys(keys, table) -> list:
+    """Distinct keys by the key rule of ``table`` (a ``SlotTable``)."""
     if not isinstance(keys, list | tuple):
         raise ValueError(f"keys must be a list of stream keys, got {type(keys).__name__}")
     for key in keys:
-        if key is not None:
-            check_key(key)
+        table.check_key(key)
     if len(set(keys)) != len(keys):
         raise ValueError(f"keys must be distinct, got {len(keys)} keys of which "
                          f"{len(set(keys))} distinct")

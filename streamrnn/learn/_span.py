@@ -31,7 +31,7 @@ class Span:
 
     def __init__(self, rows: StreamRows, slots: np.ndarray, idx: Tensor, start: np.ndarray,
                  width: int) -> None:
-        k2 = rows.k2
+        k2 = rows.windows.k2
         self.rows, self.slots, self.idx, self.width = rows, slots, idx, width
         if len(start) == 1:
             first = int(start[0]) % k2

@@ -1,12 +1,13 @@
-"""The online learner's update steps: zero_grad, gradient clipping, optimizer step (private).
+"""The online learner's updater: loss, zero_grad, gradient clipping, optimizer step (private).
 
-Each does what the plain torch call does, bit for bit, with less around the kernels
-in the common case (``benchmarks/bench_tbptt.py``: the update runs once per window,
-and its Python runs with cold caches after the forward and backward kernels):
+:meth:`Updater.learn` is one update from its loss terms. Each step does what the plain
+torch call does, bit for bit, with less around the kernels in the common case
+(``benchmarks/bench_tbptt.py``: the update runs once per window, and its Python runs
+with cold caches after the forward and backward kernels):
 
-- :meth:`UpdateSteps._zero_grad`: ``optimizer.zero_grad(set_to_none=True)``;
-- :meth:`UpdateSteps._clip_grads`: ``nn.utils.clip_grad_norm_``;
-- :meth:`UpdateSteps._step`: ``optimizer.step()``; plain SGD is one ``_foreach_add_``.
+- :meth:`Updater.zero_grad`: ``optimizer.zero_grad(set_to_none=True)``;
+- :meth:`Updater.clip_grads`: ``nn.utils.clip_grad_norm_``;
+- :meth:`Updater.step`: ``optimizer.step()``; plain SGD is one ``_foreach_add_``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import math
 import struct
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import optimizer as _optimizer
 
-__all__ = ["UpdateSteps"]
+__all__ = ["Updater"]
 
 # Rounding of a Python float to a dtype. One float64 operation on float32 operands,
 # rounded to float32, is the correctly rounded float32 operation (53 >= 2 * 24 + 2 bits),
@@ -41,11 +42,65 @@ _GLOBAL_HOOKS = tuple(getattr(_optimizer, name, None) for name in (
     "_global_optimizer_pre_hooks", "_global_optimizer_post_hooks"))
 
 
-class UpdateSteps:
-    """The steps of one update, as methods of the learner (``optimizer``, ``clip``,
-    ``_params``, ``_device``, ``_plain``)."""
+class Updater:
+    """One TBPTT update from its loss terms: loss, zero_grad, backward, clip, step.
 
-    def _step(self) -> None:
+    Parameters
+    ----------
+    params : list of Parameter
+        The model's trainable parameters (all held by ``optimizer``).
+    optimizer : torch.optim.Optimizer
+    loss : callable
+        ``loss(pred, target)``; a per-term result is averaged.
+    clip : float or None
+        Gradient-norm clip (``None``: none).
+    device : torch.device
+        The model's device.
+    counts : dict
+        The learner's counters: ``updates``, ``learned``, ``skipped_nonfinite``.
+
+    Attributes
+    ----------
+    version : int
+        Optimizer steps taken (a forward's graph is valid for one version).
+    last_loss : float or None
+        The loss of the last update.
+    """
+
+    def __init__(self, params: list, optimizer, loss, clip: float | None, device,
+                 counts: dict) -> None:
+        self.params, self.optimizer, self.loss, self.clip = params, optimizer, loss, clip
+        self.device, self.counts = device, counts
+        self.version = 0
+        self.last_loss: float | None = None
+        self._plain = None  # parameters plain, one dtype and device (clip_grads)
+
+    def learn(self, pred: Tensor, target: Tensor) -> None:
+        """One update from loss terms ``pred`` / ``target`` (their first dimension);
+        a non-finite loss or gradient norm skips it (weights and optimizer state stay
+        as they were) and is counted."""
+        loss = self.loss(pred, target)
+        if not isinstance(loss, Tensor):
+            raise ValueError(f"loss must return a Tensor, got {type(loss).__name__}")
+        if loss.dim() > 0:
+            loss = loss.mean()
+        value = float(loss.detach())
+        self.zero_grad()
+        if not math.isfinite(value):
+            self.counts["skipped_nonfinite"] += 1
+            return
+        loss.backward()
+        if not self.clip_grads():
+            self.zero_grad()
+            self.counts["skipped_nonfinite"] += 1
+            return
+        self.step()
+        self.version += 1
+        self.counts["updates"] += 1
+        self.counts["learned"] += pred.shape[0]
+        self.last_loss = value
+
+    def step(self) -> None:
         """``optimizer.step()``.
 
         Plain SGD on the CPU (no momentum, weight decay or maximize; a float learning
@@ -65,8 +120,8 @@ class UpdateSteps:
 
     def _sgd_groups(self, opt) -> list | None:
         # (params, grads, lr) of each group when opt.step() is plain SGD on the CPU, as
-        # _step describes; otherwise None.
-        if (type(opt) is not torch.optim.SGD or self._device.type != "cpu"
+        # step describes; otherwise None.
+        if (type(opt) is not torch.optim.SGD or self.device.type != "cpu"
                 or "step" in opt.__dict__ or opt._optimizer_step_pre_hooks
                 or opt._optimizer_step_post_hooks or not all(h is not None and not h
                                                              for h in _GLOBAL_HOOKS)
@@ -88,17 +143,17 @@ class UpdateSteps:
                 out.append((params, grads, lr))
         return out
 
-    def _zero_grad(self) -> None:
-        # optimizer.zero_grad(set_to_none=True), without its profiling wrapper when the
-        # optimizer holds exactly the model's trainable parameters (the common case).
+    def zero_grad(self) -> None:
+        """``optimizer.zero_grad(set_to_none=True)``, without its profiling wrapper when
+        the optimizer holds exactly the model's trainable parameters (the common case)."""
         groups = self.optimizer.param_groups
-        if len(groups) == 1 and len(groups[0]["params"]) == len(self._params):
-            for p in self._params:
+        if len(groups) == 1 and len(groups[0]["params"]) == len(self.params):
+            for p in self.params:
                 p.grad = None
         else:
             self.optimizer.zero_grad(set_to_none=True)
 
-    def _clip_grads(self) -> bool:
+    def clip_grads(self) -> bool:
         """Clip the gradients to norm ``clip`` as ``nn.utils.clip_grad_norm_`` does, bit
         for bit; return whether their norm is finite (if not, they are left as they are).
 
@@ -108,14 +163,14 @@ class UpdateSteps:
         host with the dtype's rounding, and skips the multiplication by a coefficient of
         exactly 1, which changes no bit. Anything else calls ``clip_grad_norm_``.
         """
-        grads = [p.grad for p in self._params if p.grad is not None]
+        grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return True
         if self.clip is None or not self._plain_params():
             if self.clip is None:
                 norm = nn.utils.get_total_norm(grads)
             else:
-                norm = nn.utils.clip_grad_norm_(self._params, self.clip)
+                norm = nn.utils.clip_grad_norm_(self.params, self.clip)
             return math.isfinite(float(norm))
         # Gradients do not require grad: no graph is recorded, as under no_grad.
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
@@ -136,8 +191,8 @@ class UpdateSteps:
         # for them).
         plain = self._plain
         if plain is None:
-            p0 = self._params[0]
+            p0 = self.params[0]
             plain = self._plain = p0.device.type in ("cpu", "cuda") and p0.dtype in _ROUND and all(
                 type(p) is nn.Parameter and p.dtype == p0.dtype and p.device == p0.device
-                for p in self._params)
+                for p in self.params)
         return plain

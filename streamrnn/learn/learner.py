@@ -23,12 +23,12 @@ is a multiple of ``k1``; every stream's window ends are its own.
   order, as word_language_model flattens its time-first outputs; streams whose windows
   differ in width, which happens only near a stream's start, come in groups of equal
   width, widest first); a loss that returns one value per term (``reduction='none'``) is
-  averaged. Then: zero gradients,
-  backward, clip the gradient norm to ``clip``, optimizer step (bit for bit
-  ``optimizer.step()``; plain SGD on the CPU with nothing hooked to its step runs as one
-  ``_foreach_add_``, so profilers see no ``Optimizer.step`` scope). The entering state of
-  later windows advances with the live trajectory (it is a stored copy of the live state,
-  kept in a ring of ``k2 // k1 + 1`` states per stream).
+  averaged. Then: zero gradients, backward, clip the gradient norm to ``clip``, optimizer
+  step (bit for bit ``optimizer.step()``; plain SGD on the CPU with nothing hooked to its
+  step runs as one ``_foreach_add_``, so profilers see no ``Optimizer.step`` scope). The
+  entering state of later windows advances with the live trajectory (it is a stored copy
+  of the live state, every state part, kept in a ring of ``k2 // k1 + 1`` states per
+  stream).
 * **k1 == k2** is the classic detach-every-k loop: when a push covers a whole window of
   its streams, their live forward is one fused call with autograd on, and if exactly
   those streams are due at the update (and no optimizer step came between), that graph
@@ -47,34 +47,65 @@ is a multiple of ``k1``; every stream's window ends are its own.
   input of step ``t + h`` (or chosen columns of it; or with ``horizon_path=True`` the
   inputs of steps ``t+1 .. t+h``), which arrives ``h`` steps late: use ``k2 >= k1 + h``
   to learn from every one of them.
-* **Guards.** Non-finite inputs or targets raise ``ValueError`` before any state changes.
+* **Guards.** Non-finite inputs or targets raise ``ValueError`` before any state changes;
+  inputs and targets are data, so a tensor that requires grad is detached (nothing is
+  backpropagated into them).
   A non-finite loss or gradient norm skips the update (weights and optimizer state stay
   bitwise as they were; the window's targets are consumed) and is counted in
   ``counts['skipped_nonfinite']``. A stream whose live state becomes non-finite is reset
   (``counts['nonfinite_resets']``, keys in ``last_reset``).
 
+* **Streams.** A stream is named by its key: ``None`` (the default stream), or exactly a
+  str, an int or a tuple of them nested at most 8 deep (the rule of the slot table that
+  :class:`~streamrnn.StreamBank` uses too; a str ``Enum`` or a bool is refused). At most
+  ``max_streams`` live; a new key at the limit evicts the least recently used stream
+  (its pending targets counted in ``counts['lost_pending']``). The keys of a push are
+  used in the order given, so its first key is the least recent of them; checkpoints
+  keep the order.
+
 The model runs in whatever mode it is in (``model.train()`` / ``model.eval()``); the
 learner does not toggle it. With dropout active, a recomputed window draws new masks
 (torch's global RNG), so exact resume and the brute-force equality hold without dropout.
+
+**Threads.** Every public method holds the learner's lock (one ``threading.RLock``), so
+calls from several threads run one at a time, each whole, in the order they take the
+lock. The lock guards this learner only: a model or optimizer it shares with other
+objects is not guarded against them.
+
+**Checkpoints** (:meth:`OnlineLearner.save`, :meth:`OnlineLearner.state_dict`) hold the
+weights, the optimizer state and every stream (its states one tensor per state part, by
+name), version 2; version-1 files (LSTM / GRU / RNN learners of earlier releases) still
+load. A load is all-or-nothing: a file or state that does not fit, or holds a malformed
+or non-finite field, is refused with a ``ValueError`` naming it and changes nothing.
 """
 
 from __future__ import annotations
+
+import os
+import threading
+from operator import attrgetter
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..state import State
-from ._checks import as_chunk_of, as_inputs, as_mask, as_targets, check_keys
-from ._config import LearnerConfig
-from ._core import LearnerCore
-from ._state import LearnerCheckpoint
-from ._store import check_key
+from ._checks import as_chunk_of, as_inputs, as_mask, as_targets, check_keys, check_targets
+from ._config import COUNTS, build, learner_config
+from ._core import Stepper
+from ._state import Checkpoint
+from ._store import StreamRows
+from ._update import Updater
 
 __all__ = ["OnlineLearner"]
 
 
-class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
+def _view(where: str, doc: str) -> property:
+    # A read-only attribute of the learner that one of its parts holds.
+    return property(attrgetter(where), doc=doc)
+
+
+class OnlineLearner:
     """Predict, then learn, on one or many live streams with TBPTT(k1, k2).
 
     Parameters
@@ -111,12 +142,22 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
 
     Attributes
     ----------
+    model, loss, optimizer
+        The parts given (or made from) the parameters above.
+    k1, k2, clip, horizon, horizon_column, horizon_path, target_kind, max_streams, lr
+        The validated configuration (read-only).
     counts : dict
         ``steps``, ``updates``, ``learned`` (loss terms learned from), ``late_dropped``,
         ``duplicate_dropped``, ``skipped_nonfinite``, ``nonfinite_resets``, ``evicted``,
         ``lost_pending`` (pending targets of reset, dropped or evicted streams).
     last_loss : float or None
         Loss of the last update.
+    last_reset : list
+        Keys of the streams the last push reset because their state became non-finite.
+    rows, windows, updater, stepper, checkpoint
+        Its parts: streams on the slot table, the window rule, the update, the stepping
+        of pushes, the checkpoint codec (``streamrnn.learn._store``, ``._windows``,
+        ``._update``, ``._core``, ``._state``).
 
     Shape
     -----
@@ -150,6 +191,71 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
     1
     """
 
+    def __init__(
+        self,
+        model,
+        *,
+        loss=None,
+        optimizer=None,
+        lr: float | None = None,
+        k1: int = 10,
+        k2: int | None = None,
+        clip: float | None = 1.0,
+        horizon: int | None = None,
+        horizon_column: int | list[int] | None = None,
+        horizon_path: bool = False,
+        target_kind: str | None = None,
+        max_streams: int = 10_000,
+    ) -> None:
+        c = build(model, loss=loss, optimizer=optimizer, lr=lr, k1=k1, k2=k2, clip=clip,
+                  horizon=horizon, horizon_column=horizon_column, horizon_path=horizon_path,
+                  target_kind=target_kind, max_streams=max_streams)
+        self.model, self.lr, self.horizon_column = model, c["lr"], horizon_column
+        self.target_kind, self.num_tokens = c["target_kind"], c["num_tokens"]
+        self.counts = dict.fromkeys(COUNTS, 0)
+        self._spec = spec = c["spec"]
+        self.windows = c["windows"]
+        self.rows = StreamRows(
+            model, self.windows, max_streams=c["max_streams"], in_shape=spec.in_shape,
+            in_dtype=torch.int64 if self.num_tokens is not None else c["dtype"],
+            target_shape=spec.target_shape,
+            target_dtype=torch.int64 if spec.classes else c["dtype"],
+            device=c["device"], dtype=c["dtype"], counts=self.counts,
+        )
+        self.updater = Updater(c["params"], c["optimizer"], c["loss"], c["clip"], c["device"],
+                               self.counts)
+        self.stepper = Stepper(model=model, spec=spec, windows=self.windows, rows=self.rows,
+                               updater=self.updater, counts=self.counts,
+                               out_shape=c["out_shape"], horizon=c["horizon"],
+                               horizon_path=horizon_path, columns=c["columns"])
+        self.checkpoint = Checkpoint(model=model, rows=self.rows, updater=self.updater,
+                                     stepper=self.stepper, counts=self.counts,
+                                     config=self.config)
+        self._lock = threading.RLock()
+
+    # -- configuration: each value is held once, by the part that uses it ----------
+    k1 = _view("windows.k1", "Learn every ``k1`` steps.")
+    k2 = _view("windows.k2", "Backpropagate through the last ``k2`` steps.")
+    max_streams = _view("rows.table.max_streams", "Most live streams (then LRU eviction).")
+    optimizer = _view("updater.optimizer", "The optimizer.")
+    loss = _view("updater.loss", "``loss(pred, target)``.")
+    clip = _view("updater.clip", "The gradient-norm clip, or None.")
+    last_loss = _view("updater.last_loss", "Loss of the last update.")
+    horizon = _view("stepper.horizon", "Targets from the inputs h steps ahead, or None.")
+    horizon_path = _view("stepper.horizon_path", "Whether a horizon target is a path.")
+    last_reset = _view("stepper.last_reset", "Keys of the streams the last push reset.")
+
+    def config(self) -> dict:
+        """The learner's configuration; checkpoints refuse a learner it does not match."""
+        return learner_config(self)
+
+    def __getstate__(self) -> dict:  # pickle / deepcopy: a new lock for the copy
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # -- predicting ----------------------------------------------------------------
     def push(self, chunk, targets=None, *, key=None, mask=None) -> Tensor:
         """Predict every step of one stream's chunk, then learn as windows end.
@@ -174,13 +280,15 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
         -----
         ``(T, F)`` -> ``(T, O)``; one step ``(F,)`` -> ``(O,)``.
         """
-        if key is not None:
-            check_key(key)
-        x, one = as_chunk_of(self._spec, chunk)
-        tg = self._check_targets(targets, (x.shape[0],), one)
-        m = None if mask is None else as_mask(mask, (x.shape[0],), self._device).unsqueeze(0)
-        y = self._push([key], x.unsqueeze(0), None if tg is None else tg.unsqueeze(0), m)
-        return y[0, 0] if one else y[0]
+        with self._lock:
+            self.rows.table.check_key(key)
+            x, one = as_chunk_of(self._spec, chunk)
+            tg = self._check_targets(targets, (x.shape[0],), one)
+            m = None if mask is None else as_mask(mask, (x.shape[0],),
+                                                  self._spec.device).unsqueeze(0)
+            y = self.stepper.push([key], x.unsqueeze(0),
+                                  None if tg is None else tg.unsqueeze(0), m)
+            return y[0, 0] if one else y[0]
 
     def step(self, x, target=None, *, key=None) -> Tensor:
         """One step of one stream: :meth:`push` of a single step.
@@ -209,25 +317,21 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
         -----
         ``(B, T, F)`` or ids ``(B, T)`` -> ``(B, T, O)``; targets ``(B, T, *target)``.
         """
-        if targets is not None and mask is None and self._window_lane():
-            y = self._push_windows(keys, x, targets)  # the classic loop's pushes
-            if y is not None:
-                return y
-        keys = check_keys(keys)
-        xs = as_inputs(self._spec, x, len(keys))
-        lead = tuple(xs.shape[:2])
-        tg = self._check_targets(targets, lead, False)
-        m = None if mask is None else as_mask(mask, lead, self._device)
-        return self._push(keys, xs, tg, m)
+        with self._lock:
+            stepper = self.stepper
+            if targets is not None and mask is None and stepper.lane.applies():
+                y = stepper.lane.push_windows(keys, x, targets, self._check_targets)
+                if y is not None:  # the classic loop's pushes
+                    return y
+            keys = check_keys(keys, self.rows.table)
+            xs = as_inputs(self._spec, x, len(keys))
+            lead = tuple(xs.shape[:2])
+            tg = self._check_targets(targets, lead, False)
+            m = None if mask is None else as_mask(mask, lead, self._spec.device)
+            return stepper.push(keys, xs, tg, m)
 
-    def _check_targets(self, targets, lead: tuple, one: bool) -> Tensor | None:
-        if targets is None:
-            return None
-        if self.horizon is not None:
-            raise ValueError("targets must be None in horizon mode (they come from the inputs)")
-        if one:
-            return as_targets(self._spec, targets, ()).reshape(*lead, *self._spec.target_shape)
-        return as_targets(self._spec, targets, lead)
+    def _check_targets(self, targets, lead: tuple, one: bool = False) -> Tensor | None:
+        return check_targets(self._spec, targets, lead, one, horizon=self.horizon)
 
     # -- late targets --------------------------------------------------------------
     def learn(self, step_index: int, target, *, key=None) -> bool:
@@ -251,41 +355,35 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
         """
         if self.horizon is not None:
             raise ValueError("learn() does not apply in horizon mode (targets come from inputs)")
-        slot = self._slot(key)
-        count = int(self.rows.count[slot])
-        if isinstance(step_index, bool) or not isinstance(step_index, int | np.integer) or not (
-            0 <= step_index < count
-        ):
-            raise ValueError(
-                f"step_index must be an int step already pushed on stream {key!r}, "
-                f"0 <= step_index < {count}, got {step_index!r}"
-            )
-        y = as_targets(self._spec, target, (), name="target")
-        end = count if self.rows.due[slot] else (count // self.k1 + 1) * self.k1
-        if step_index < end - self.k2:
-            self.counts["late_dropped"] += 1
-            return False
-        return self._put_targets(np.array([slot]), np.array([step_index]), y.unsqueeze(0)) == 1
+        with self._lock:
+            slot = self.rows.table.slot(key)
+            count = int(self.rows.count[slot])
+            if isinstance(step_index, bool) or not isinstance(
+                    step_index, int | np.integer) or not 0 <= step_index < count:
+                raise ValueError(
+                    f"step_index must be an int step already pushed on stream {key!r}, "
+                    f"0 <= step_index < {count}, got {step_index!r}"
+                )
+            return self.stepper.late_target(slot, int(step_index), as_targets(
+                self._spec, target, (), name="target"))
 
     # -- learning ------------------------------------------------------------------
     def flush(self) -> None:
         """Perform the due updates now (otherwise they run before the next step)."""
-        self._update_due()
+        with self._lock:
+            self.stepper.update_due()
 
     # -- per-stream views ----------------------------------------------------------
-    def _slot(self, key) -> int:
-        try:
-            return self.rows.slot_of[key]
-        except (KeyError, TypeError):
-            raise ValueError(f"key {key!r} is not a live stream of this learner") from None
-
     def state(self, *, key=None) -> State:
         """A copy of one stream's live state (B = 1)."""
-        return self.rows.live.select(self.rows.index((self._slot(key),)))
+        with self._lock:
+            rows = self.rows
+            return rows.live.select(rows.index((rows.table.slot(key),)))
 
     def steps_seen(self, *, key=None) -> int:
         """Steps pushed on one stream since it started or was reset."""
-        return int(self.rows.count[self._slot(key)])
+        with self._lock:
+            return int(self.rows.count[self.rows.table.slot(key)])
 
     def readout(self, *, key=None) -> Tensor:
         """Many-to-one on demand: the model's readout of the stream's current state.
@@ -296,7 +394,7 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
         """
         if not callable(getattr(self.model, "readout", None)):
             raise ValueError(f"model {type(self.model).__name__} has no readout(state)")
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             return self.model.readout(self.state(key=key))[0]
 
     def rollout(self, steps: int, *, key=None, feedback=None, sample: bool = False,
@@ -312,26 +410,53 @@ class OnlineLearner(LearnerCore, LearnerConfig, LearnerCheckpoint):
         """
         from ..shapes import rollout
 
-        return rollout(self.model, self.state(key=key), steps, feedback=feedback,
-                       sample=sample, temperature=temperature, seed=seed)[0]
+        with self._lock:
+            return rollout(self.model, self.state(key=key), steps, feedback=feedback,
+                           sample=sample, temperature=temperature, seed=seed)[0]
 
     def keys(self) -> list:
         """Live stream keys in slot order."""
-        return self.rows.keys_by_slot()
+        with self._lock:
+            return self.rows.table.keys_by_slot()
 
     def __len__(self) -> int:
-        return len(self.rows.slot_of)
+        return len(self.rows.table)
 
     def __contains__(self, key) -> bool:
-        return key in self.rows.slot_of
+        with self._lock:
+            return key in self.rows.table
 
     def reset(self, key=None) -> None:
         """Restart one stream at step 0 (its pending targets are dropped and counted)."""
-        self.rows.zero_rows([self._slot(key)])
-        self._graph = None
+        with self._lock:
+            self.rows.zero_rows([self.rows.table.slot(key)])
+            self.stepper.forget_graph()
 
     def drop(self, key=None) -> None:
         """Forget one stream and free its slot."""
-        self.rows.release(self._slot(key))
-        self._graph = None
+        with self._lock:
+            self.rows.table.release(self.rows.table.slot(key))
+            self.stepper.forget_graph()
 
+    # -- checkpoints (all-or-nothing loads; see the module docstring) ---------------
+    def state_dict(self) -> dict:
+        """Weights, optimizer state, every stream and the counters (copies; JSON-able)."""
+        with self._lock:
+            return self.checkpoint.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Replace everything with ``state_dict``'s; ``ValueError`` naming the field (and
+        nothing changed) if it does not fit."""
+        with self._lock:
+            self.checkpoint.load_state_dict(state_dict)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to a safetensors file with a JSON header, atomically."""
+        with self._lock:
+            self.checkpoint.save(path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Read a file of :meth:`save` (version 2 or 1); ``ValueError`` naming the file
+        and the field (and nothing changed) if it is truncated, foreign or does not fit."""
+        with self._lock:
+            self.checkpoint.load(path)

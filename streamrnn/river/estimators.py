@@ -32,7 +32,9 @@ import torch
 from river import base
 from river.time_series.base import Forecaster
 
+from .._validate import check_bool, check_positive_int
 from ._core import RNNEstimator
+from .baselines import Combination
 
 __all__ = ["RNNClassifier", "RNNForecaster", "RNNRegressor"]
 
@@ -194,7 +196,8 @@ class RNNClassifier(RNNEstimator, base.Classifier):
 
 
 class RNNForecaster(RNNEstimator, Forecaster):
-    """A stateful recurrent forecaster for river's time-series protocol.
+    """A stateful recurrent forecaster for river's time-series protocol, combined online
+    with the simple forecasters so that it is not worse than them where it is weak.
 
     Each ``learn_one(y, x)`` is one step of the series. The network reads the scaled
     value, its scaled first difference and the scaled exogenous features, and predicts
@@ -203,10 +206,18 @@ class RNNForecaster(RNNEstimator, Forecaster):
     the live state forward, feeding each forecast back as the next input; it changes
     neither weights nor state.
 
-    Parameters are those of :class:`RNNRegressor`; the defaults differ (``k1=2``,
-    ``lr=2e-2``): a series gives one sample per step, so it learns from more frequent,
-    larger updates (chosen on AirlinePassengers, TrumpApproval and co2; see
-    ``benchmarks/bench_river.py``).
+    With ``combine`` (the default), the forecast is the online combination
+    (:class:`~streamrnn.river.baselines.Combination`: prediction with expert advice,
+    NormalHedge weights per horizon on linearised absolute errors, see
+    :mod:`streamrnn.river.experts`) of the network's rollout, the last value, river's
+    SNARIMAX(3, 1, 3) and, given ``season``, the seasonal last value. A forecast of the
+    ``h``-th next value is scored when that value is learned, and only then moves the
+    weights of horizon ``h``.
+
+    Parameters are those of :class:`RNNRegressor`, plus ``combine`` (bool) and ``season``
+    (steps in a season, or ``None``); the defaults differ (``k1=2``, ``lr=2e-2``): a
+    series gives one sample per step, so it learns from more frequent, larger updates
+    (chosen on AirlinePassengers, TrumpApproval and co2; see ``benchmarks/bench_river.py``).
 
     Examples
     --------
@@ -214,11 +225,20 @@ class RNNForecaster(RNNEstimator, Forecaster):
     >>> from streamrnn.river import RNNForecaster
     >>> model = RNNForecaster(seed=0)
     >>> evaluate.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=3)
+    +1 MAE: 32.00593
+    +2 MAE: 32.238656
+    +3 MAE: 33.290209
+
+    (river's evaluation scores ``forecast(3)[0]`` against the value two steps after the
+    last one learned; the last value as the forecast scores 40.9 at +1 and 59.3 at +3 there,
+    SNARIMAX(3, 1, 3) 40.9 and 59.3; the network alone does a little better on this short
+    series, where the weights have few errors to learn from:)
+
+    >>> alone = RNNForecaster(seed=0, combine=False)
+    >>> evaluate.evaluate(datasets.AirlinePassengers(), alone, metrics.MAE(), horizon=3)
     +1 MAE: 31.427326
     +2 MAE: 31.912612
     +3 MAE: 32.588006
-
-    (The last value as the forecast scores 25.9, 41.0 and 50.1 at the same horizons.)
     >>> len(model.forecast(horizon=5))
     5
     """
@@ -236,11 +256,16 @@ class RNNForecaster(RNNEstimator, Forecaster):
         scale: bool = True,
         engine: str = "auto",
         seed: int | None = None,
+        combine: bool = True,
+        season: int | None = None,
     ) -> None:
         super().__init__(
             hidden_size=hidden_size, num_layers=num_layers, cell=cell, k1=k1, k2=k2, lr=lr,
             clip=clip, max_features=max_features, scale=scale, engine=engine, seed=seed,
         )
+        self.combine = check_bool("combine", combine)
+        self.season = check_positive_int("season", season, none_ok=True)
+        self._combo = Combination(season=season) if combine else None
         self._last_y: float | None = None
         self._last_pred = 0.0
 
@@ -255,6 +280,8 @@ class RNNForecaster(RNNEstimator, Forecaster):
 
     def learn_one(self, y: float, x: dict | None = None) -> None:
         y = self._check_number("y", y)
+        if self._combo is not None:  # score the forecasts of y, before the network learns it
+            self._combo.learn_one(y, self._own_forecast)
         if self._learner is None:
             self._build()
         dy = 0.0 if self._last_y is None else y - self._last_y
@@ -273,6 +300,22 @@ class RNNForecaster(RNNEstimator, Forecaster):
             raise ValueError(f"horizon must be a positive int, got {horizon!r}")
         if xs is not None and len(xs) != horizon:
             raise ValueError(f"xs must hold horizon = {horizon} dicts, got {len(xs)}")
+        if self._combo is None:
+            return self._own_forecast(horizon, xs)
+        try:
+            own = self._own_forecast(horizon, xs)
+        except ValueError:  # the network diverged (counted): it sits this forecast out
+            own = [math.nan] * horizon
+        return self._combo.forecast(own)
+
+    @property
+    def combination(self) -> Combination | None:
+        """The :class:`~streamrnn.river.baselines.Combination` (``None`` without
+        ``combine``): its ``mix`` holds the weights, its ``table`` the last forecasts."""
+        return self._combo
+
+    def _own_forecast(self, horizon: int, xs: list[dict] | None = None) -> list:
+        # The network's forecasts alone (the rollout below).
         if self._learner is None or self._last_y is None:
             return [0.0] * horizon
         # inputs of the rolled steps: scaled features now, columns 0 and 1 filled in by

@@ -22,7 +22,8 @@ from streamrnn.apps.forecast import (
     register_forecast,
 )
 
-KEYS = {"rows", "mae", "naive_mae", "snarimax_mae", "plot"}
+KEYS = {"rows", "mae", "naive_mae", "snarimax_mae", "rnn_mae", "seasonal_mae", "season",
+        "weights", "plot"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -55,10 +56,13 @@ def test_demo_on_a_slice_writes_png_csv_and_one_json_line(tmp_path, capsys):
     assert summary["plot"] == str(out / "waterflow-h6.png")
     assert (out / "waterflow-h6.png").read_bytes()[:8] == PNG
     rows = _rows(out / "waterflow-h6.csv")
-    assert list(rows[0]) == ["time", "actual", "forecast", "naive", "snarimax"]
+    assert list(rows[0]) == ["time", "actual", "forecast", "naive", "snarimax", "rnn",
+                             "seasonal"]
     assert len(rows) == summary["rows"]
+    assert sorted(summary["weights"]) == ["last", "rnn", "snarimax"]
+    assert math.isclose(sum(summary["weights"].values()), 1.0, abs_tol=1e-3)
     for key, column in [("mae", "forecast"), ("naive_mae", "naive"),
-                        ("snarimax_mae", "snarimax")]:
+                        ("snarimax_mae", "snarimax"), ("rnn_mae", "rnn")]:
         assert math.isclose(summary[key], _mae(rows, column), rel_tol=1e-12)
 
 
@@ -67,7 +71,8 @@ def test_demo_prints_a_table_with_the_plot_path(tmp_path, capsys):
                               "--out", str(tmp_path)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "| streamrnn (online LSTM) |" in text and "| naive (last value) |" in text
+    assert "| streamrnn (combination) |" in text and "| naive (last value) |" in text
+    assert "| online LSTM alone |" in text
     assert "SNARIMAX" not in text
     assert f"plot:      {tmp_path / 'waterflow-h6.png'}" in text
 

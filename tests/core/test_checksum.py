@@ -42,7 +42,7 @@ def snapshot(obj) -> str:
     return json.dumps([sd, tensors, weights], sort_keys=True, default=repr)
 
 
-@pytest.fixture(scope="module", params=["bank"])  # the learner joins with its format 2
+@pytest.fixture(scope="module", params=["bank", "learner"])
 def saved(request, tmp_path_factory):
     make = {"bank": bank, "learner": learner}[request.param]
     path = tmp_path_factory.mktemp("sealed") / f"{request.param}.safetensors"

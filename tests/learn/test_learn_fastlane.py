@@ -2,7 +2,7 @@
 
 One step of one stream (``push(x (F,))``, the river and sensor case) takes the lane of
 ``streamrnn.learn._lane``; every other push takes the general path. Each test runs the
-same calls on two learners, one with the lane and one with ``_fast_lane = False``, and
+same calls on two learners, one with the lane and one with ``stepper.fast = False``, and
 compares everything bitwise: predictions, ``learn`` answers, weights, optimizer state,
 counts, and every per-stream buffer. Random call sequences mix one-step pushes (the
 lane) with chunks, two-stream ``push_many``, late targets, horizon targets and resets.
@@ -119,12 +119,12 @@ def test_one_step_at_a_time_equals_the_general_path_and_a_single_push(config):
     x, y = series(tokens, 2, steps=300)
     y = None if horizon else y
     fast, slow = twins(make)
-    calls = count_calls(fast, "_advance")
+    calls = count_calls(fast.stepper, "advance")
     got = [fast.step(x[t], None if y is None else y[t]) for t in range(300)]
     want = [slow.step(x[t], None if y is None else y[t]) for t in range(300)]
     fast.flush()
     slow.flush()
-    assert calls["_advance"] == 0  # the lane was taken
+    assert calls["advance"] == 0  # the lane was taken
     assert_same_outputs(got, want)
     assert_same(fast, slow)
     assert fast.counts["updates"] > 0

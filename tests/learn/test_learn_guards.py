@@ -167,3 +167,53 @@ def test_memory_is_bounded_least_recently_used_stream_evicted_and_counted():
     assert learner.counts["evicted"] == 1 and learner.counts["lost_pending"] == 3
     with pytest.raises(ValueError, match="a push may hold at most max_streams = 2"):
         learner.push_many(["d", "e", "f"], torch.zeros(3, 1, 2))
+
+
+POISONED = {  # one call that hands the learner a tensor requiring grad
+    "push chunk": lambda lrn, x, y, leaf: lrn.push(leaf(x[:5]), y[:5], key="a"),
+    "push targets": lambda lrn, x, y, leaf: lrn.push(x[:5], leaf(y[:5]), key="a"),
+    "push_many x": lambda lrn, x, y, leaf: lrn.push_many(
+        ["a", "b"], leaf(torch.stack([x[:5], -x[:5]])), torch.stack([y[:5]] * 2)),
+    "push_many targets": lambda lrn, x, y, leaf: lrn.push_many(
+        ["a", "b"], torch.stack([x[:5], -x[:5]]), leaf(torch.stack([y[:5]] * 2))),
+    "one step": lambda lrn, x, y, leaf: [lrn.step(leaf(x[t]), leaf(y[t]), key="a")
+                                         for t in range(5)],
+    "late target": lambda lrn, x, y, leaf: (lrn.push(x[:5], key="a"),
+                                            lrn.learn(3, leaf(y[3]), key="a")),
+}
+
+
+@pytest.mark.parametrize("case", list(POISONED))
+def test_inputs_and_targets_that_require_grad_are_detached_and_learning_goes_on(case):
+    """A chunk or target with requires_grad=True is data like any other: it is detached,
+    no graph reaches the learner's buffers, and every later push predicts and learns
+    exactly as in a learner that was given the same values without grad."""
+    x, y = wave(70), wave(70, 1.0)[:, :1]
+    grad, plain = (OnlineLearner(model(), k1=4, k2=6, lr=1e-2) for _ in range(2))
+    POISONED[case](grad, x, y, lambda t: t.clone().requires_grad_(True))
+    POISONED[case](plain, x, y, lambda t: t)
+    for lo in range(5, 65, 3):  # valid pushes across window ends
+        got = grad.push(x[lo:lo + 3], y[lo:lo + 3], key="a")
+        assert torch.equal(got, plain.push(x[lo:lo + 3], y[lo:lo + 3], key="a"))
+        assert not got.requires_grad
+    for lrn in (grad, plain):
+        lrn.flush()
+    assert grad.counts == plain.counts and grad.counts["updates"] >= 15
+    assert all(torch.equal(p, q) for p, q in zip(grad.model.parameters(),
+                                                 plain.model.parameters(), strict=True))
+    assert not grad.rows.xbuf.requires_grad and not grad.rows.ybuf.requires_grad
+
+
+def test_horizon_inputs_that_require_grad_are_detached():
+    def make():
+        return OnlineLearner(model(), k1=4, k2=6, lr=1e-2, horizon=1, horizon_column=0)
+
+    x = wave(40)
+    grad, plain = make(), make()
+    grad.push(x[:6].clone().requires_grad_(True))
+    plain.push(x[:6])
+    for lo in range(6, 40, 5):
+        assert torch.equal(grad.push(x[lo:lo + 5]), plain.push(x[lo:lo + 5]))
+    assert grad.counts == plain.counts and grad.counts["updates"] >= 8
+    assert all(torch.equal(p, q) for p, q in zip(grad.model.parameters(),
+                                                 plain.model.parameters(), strict=True))

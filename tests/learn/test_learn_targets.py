@@ -150,7 +150,7 @@ def test_the_loss_sees_its_terms_step_major_streams_in_slot_order(lane, mask):
         return (pred - target).pow(2).mean()
 
     learner = OnlineLearner(model(features=2), loss=loss, k1=3)
-    learner._fast_lane = lane
+    learner.stepper.fast = lane
     keys = ["s0", "s1", "s2"]
     x = torch.zeros(3, 3, 2, dtype=torch.float64)
     tg = 10.0 * torch.arange(3, dtype=torch.float64)[:, None, None] + torch.arange(

@@ -28,12 +28,12 @@ def learner(dtype=torch.float32, **sgd) -> OnlineLearner:
 
 def give_grads(lrn: OnlineLearner, seed: int, scale: float, none: list[bool]) -> None:
     gen = torch.Generator().manual_seed(seed)
-    for p, skip in zip(lrn._params, none, strict=False):
+    for p, skip in zip(lrn.updater.params, none, strict=False):
         p.grad = None if skip else scale * torch.randn(p.shape, generator=gen, dtype=p.dtype)
 
 
 def same_params(a: OnlineLearner, b: OnlineLearner) -> bool:
-    return all(torch.equal(p, q) for p, q in zip(a._params, b._params, strict=True))
+    return all(torch.equal(p, q) for p, q in zip(a.updater.params, b.updater.params, strict=True))
 
 
 @settings(max_examples=40, deadline=None)
@@ -45,14 +45,14 @@ def test_plain_sgd_step_is_optimizer_step_bit_for_bit(dtype, lr, scale, split, n
     fast, ref = learner(dtype, lr=lr), learner(dtype, lr=lr)
     if split:  # two parameter groups, the second with its own learning rate
         for lrn in (fast, ref):
-            params = lrn._params
-            lrn.optimizer = torch.optim.SGD([{"params": params[:3]},
+            params = lrn.updater.params
+            lrn.updater.optimizer = torch.optim.SGD([{"params": params[:3]},
                                              {"params": params[3:], "lr": lr / 3}], lr=lr)
     for lrn in (fast, ref):
         give_grads(lrn, seed, scale, none)
-    assert fast._sgd_groups(fast.optimizer) is not None  # the fast path applies
-    fast._step()
-    ref.optimizer.step()
+    assert fast.updater._sgd_groups(fast.updater.optimizer) is not None  # the fast path applies
+    fast.updater.step()
+    ref.updater.optimizer.step()
     assert same_params(fast, ref)
 
 
@@ -61,12 +61,13 @@ class MySGD(torch.optim.SGD):
 
 
 WAYS_OUT = {
-    "momentum": lambda lrn: lrn.optimizer.param_groups[0].update(momentum=0.9),
-    "weight decay": lambda lrn: lrn.optimizer.param_groups[0].update(weight_decay=0.01),
-    "maximize": lambda lrn: lrn.optimizer.param_groups[0].update(maximize=True),
-    "tensor lr": lambda lrn: lrn.optimizer.param_groups[0].update(lr=torch.tensor(0.1)),
-    "subclass": lambda lrn: setattr(lrn, "optimizer", MySGD(lrn._params, lr=0.1)),
-    "adam": lambda lrn: setattr(lrn, "optimizer", torch.optim.Adam(lrn._params, lr=0.1)),
+    "momentum": lambda lrn: lrn.updater.optimizer.param_groups[0].update(momentum=0.9),
+    "weight decay": lambda lrn: lrn.updater.optimizer.param_groups[0].update(weight_decay=0.01),
+    "maximize": lambda lrn: lrn.updater.optimizer.param_groups[0].update(maximize=True),
+    "tensor lr": lambda lrn: lrn.updater.optimizer.param_groups[0].update(lr=torch.tensor(0.1)),
+    "subclass": lambda lrn: setattr(lrn.updater, "optimizer", MySGD(lrn.updater.params, lr=0.1)),
+    "adam": lambda lrn: setattr(lrn.updater, "optimizer",
+                                torch.optim.Adam(lrn.updater.params, lr=0.1)),
 }
 
 
@@ -76,10 +77,10 @@ def test_other_optimizers_and_settings_take_optimizer_step(way):
     for lrn in (fast, ref):
         WAYS_OUT[way](lrn)
         give_grads(lrn, 0, 1.0, [False] * 8)
-    assert fast._sgd_groups(fast.optimizer) is None
+    assert fast.updater._sgd_groups(fast.updater.optimizer) is None
     for _ in range(2):
-        fast._step()
-        ref.optimizer.step()
+        fast.updater.step()
+        ref.updater.optimizer.step()
     assert same_params(fast, ref)
 
 
@@ -88,18 +89,18 @@ def test_hooks_and_schedulers_see_every_step():
     give_grads(lrn, 0, 1.0, [False] * 8)
     seen = []
     handle = lrn.optimizer.register_step_pre_hook(lambda *a: seen.append("instance"))
-    lrn._step()
+    lrn.updater.step()
     handle.remove()
     handle = register_optimizer_step_post_hook(lambda *a: seen.append("global"))
     try:
-        lrn._step()
+        lrn.updater.step()
     finally:
         handle.remove()
     assert seen == ["instance", "global"]
-    assert lrn._sgd_groups(lrn.optimizer) is not None  # hooks gone: the fast path again
+    assert lrn.updater._sgd_groups(lrn.optimizer) is not None  # hooks gone: the fast path again
     sched = torch.optim.lr_scheduler.StepLR(lrn.optimizer, step_size=1, gamma=0.5)
-    assert lrn._sgd_groups(lrn.optimizer) is None  # the scheduler wraps step
-    lrn._step()
+    assert lrn.updater._sgd_groups(lrn.optimizer) is None  # the scheduler wraps step
+    lrn.updater.step()
     assert lrn.optimizer._opt_called
     sched.step()
     assert lrn.optimizer.param_groups[0]["lr"] == 0.05
@@ -113,5 +114,5 @@ def test_sparse_gradients_take_optimizer_step():
     # sparse.
     lrn.push_many(["a"], torch.tensor([[1, 2, 6]]), torch.tensor([[2, 0, 1]]))
     assert model.embedding.weight.grad.is_sparse
-    assert lrn._sgd_groups(lrn.optimizer) is None
+    assert lrn.updater._sgd_groups(lrn.optimizer) is None
     assert lrn.counts["updates"] == 1

@@ -6,7 +6,7 @@ start, whole windows with all their targets: that is the classic TBPTT loop, and
 must make the lane step aside (other keys, other orders, partial windows, missing
 targets, one-step pushes, late targets, resets, drops, a checkpoint round trip) or read
 the live state it holds back (``StreamRows.hold``), and
-compare with a twin on the general path (``_fast_lane = False``): predictions, weights,
+compare with a twin on the general path (``stepper.fast = False``): predictions, weights,
 optimizer state, counts and every per-stream buffer, bitwise. The clipping the lane's
 update uses is compared with ``nn.utils.clip_grad_norm_``, bitwise.
 """
@@ -122,7 +122,7 @@ def test_random_call_sequences_leave_everything_bitwise_equal(tokens, opt, sched
 def test_the_classic_loop_takes_the_lane_and_learns_each_window_in_its_push():
     x, y = data(True)
     fast, slow = twins(lambda: token_learner(OPTIMIZERS["adam"]))
-    general = count_calls(fast, "_push")
+    general = count_calls(fast.stepper, "push")
     writes = count_calls(fast.rows, "write_held")
     for i in range(20):
         window = slice(i * K, (i + 1) * K)
@@ -132,7 +132,7 @@ def test_the_classic_loop_takes_the_lane_and_learns_each_window_in_its_push():
         assert fast.counts["updates"] == slow.counts["updates"] == i + 1
         # From the second push on, each window's new state is held, read by the next.
         assert (fast.rows._held is not None) == (i > 0)
-    assert general["_push"] == 1  # only the first push, which looks the keys up
+    assert general["push"] == 1  # only the first push, which looks the keys up
     assert writes["write_held"] == 0
     assert_same(fast, slow)  # reading the buffers writes what was held
     assert writes["write_held"] == 1 and fast.rows._held is None
@@ -177,12 +177,13 @@ def _grads(seed: int, scale: float, dtype=torch.float32):
 def test_lane_clipping_is_clip_grad_norm_bit_for_bit(dtype, seed, log_scale, clip):
     learner = value_learner(OPTIMIZERS["sgd"])
     got, want = _grads(seed, 10.0 ** log_scale, dtype), _grads(seed, 10.0 ** log_scale, dtype)
-    learner._params, learner.clip, learner._plain = list(got.parameters()), clip, None
+    up = learner.updater
+    up.params, up.clip, up._plain = list(got.parameters()), clip, None
     norm = nn.utils.clip_grad_norm_(want.parameters(), clip)
     if not math.isfinite(float(norm)):  # overflowed: reported; the update is skipped
-        assert not learner._clip_grads()
+        assert not up.clip_grads()
         return
-    assert learner._clip_grads()
+    assert up.clip_grads()
     for p, q in zip(got.parameters(), want.parameters(), strict=True):
         assert torch.equal(p.grad, q.grad)
 
@@ -193,7 +194,8 @@ def test_lane_clipping_reports_a_nonfinite_norm_and_leaves_the_gradients(bad):
     net = _grads(0, 1.0)
     next(iter(net.parameters())).grad[0, 0] = bad
     before = [p.grad.clone() for p in net.parameters()]
-    learner._params, learner._plain = list(net.parameters()), None
-    assert not learner._clip_grads()
+    up = learner.updater
+    up.params, up._plain = list(net.parameters()), None
+    assert not up.clip_grads()
     for p, b in zip(net.parameters(), before, strict=True):
         torch.testing.assert_close(p.grad, b, rtol=0, atol=0, equal_nan=True)

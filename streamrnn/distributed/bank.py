@@ -1,0 +1,428 @@
+"""ShardedBank: keyed streams sharded over Ray actors, exactly once under failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from .._checkpoint import model_config
+from .._checks import as_chunk, as_id_chunk, model_device, model_dtype, num_tokens
+from .._io import atomic_write_text
+from ..bank import BankOutputs
+from ..stream import check_model
+from ._replay import ReplayLog
+from ._route import Router
+from ._shard import NotRestored, ShardWorker
+from ._snapshot import load_snapshot, snapshot_manifest
+
+try:
+    import ray
+    from ray.exceptions import RayActorError
+except ImportError as err:  # pragma: no cover - the extra is not installed
+    raise ImportError('streamrnn.distributed needs Ray: pip install "streamrnn[ray]"') from err
+
+__all__ = ["ShardedBank"]
+
+#: How a ShardedBank starts Ray when none is running (call ``ray.init`` to choose).
+RAY_START = {"include_dashboard": False, "object_store_memory": 512 * 2**20}
+
+
+def _positive_int(name: str, value, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, "
+                         f"got {value!r}")
+
+
+class ShardedBank:
+    """Many keyed streams over ``num_shards`` Ray actors, each a StreamBank of its keys.
+
+    A key belongs to shard ``blake2b(key's JSON encoding) % num_shards`` (the same in every
+    process and after restarts). The model is put once in Ray's object store and every
+    shard reads it from there; only states live in the shards. A push splits its keys by
+    shard, calls the shards concurrently and returns the outputs in the caller's order:
+    each stream gets what it gets alone (batch invariance), as in one StreamBank.
+
+    Exactly once: every call that changes a shard carries a sequence number; every
+    ``checkpoint_every`` such calls the shard writes its streams, each key's input offset
+    and the sequence number to its checkpoint file (atomically) before applying the call.
+    The router keeps the calls since each shard's last checkpoint (at most
+    ``max_replay_bytes`` of inputs per shard: past that it has the shard checkpoint first,
+    i.e. it waits; one call larger than the bound is refused with a ``ValueError``). When
+    a shard's process dies, Ray restarts it, it restores its checkpoint, the router
+    replays the calls after it, and the push returns the outputs of a run that never
+    failed.
+
+    Parameters
+    ----------
+    model : RecurrentLayer or recurrent model
+        Shared by all streams (see :class:`~streamrnn.StreamBank`), on the CPU.
+    num_shards : int
+        Ray actors holding the streams.
+    max_streams_per_shard : int
+        Each shard's ``max_streams``: a new key at the limit evicts that shard's least
+        recently used stream (counted in ``counts["evicted"]``).
+    checkpoint_every : int or None
+        Calls per shard between checkpoints; ``None``: no checkpoints and no replay (a
+        dead shard is an error).
+    max_replay_bytes : int
+        Most bytes of inputs the router keeps per shard for replay.
+    checkpoint_dir : str or None
+        Where shards keep their checkpoint files (``shard-<i>.safetensors``, working
+        files, overwritten at start); on a cluster a folder every node sees. ``None``: a
+        temporary folder, removed by :meth:`close`.
+    cpus_per_shard : float
+        CPUs Ray reserves for each shard (its torch threads: at least one).
+    timeout : float
+        Seconds to wait for the shards to start, or a dead one to come back, before
+        raising ``RuntimeError`` (e.g. the cluster lacks the CPUs they reserve).
+
+    Attributes
+    ----------
+    recoveries : list of float
+        Seconds each recovery took (restart, restore, replay).
+
+    Shape
+    -----
+    push: ``{key: (T, F) or (F,)}`` -> ``{key: (T, O) or (O,)}``; push_many:
+    ``(N, T, F)`` -> ``(N, T, O)``.
+
+    Examples
+    --------
+    >>> import torch, streamrnn
+    >>> from streamrnn.distributed import ShardedBank
+    >>> model = streamrnn.GRU(2, 3, seed=0)
+    >>> bank = ShardedBank(model, num_shards=2, max_streams_per_shard=100)
+    >>> out = bank.push({"a": torch.ones(4, 2), "b": torch.zeros(4, 2), 7: torch.ones(2)})
+    >>> alone = streamrnn.StreamBank(model).push({"a": torch.ones(4, 2)})
+    >>> out["a"].shape, out[7].shape, torch.allclose(out["a"], alone["a"], atol=1e-6)
+    (torch.Size([4, 3]), torch.Size([3]), True)
+    >>> len(bank), sorted(bank.offsets().items(), key=repr)
+    (3, [('a', 4), ('b', 4), (7, 1)])
+    >>> bank.drop("b"); len(bank)
+    2
+    >>> bank.close()
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        num_shards: int = 2,
+        max_streams_per_shard: int = 100_000,
+        checkpoint_every: int | None = 100,
+        max_replay_bytes: int = 256 * 2**20,
+        checkpoint_dir: str | os.PathLike | None = None,
+        cpus_per_shard: float = 1.0,
+        timeout: float = 120.0,
+    ) -> None:
+        check_model(model)
+        _positive_int("num_shards", num_shards)
+        _positive_int("max_streams_per_shard", max_streams_per_shard)
+        _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+        _positive_int("max_replay_bytes", max_replay_bytes)
+        if isinstance(cpus_per_shard, bool) or not isinstance(cpus_per_shard, int | float) \
+                or not cpus_per_shard > 0:
+            raise ValueError(f"cpus_per_shard must be a number > 0, got {cpus_per_shard!r}")
+        if model_device(model).type != "cpu":
+            raise ValueError(f"model must be on the CPU, got {model_device(model)}")
+        self.num_shards = num_shards
+        self.max_streams_per_shard = max_streams_per_shard
+        self.checkpoint_every = checkpoint_every
+        self.timeout = float(timeout)
+        self.recoveries: list[float] = []
+        self._dtype = model_dtype(model)
+        self._features = model.input_size
+        self._tokens = num_tokens(model)
+        self._own_dir = checkpoint_dir is None
+        self.checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir is not None \
+            else tempfile.mkdtemp(prefix="streamrnn-shards-")
+        self._router = Router(num_shards)
+        self._log = ReplayLog(num_shards, max_replay_bytes, checkpoint_every)
+        self._sent: list = [None] * num_shards  # per shard: the key list it last got
+        if not ray.is_initialized():
+            ray.init(**RAY_START)
+        self._model_ref = ray.put(model)  # once; every shard (and restart) reads it
+        actor = ray.remote(ShardWorker).options(
+            num_cpus=cpus_per_shard, max_restarts=-1 if checkpoint_every else 0,
+            max_task_retries=0, max_concurrency=1)
+        threads = max(1, int(cpus_per_shard))
+        self._shards = [
+            actor.remote(self._model_ref, max_streams=max_streams_per_shard,
+                         path=self._path(s), threads=threads)
+            for s in range(num_shards)
+        ]
+        self._model = model
+        try:
+            ray.get([a.restore.remote(True) for a in self._shards], timeout=self.timeout)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise RuntimeError(
+                f"{num_shards} shards of {cpus_per_shard} CPU did not start within {timeout} s:"
+                f" the cluster has {ray.available_resources().get('CPU', 0)} CPUs free"
+            ) from None
+
+    def _path(self, shard: int) -> str:
+        return os.path.join(self.checkpoint_dir, f"shard-{shard}.safetensors")
+
+    # -- the hot paths -------------------------------------------------------------
+    def push(self, chunks: dict) -> BankOutputs:
+        """Step every stream in ``chunks`` from its own state, on the shards that own them.
+
+        Parameters
+        ----------
+        chunks : dict
+            ``{key: chunk}`` as in :meth:`streamrnn.StreamBank.push`. Every chunk is
+            checked here first: a bad one raises ``ValueError`` naming its key, and no
+            shard is called.
+
+        Returns
+        -------
+        BankOutputs
+            ``{key: outputs}`` in the order of ``chunks``.
+        """
+        if not isinstance(chunks, dict):
+            raise ValueError(f"chunks must be a dict {{key: chunk}}, got {type(chunks).__name__}")
+        keys = list(chunks)
+        xs = [self._check_chunk(k, v) for k, v in chunks.items()]
+        positions, lists = self._split(keys)
+        ops = {s: ("push", ({k: xs[i] for k, i in zip(lists[s], positions[s].tolist(),
+                                                          strict=True)},))
+               for s in range(self.num_shards) if len(lists[s])}
+        results = self._call(ops)
+        rows: list = [None] * len(keys)
+        for s, (outs, _) in results.items():
+            for i, y in zip(positions[s].tolist(), outs, strict=True):
+                rows[i] = torch.from_numpy(np.array(y))
+        shapes = {tuple(r.shape) for r in rows}
+        return BankOutputs(keys, torch.stack(rows) if len(shapes) == 1 else rows)
+
+    def push_many(self, keys: list, x: torch.Tensor) -> torch.Tensor:
+        """Step N distinct streams with one ``(N, T, F)`` tensor (ids ``(N, T)``).
+
+        Shape
+        -----
+        x: ``(N, T, F)`` -> ``(N, T, O)``.
+        """
+        self._check_many(keys, x)
+        positions, lists = self._split(keys)
+        xn = x.detach().cpu().numpy()
+        whole = [s for s in range(self.num_shards) if len(lists[s]) == len(keys)]
+        ops = {}
+        for s in range(self.num_shards):
+            if not len(lists[s]):
+                continue
+            part = xn if whole else xn[positions[s]]
+            if whole and self._log is not None:
+                part = part.copy()  # the caller may reuse x; the log keeps its own
+            ops[s] = ("push_many", (lists[s], part))
+        results = self._call(ops)
+        if whole:
+            return torch.from_numpy(np.array(results[whole[0]][0]))
+        first = next(iter(results.values()))[0]
+        out = np.empty((len(keys), *first.shape[1:]), dtype=first.dtype)
+        for s, (y, _) in results.items():
+            out[positions[s]] = y
+        return torch.from_numpy(out)
+
+    def _split(self, keys: list) -> tuple[list, list]:
+        positions, lists = self._router.split(keys)
+        most = max(map(len, lists))
+        if most > self.max_streams_per_shard:
+            raise ValueError(f"a push may hold at most max_streams_per_shard = "
+                             f"{self.max_streams_per_shard} streams of one shard, got {most}")
+        return positions, lists
+
+    def _check_chunk(self, key, value) -> np.ndarray:
+        name = f"chunk for key {key!r}"
+        if self._tokens is not None:
+            x, one = as_id_chunk(value, high=self._tokens, device="cpu", name=name)
+        else:
+            x, one = as_chunk(value, features=self._features, dtype=self._dtype,
+                              device="cpu", name=name)
+        x = x.detach()
+        return (x[0] if one else x).numpy()
+
+    def _check_many(self, keys: list, x) -> None:
+        tokens = self._tokens is not None
+        dims, layout = (2, "(N, T) token ids") if tokens else (
+            3, f"(N, T, F) with F = {self._features}")
+        if not isinstance(x, torch.Tensor) or x.dim() != dims or (
+                not tokens and x.shape[2] != self._features):
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be {layout}, got {shape}")
+        want = torch.int64 if tokens else self._dtype
+        if x.dtype != want:
+            raise ValueError(f"x must have dtype {want}, got {x.dtype}")
+        if not isinstance(keys, list | tuple) or len(keys) != x.shape[0]:
+            raise ValueError(f"keys must be {x.shape[0]} distinct keys (one per row of x)")
+        if tokens:
+            bad = (x < 0) | (x >= self._tokens)
+            if bool(bad.any()):
+                row = int(bad.nonzero()[0, 0])
+                raise ValueError(f"chunk for key {keys[row]!r} must hold ids in "
+                                 f"[0, {self._tokens})")
+        elif not bool(torch.isfinite(x).all()):
+            row = int((~torch.isfinite(x)).nonzero()[0, 0])
+            raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
+
+    # -- calling shards: sequence numbers, checkpoints, replay -----------------------
+    def _call(self, ops: dict) -> dict:
+        """Run one state-changing operation on each shard in ``ops``, concurrently."""
+        log = self._log
+        log.admit(ops, self._checkpoint_now)  # may checkpoint first; never drops
+        refs = {}
+        for s, (op, args) in ops.items():
+            seq, first = log.append(s, op, args)
+            wire = args
+            if op == "push_many" and args[0] is self._sent[s]:
+                wire = (None, args[1])  # the shard keeps the key list it last got
+            refs[s] = (seq, self._shards[s].apply.remote(seq, op, wire, first))
+        results, error = {}, None
+        for s, (seq, ref) in refs.items():
+            try:
+                result, done = ray.get(ref)
+            except (RayActorError, NotRestored):
+                result, done = self._recover(s), None
+            except Exception as err:  # the shard refused: it changed nothing
+                log.discard(s, seq)
+                error = error or err
+                continue
+            if done is not None:
+                log.checkpointed(s, done)
+            op, args = ops[s]
+            self._sent[s] = args[0] if op == "push_many" else None
+            results[s] = result
+        if error is not None:
+            raise error
+        return results
+
+    def _checkpoint_now(self, shards: list[int]) -> None:
+        done = ray.get([self._shards[s].checkpoint.remote() for s in shards])
+        for s, seq in zip(shards, done, strict=True):
+            self._log.checkpointed(s, seq)
+
+    def _recover(self, s: int):
+        """Restore shard ``s`` (restarted by Ray) from its checkpoint and replay every
+        operation after it; return the result of the last one."""
+        if self._log.every is None:
+            raise RuntimeError(f"shard {s} died and checkpoint_every is None: its streams "
+                               "are lost")
+        start = time.perf_counter()
+        self._sent[s] = None
+        while True:
+            try:
+                restored = ray.get(self._shards[s].restore.remote())
+                result = None
+                for entry in self._log.since(s, restored):
+                    result, _ = ray.get(self._shards[s].apply.remote(*entry, False))
+                self.recoveries.append(time.perf_counter() - start)
+                return result
+            except (RayActorError, NotRestored):
+                if time.perf_counter() - start > self.timeout:
+                    raise RuntimeError(f"shard {s} did not come back within "
+                                       f"{self.timeout} s") from None
+                time.sleep(0.05)
+
+    def _ask(self, method: str, *args) -> list:
+        """A read-only call to every shard (recovering a dead one first)."""
+        out = []
+        for s, shard in enumerate(self._shards):
+            try:
+                out.append(ray.get(getattr(shard, method).remote(*args)))
+            except (RayActorError, NotRestored):
+                self._recover(s)
+                out.append(ray.get(getattr(shard, method).remote(*args)))
+        return out
+
+    # -- per-key operations --------------------------------------------------------
+    def __len__(self) -> int:
+        return sum(i["len"] for i in self._ask("info"))
+
+    def __contains__(self, key) -> bool:
+        try:
+            shard = self._router.shard_of(key)
+        except ValueError:
+            return False
+        return ray.get(self._shards[shard].contains.remote(key))
+
+    @property
+    def counts(self) -> dict:
+        """Every shard's ``counts`` summed (``evicted``, ``nonfinite_resets``, ``steps``)."""
+        total: dict = {}
+        for info in self._ask("info"):
+            for name, n in info["counts"].items():
+                total[name] = total.get(name, 0) + n
+        return total
+
+    def keys(self) -> list:
+        """Live keys, shard by shard (least recently used first within a shard)."""
+        return [k for keys in self._ask("keys") for k in keys]
+
+    def offsets(self) -> dict:
+        """Each live key's input offset: the steps its stream consumed since it entered."""
+        return {k: n for part in self._ask("offsets_of") for k, n in part.items()}
+
+    def reset(self, key) -> None:
+        """Put one stream back to the initial state (``ValueError`` if not live)."""
+        self._call({self._router.shard_of(key): ("reset", (key,))})
+
+    def drop(self, key) -> None:
+        """Forget one stream (``ValueError`` if not live)."""
+        self._call({self._router.shard_of(key): ("drop", (key,))})
+
+    def clear(self) -> None:
+        """Drop every stream (counters are kept)."""
+        self._call({s: ("clear", ()) for s in range(self.num_shards)})
+
+    def get_state(self, key):
+        """A copy of one stream's state (B = 1)."""
+        return ray.get(self._shards[self._router.shard_of(key)].get_state.remote(key))
+
+    # -- files ---------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write every shard's streams (with offsets) to ``folder``: one file per shard
+        and a manifest written last (atomically), so a reader sees a whole save or the
+        previous one."""
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        names = [f"shard-{s}-of-{self.num_shards}.safetensors" for s in range(self.num_shards)]
+        ray.get([a.save.remote(os.path.join(folder, n))
+                 for a, n in zip(self._shards, names, strict=True)])
+        atomic_write_text(os.path.join(folder, "manifest.json"),
+                          snapshot_manifest(names, self._config()))
+
+    def load(self, folder: str | os.PathLike) -> None:
+        """Replace every stream with those saved in ``folder`` by any number of shards;
+        keys are routed to this bank's shards. Refuses (``ValueError``, nothing changed)
+        a save that does not fit."""
+        per_shard = load_snapshot(os.fspath(folder), self._config(), self._router,
+                                  self.max_streams_per_shard)
+        self._call({s: ("load", per_shard[s]) for s in range(self.num_shards)})
+        if self.checkpoint_every is not None:  # the loaded streams are the new base
+            self._checkpoint_now(list(range(self.num_shards)))
+
+    def _config(self) -> dict:
+        return model_config(self._model)
+
+    def close(self) -> None:
+        """Stop the shards (their streams are gone; :meth:`save` first to keep them) and
+        remove the temporary checkpoint folder. Ray itself keeps running."""
+        for shard in self._shards:
+            ray.kill(shard, no_restart=True)
+        self._shards = []
+        if self._own_dir:
+            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
+    def __enter__(self) -> ShardedBank:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

@@ -1,0 +1,46 @@
+"""ShardedLearner equals one OnlineLearner over all the streams (k1 == k2, lockstep).
+
+Property: with the weights kept identical by the gradient all-reduce, predictions at
+every step and the weights after every update equal those of one OnlineLearner over all
+the streams (float64, 1e-10; the issue asks 1e-6), for SGD and for Adam with clipping
+(the clip acts on the summed gradient, as on one learner's); every shard holds bitwise
+the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from _sharded import CPUS
+
+from streamrnn import OnlineLearner
+from streamrnn.cells import GRU
+from streamrnn.distributed import ShardedLearner
+from streamrnn.heads import Readout, RecurrentModel
+
+
+@pytest.mark.parametrize("optimizer, lr, clip", [(torch.optim.SGD, 0.1, None),
+                                                 (torch.optim.Adam, 0.01, 0.05)])
+def test_sharded_learner_equals_one_learner(optimizer, lr, clip):
+    model = RecurrentModel(GRU(3, 8, seed=0), Readout(8, 2, seed=1)).double()
+    one = OnlineLearner(copy.deepcopy(model), optimizer=optimizer, lr=lr, k1=4, clip=clip)
+    keys = [f"s{i}" for i in range(6)]
+    g = torch.Generator().manual_seed(0)
+    sharded = ShardedLearner(model, num_shards=2, optimizer=optimizer, lr=lr, k1=4,
+                             clip=clip, cpus_per_shard=CPUS)
+    try:
+        for _ in range(5):
+            x = torch.randn(6, 8, 3, generator=g, dtype=torch.float64)
+            t = torch.randn(6, 8, 2, generator=g, dtype=torch.float64)
+            torch.testing.assert_close(sharded.push_many(keys, x, t),
+                                       one.push_many(keys, x, t), atol=1e-10, rtol=0)
+        assert one.counts["updates"] == 10 == sharded.counts()["updates"]
+        assert sharded.same_weights()
+        for name, w in one.model.state_dict().items():
+            torch.testing.assert_close(sharded.weights(1)[name], w, atol=1e-10, rtol=0)
+        with pytest.raises(ValueError, match="same list"):
+            sharded.push_many(keys[::-1], x, t)
+    finally:
+        sharded.close()
