@@ -140,6 +140,9 @@ class ScanCell(Cell):
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self.hidden_size), state
+        if x.shape[1] == 1:  # one step: the O(1) recurrence, no scan machinery
+            y, state = self.step(x[:, 0], state)
+            return y.unsqueeze(1), state
         last, inp = [], x
         for layer, h0 in zip(self.layers, state.h, strict=True):
             inp = gated_scan(*self._gate_logits(layer(inp)), h0)

@@ -77,9 +77,9 @@ class RNNEstimator:
             raise ValueError(f"engine='numba' runs num_layers=1 only, got num_layers={num_layers}")
         if engine == "numba" and not HAVE_NUMBA:
             raise ValueError("engine='numba' needs the numba package (pip install numba)")
-        if engine == "numba" and not has_compiled_form(cell):
-            raise ValueError(f"engine='numba' runs cells with a compiled form; {cell!r} has none "
-                             f"(use engine='torch' or 'auto')")
+        if engine == "numba" and not has_compiled_form(cell, learning=True):
+            raise ValueError(f"engine='numba' runs cells with a compiled learning form; {cell!r} "
+                             f"has none (use engine='torch' or 'auto')")
         check_int("seed", seed, none_ok=True)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -120,7 +120,8 @@ class RNNEstimator:
         """Whether the learner is the compiled engine's (``engine`` "numba", or "auto"
         when numba is installed and the model has one layer)."""
         if self.engine == "auto":
-            return HAVE_NUMBA and self.num_layers == 1 and has_compiled_form(self.cell)
+            return (HAVE_NUMBA and self.num_layers == 1
+                    and has_compiled_form(self.cell, learning=True))
         return self.engine == "numba"
 
     def _build(self) -> None:

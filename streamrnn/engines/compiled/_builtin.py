@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _cells
+from . import _cells, _mingru  # noqa: F401 - _mingru registers MinGRU's form
 from .forms import CompiledForm, register_compiled
 
 __all__ = ["GRU_FORM", "LSTM_FORM", "RELU_FORM", "TANH_FORM"]

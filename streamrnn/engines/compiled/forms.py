@@ -109,15 +109,21 @@ def register_compiled(name: str, form) -> None:
     _FORMS[name] = form
 
 
-def has_compiled_form(name: str) -> bool:
-    """Whether a compiled form is registered for the cell name ``name``.
+def has_compiled_form(name: str, *, learning: bool = False) -> bool:
+    """Whether a compiled form is registered for the cell name ``name`` (with
+    ``learning``: one with a backward pass, that the river estimators can learn on).
 
     Examples
     --------
-    >>> has_compiled_form("lstm"), has_compiled_form("mingru")
-    (True, False)
+    >>> has_compiled_form("lstm"), has_compiled_form("mingru"), has_compiled_form("minlstm")
+    (True, True, False)
+    >>> has_compiled_form("mingru", learning=True)
+    False
     """
-    return name in _FORMS
+    form = _FORMS.get(name)
+    if form is None:
+        return False
+    return not learning or not isinstance(form, CompiledForm) or form.backward is not None
 
 
 def compiled_form(cell) -> CompiledForm | None:
