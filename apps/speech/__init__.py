@@ -72,6 +72,7 @@ from ._bank import DigitBank, StreamResult
 from ._cli import listen_main
 from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
+from ._export import OnnxDigitRecognizer, export_onnx
 from ._io import FEATURE_KEYS, build_model, default_weights, read_file, write_file
 from ._types import LABELS, Detection, demo_path, word_bounds
 
@@ -80,7 +81,9 @@ __all__ = [
     "Detection",
     "DigitBank",
     "DigitRecognizer",
+    "OnnxDigitRecognizer",
     "demo_path",
+    "export_onnx",
     "listen_main",
     "StreamResult",
     "register_listen",
