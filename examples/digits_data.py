@@ -5,7 +5,9 @@ pink / brown noise at -85 to -35 dBFS) holding FSDD clips at random times, 0.15-
 apart. Each clip is augmented as the field does for speaker independence:
 
 - speed perturbation: resampled (soxr) by a speed drawn uniformly from ``speed``
-  (pitch, formants and duration change together, as in Ko et al. 2015);
+  (pitch, formants and duration change together, as in Ko et al. 2015), then tempo
+  perturbation: time-stretched by a phase vocoder by a factor drawn from ``tempo`` (the
+  speaking rate alone);
 - a random "microphone": smooth EQ, a spectral tilt of up to ``tilt_db`` from 0 Hz to 4 kHz
   plus three cosine ripples of up to ``+-ripple_db``, and a 50-300 Hz high-pass;
 - gain: a level of -42 to -15 dBFS RMS, at least ``snr_db`` above the background noise;
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 import torch
+from torchaudio.functional import phase_vocoder
 
 from streamrnn.adapters.audio import AudioFeatures, WavSource
 from streamrnn.apps.speech import LABELS, word_bounds
@@ -57,6 +60,7 @@ class Augment:
     """Augmentation settings (see the module docstring); validated at construction."""
 
     speed: tuple[float, float] = (0.85, 1.15)
+    tempo: tuple[float, float] = (1.0, 1.0)
     tilt_db: float = 6.0
     ripple_db: float = 3.0
     snr_db: float = 15.0
@@ -68,9 +72,10 @@ class Augment:
     time_mask: int = 0
 
     def __post_init__(self) -> None:
-        lo, hi = self.speed
-        if not 0.5 <= lo <= hi <= 2.0:
-            raise ValueError(f"speed must be (lo, hi) with 0.5 <= lo <= hi <= 2, got {self.speed}")
+        for name in ("speed", "tempo"):
+            lo, hi = getattr(self, name)
+            if not 0.5 <= lo <= hi <= 2.0:
+                raise ValueError(f"{name} must be (lo, hi) with 0.5 <= lo <= hi <= 2, got {lo, hi}")
         for name in ("tilt_db", "ripple_db", "time_masks"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -105,14 +110,32 @@ def load_clips(root: Path) -> list[dict]:
     return clips
 
 
-def at_speed(clip: dict, speed: float) -> tuple[np.ndarray, tuple[float, float]]:
-    """The clip resampled to play ``speed`` times as fast, and its word bounds (seconds)."""
+def at_speed(
+    clip: dict, speed: float, tempo: float = 1.0
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """The clip played ``speed`` times as fast (resampled: pitch and formants move too),
+    then ``tempo`` times as fast (phase vocoder: pitch kept), and its word bounds (s)."""
     audio, (start, end) = clip["audio"], clip["bounds"]
     if speed != 1.0:  # resampling by 1/speed scales the word bounds by it
         rate = round(SR * speed)  # played at SR: the speed is rate / SR
         audio = soxr.resample(audio, rate, SR)
         start, end = start * SR / rate, end * SR / rate
+    if tempo != 1.0:
+        audio = stretch(audio, tempo)
+        start, end = start / tempo, end / tempo
     return audio.astype(np.float64), (start, end)
+
+
+def stretch(audio: np.ndarray, tempo: float, n_fft: int = 256, hop: int = 64) -> np.ndarray:
+    """Time-stretch by a phase vocoder (``torchaudio.functional.phase_vocoder``): ``tempo``
+    times as fast, the pitch unchanged. Shape ``(N,)`` -> ``(round(N / tempo),)``."""
+    x = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(x, n_fft, hop, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * hop, spec.shape[0])[:, None]
+    spec = phase_vocoder(spec, tempo, advance)
+    n = round(len(x) / tempo)
+    return torch.istft(spec, n_fft, hop, window=window, length=n).numpy()
 
 
 def noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -189,7 +212,8 @@ def compose(clips: list[dict], order, rng: np.random.Generator, aug: Augment):
         pos = round(pos * SR)
         while queue:
             clip = clips[queue[0]]
-            audio, (start_s, end_s) = at_speed(clip, rng.uniform(*aug.speed))
+            speed, tempo = rng.uniform(*aug.speed), rng.uniform(*aug.tempo)
+            audio, (start_s, end_s) = at_speed(clip, speed, tempo)
             if pos + len(audio) + round(0.1 * SR) > n:
                 break
             queue.pop(0)

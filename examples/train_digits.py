@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import math
 import time
@@ -65,6 +64,7 @@ from digits_data import (
     noise,
     spec_augment,
 )
+from torchaudio.functional import create_dct
 
 import streamrnn
 from streamrnn.adapters.audio import AudioFeatures, write_wav
@@ -81,14 +81,25 @@ DEMO_GAPS_S = (0.6, 0.8, 0.6, 1.0, 0.7, 0.8)  # before, between and after the cl
 CELLS = {"lstm": streamrnn.LSTM, "gru": streamrnn.GRU}
 
 
-def fold_normalisation(model: RecurrentModel, mean: torch.Tensor, std: torch.Tensor):
-    """A copy of ``model`` that takes raw log-mel: ``W (x - m) / s + b`` folded into W, b."""
-    out = copy.deepcopy(model).eval()
-    rnn = out.cell.rnn
-    with torch.no_grad():
-        rnn.weight_ih_l0.div_(std)
-        rnn.bias_ih_l0.sub_(rnn.weight_ih_l0 @ mean)
-    return out
+def fold_front(model: RecurrentModel, mean, std, proj) -> RecurrentModel:
+    """A model that takes raw log-mel ``x``: the trained one computes ``W P (x - m) / s + b``
+    (standardised, then projected on the first cepstra if ``proj`` is not None); every
+    part is linear, so it is folded into the first layer's input weights and bias."""
+    src = model.state_dict()
+    w = src["cell.rnn.weight_ih_l0"]
+    if proj is not None:
+        w = w @ proj
+    w = w / std
+    cell = model.cell
+    out = RecurrentModel(
+        type(cell)(len(mean), cell.hidden_size, cell.num_layers, seed=0),
+        Readout(cell.hidden_size, len(LABELS), seed=0),
+    )
+    state = dict(src)
+    state["cell.rnn.weight_ih_l0"] = w
+    state["cell.rnn.bias_ih_l0"] = src["cell.rnn.bias_ih_l0"] - w @ mean
+    out.load_state_dict(state)
+    return out.eval()
 
 
 def cosine(total: int):
@@ -99,7 +110,8 @@ def cosine(total: int):
 def augment_of(args) -> Augment:
     """The augmentation settings of the command line (validated by :class:`Augment`)."""
     return Augment(
-        speed=tuple(args.speed), tilt_db=args.tilt_db, ripple_db=args.ripple_db,
+        speed=tuple(args.speed), tempo=tuple(args.tempo), tilt_db=args.tilt_db,
+        ripple_db=args.ripple_db,
         snr_db=args.snr_db, babble=args.babble, babble_snr=tuple(args.babble_snr),
         freq_masks=args.freq_masks, freq_mask=args.freq_mask, time_masks=args.time_masks,
         time_mask=args.time_mask,
@@ -113,7 +125,11 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
     aug = augment_of(args)
     fe = AudioFeatures(**FEATURES)
     n_feat = fe.n_features
-    cell = CELLS[args.cell](n_feat, args.hidden, args.layers, dropout=args.dropout, seed=seed)
+    # cepstral smoothing: the first args.cepstra coefficients of the orthonormal DCT of the
+    # standardised log-mel (drops the pitch harmonics' fine structure); folded in at the end
+    proj = None if not args.cepstra else create_dct(args.cepstra, n_feat, "ortho").T.contiguous()
+    n_in = n_feat if proj is None else args.cepstra
+    cell = CELLS[args.cell](n_in, args.hidden, args.layers, dropout=args.dropout, seed=seed)
     model = RecurrentModel(cell, Readout(args.hidden, len(LABELS), seed=seed + 1))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = None
@@ -127,6 +143,8 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
             mean, std = x.reshape(-1, n_feat).mean(0), x.reshape(-1, n_feat).std(0) + 1e-3
         x = (x - mean) / std
         spec_augment(x, aug, gen)
+        if proj is not None:
+            x = x @ proj.T
         perm = torch.randperm(len(x), generator=gen)
         if sched is None:  # the epoch's sequence count varies a little: sized on the first
             steps = math.ceil(len(x) / args.batch) * math.ceil(x.shape[1] / args.window)
@@ -151,7 +169,7 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
                 losses.append(loss.item())
         log(f"  epoch {epoch + 1:2d}/{args.epochs}  loss {np.mean(losses):.4f}  "
             f"{len(x)} seqs  {time.perf_counter() - start:5.0f} s")  # fmt: skip
-    return fold_normalisation(model, mean, std)
+    return fold_front(model, mean, std, proj)
 
 
 def recognizer(model) -> DigitRecognizer:
@@ -275,9 +293,9 @@ def _ms(values: list[float]) -> str:
 
 def recipe(args) -> dict:
     """The training settings, as stored in a model's header and in the results file."""
-    keys = ("epochs", "cell", "hidden", "layers", "dropout", "lr", "batch", "window", "speed",
-            "tilt_db", "ripple_db", "snr_db", "babble", "babble_snr", "freq_masks",
-            "freq_mask", "time_masks", "time_mask")  # fmt: skip
+    keys = ("epochs", "cell", "hidden", "layers", "dropout", "cepstra", "lr", "batch", "window",
+            "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble", "babble_snr",
+            "freq_masks", "freq_mask", "time_masks", "time_mask")  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
 
@@ -350,12 +368,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--hidden", type=int, default=128)
     add("--layers", type=int, default=1)
     add("--dropout", type=float, default=0.0, help="between layers, while training")
+    add("--cepstra", type=int, default=0, help="train on this many cepstra (0: log-mel)")
     add("--epochs", type=int, default=14)
     add("--lr", type=float, default=5e-3)
     add("--batch", type=int, default=32)
     add("--window", type=int, default=100, help="TBPTT window (frames)")
     # augmentation (digits_data.Augment)
     add("--speed", nargs=2, type=float, default=[0.85, 1.15], metavar=("LO", "HI"))
+    add("--tempo", nargs=2, type=float, default=[1.0, 1.0], metavar=("LO", "HI"))
     add("--tilt-db", type=float, default=6.0, help="max EQ tilt, 0 Hz to Nyquist")
     add("--ripple-db", type=float, default=3.0, help="max amplitude of each EQ ripple")
     add("--snr-db", type=float, default=15.0, help="least speech level over the noise")
@@ -382,6 +402,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         v = getattr(args, name)
         if not lo <= v <= hi:
             p.error(f"--{name} must be in [{lo}, {hi}], got {v}")  # fmt: skip
+    if not 0 <= args.cepstra <= FEATURES["n_mels"]:
+        p.error(f"--cepstra must be in [0, {FEATURES['n_mels']}], got {args.cepstra}")
     if not 0.0 <= args.dropout < 1.0:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if not (math.isfinite(args.lr) and args.lr > 0):
