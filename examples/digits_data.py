@@ -203,7 +203,7 @@ def _fade(n: int) -> np.ndarray:
 
 
 def compose(clips: list[dict], order, rng: np.random.Generator, aug: Augment):
-    """Training sequences: (samples, [(word start, word end, digit) in samples])."""
+    """Training sequences: (samples, [(word start, word end (samples), digit, speaker)])."""
     n, seqs, queue = round(SEQ_S * SR), [], list(order)
     while queue:
         x, level = _background(n, rng, -85.0, -35.0)
@@ -225,7 +225,7 @@ def compose(clips: list[dict], order, rng: np.random.Generator, aug: Augment):
                 audio = audio + under * 10 ** ((target - rng.uniform(*aug.babble_snr)) / 20)
             audio *= min(1.0, 0.95 / (np.abs(audio).max() + 1e-9))
             x[pos : pos + len(audio)] += audio * _fade(len(audio))
-            events.append((pos + start_s * SR, pos + end_s * SR, clip["digit"]))
+            events.append((pos + start_s * SR, pos + end_s * SR, clip["digit"], clip["speaker"]))
             pos += len(audio) + round(rng.uniform(0.15, 0.7) * SR)
         seqs.append((_events_of_the_world(x, rng), events))
     for _ in range(round(0.08 * len(seqs))):  # noise only, louder, sometimes modulated
@@ -237,27 +237,34 @@ def compose(clips: list[dict], order, rng: np.random.Generator, aug: Augment):
     return seqs
 
 
-def frame_labels(n_frames: int, events) -> np.ndarray:
-    """Per frame: the digit from 40 % into its word to 50 ms after it, blank outside words.
+def frame_labels(n_frames: int, events, speakers=()) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the digit from 40 % into its word to 50 ms after it, blank outside words;
+    and the speaker's index in ``speakers`` over the whole word (-100 elsewhere).
 
-    The first 40 % of a word is left out of the loss (-100): whether the model already
-    names the digit there ("s..." may be six or seven) or still says blank, both are fine.
+    The first 40 % of a word is left out of the digit loss (-100): whether the model
+    already names the digit there ("s..." may be six or seven) or still says blank, both
+    are fine.
     """
     y = np.full(n_frames, BLANK, dtype=np.int64)
+    who = np.full(n_frames, IGNORE, dtype=np.int64)
     centres = np.arange(n_frames) * HOP + WIN / 2
-    for start, end, digit in events:
-        y[(centres >= start) & (centres <= end + HANG_S * SR)] = IGNORE
+    for start, end, digit, speaker in events:
+        word = (centres >= start) & (centres <= end + HANG_S * SR)
+        y[word] = IGNORE
         y[(centres >= start + EARLY * (end - start)) & (centres <= end + HANG_S * SR)] = digit
-    return y
+        if speaker in speakers:
+            who[word] = speakers.index(speaker)
+    return y, who
 
 
-def batch_tensors(seqs, fe: AudioFeatures):
-    """Log-mel features ``(N, T, F)`` and frame labels ``(N, T)`` of composed sequences."""
+def batch_tensors(seqs, fe: AudioFeatures, speakers=()):
+    """Log-mel features ``(N, T, F)``, frame labels ``(N, T)`` and speaker labels ``(N, T)``
+    of composed sequences."""
     feats = [fe.offline(np.clip(x, -1.0, 1.0).astype(np.float32)) for x, _ in seqs]
-    labels = [
-        torch.from_numpy(frame_labels(len(f), ev)) for f, (_, ev) in zip(feats, seqs, strict=True)
-    ]
-    return torch.stack(feats), torch.stack(labels)
+    labels = [frame_labels(len(f), ev, speakers) for f, (_, ev) in zip(feats, seqs, strict=True)]
+    y = torch.from_numpy(np.stack([a for a, _ in labels]))
+    who = torch.from_numpy(np.stack([b for _, b in labels]))
+    return torch.stack(feats), y, who
 
 
 def spec_augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> None:

@@ -102,6 +102,19 @@ def fold_front(model: RecurrentModel, mean, std, proj) -> RecurrentModel:
     return out.eval()
 
 
+class Reverse(torch.autograd.Function):
+    """Identity forward; the gradient times ``-weight`` backward (gradient reversal)."""
+
+    @staticmethod
+    def forward(ctx, x, weight: float):
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.weight * grad, None
+
+
 def cosine(total: int):
     """Learning-rate factor: cosine from 1 down to 0.05 over ``total`` steps."""
     return lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / total, 1)))
@@ -131,14 +144,22 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
     n_in = n_feat if proj is None else args.cepstra
     cell = CELLS[args.cell](n_in, args.hidden, args.layers, dropout=args.dropout, seed=seed)
     model = RecurrentModel(cell, Readout(args.hidden, len(LABELS), seed=seed + 1))
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    params = list(model.parameters())
+    # speaker-adversarial training: a speaker classifier on the hidden states whose
+    # gradient reaches the recurrent layers reversed (x -args.adversary); not shipped
+    speakers = sorted({c["speaker"] for c in clips}) if args.adversary else []
+    adversary = None
+    if args.adversary:
+        adversary = Readout(args.hidden, len(speakers), seed=seed + 2)
+        params += list(adversary.parameters())
+    opt = torch.optim.Adam(params, lr=args.lr)
     sched = None
     mean = std = None
     start = time.perf_counter()
     for epoch in range(args.epochs):
         order = torch.randperm(len(clips), generator=gen).tolist()
         with one_thread():
-            x, y = batch_tensors(compose(clips, order, rng, aug), fe)
+            x, y, who = batch_tensors(compose(clips, order, rng, aug), fe, speakers)
         if mean is None:
             mean, std = x.reshape(-1, n_feat).mean(0), x.reshape(-1, n_feat).std(0) + 1e-3
         x = (x - mean) / std
@@ -153,16 +174,21 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
         losses = []
         for i in range(0, len(x), args.batch):
             idx = perm[i : i + args.batch]
-            xb, yb = x[idx], y[idx]
+            xb, yb, wb = x[idx], y[idx], who[idx]
             state = None  # TBPTT: windows of args.window frames, state carried, detached
             for w in range(0, xb.shape[1], args.window):
-                logits, state = model(xb[:, w : w + args.window], state)
-                loss = F.cross_entropy(
-                    logits.reshape(-1, len(LABELS)), yb[:, w : w + args.window].reshape(-1)
-                )
+                win = slice(w, w + args.window)
+                hidden, state = model.cell(xb[:, win], state)
+                logits = model.head(hidden)  # = model(x, state)
+                loss = F.cross_entropy(logits.reshape(-1, len(LABELS)), yb[:, win].reshape(-1))
+                if adversary is not None and (wb[:, win] >= 0).any():
+                    guess = adversary(Reverse.apply(hidden, args.adversary))
+                    loss = loss + F.cross_entropy(
+                        guess.reshape(-1, len(speakers)), wb[:, win].reshape(-1)
+                    )
                 opt.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
                 state = state.detach()
@@ -293,9 +319,11 @@ def _ms(values: list[float]) -> str:
 
 def recipe(args) -> dict:
     """The training settings, as stored in a model's header and in the results file."""
-    keys = ("epochs", "cell", "hidden", "layers", "dropout", "cepstra", "lr", "batch", "window",
-            "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble", "babble_snr",
-            "freq_masks", "freq_mask", "time_masks", "time_mask")  # fmt: skip
+    keys = (
+        "epochs", "cell", "hidden", "layers", "dropout", "adversary", "cepstra", "lr", "batch",
+        "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble", "babble_snr",
+        "freq_masks", "freq_mask", "time_masks", "time_mask",
+    )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
 
@@ -368,6 +396,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--hidden", type=int, default=128)
     add("--layers", type=int, default=1)
     add("--dropout", type=float, default=0.0, help="between layers, while training")
+    add("--adversary", type=float, default=0.0, help="speaker-adversarial weight (0: off)")
     add("--cepstra", type=int, default=0, help="train on this many cepstra (0: log-mel)")
     add("--epochs", type=int, default=14)
     add("--lr", type=float, default=5e-3)
@@ -404,6 +433,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be in [{lo}, {hi}], got {v}")  # fmt: skip
     if not 0 <= args.cepstra <= FEATURES["n_mels"]:
         p.error(f"--cepstra must be in [0, {FEATURES['n_mels']}], got {args.cepstra}")
+    if not (math.isfinite(args.adversary) and 0.0 <= args.adversary <= 10.0):
+        p.error(f"--adversary must be in [0, 10], got {args.adversary}")
     if not 0.0 <= args.dropout < 1.0:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if not (math.isfinite(args.lr) and args.lr > 0):
