@@ -64,6 +64,7 @@ from digits_data import (
     noise,
     spec_augment,
 )
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchaudio.functional import create_dct
 
 import streamrnn
@@ -153,6 +154,10 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
         adversary = Readout(args.hidden, len(speakers), seed=seed + 2)
         params += list(adversary.parameters())
     opt = torch.optim.Adam(params, lr=args.lr)
+    # an exponential moving average of the weights (torch.optim.swa_utils) is what is kept
+    ema = None
+    if args.ema:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
     sched = None
     mean = std = None
     start = time.perf_counter()
@@ -191,11 +196,13 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 state = state.detach()
                 losses.append(loss.item())
         log(f"  epoch {epoch + 1:2d}/{args.epochs}  loss {np.mean(losses):.4f}  "
             f"{len(x)} seqs  {time.perf_counter() - start:5.0f} s")  # fmt: skip
-    return fold_front(model, mean, std, proj)
+    return fold_front(model if ema is None else ema.module, mean, std, proj)
 
 
 def recognizer(model) -> DigitRecognizer:
@@ -320,9 +327,9 @@ def _ms(values: list[float]) -> str:
 def recipe(args) -> dict:
     """The training settings, as stored in a model's header and in the results file."""
     keys = (
-        "epochs", "cell", "hidden", "layers", "dropout", "adversary", "cepstra", "lr", "batch",
-        "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble", "babble_snr",
-        "freq_masks", "freq_mask", "time_masks", "time_mask",
+        "epochs", "cell", "hidden", "layers", "dropout", "ema", "adversary", "cepstra", "lr",
+        "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
+        "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask",
     )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
@@ -396,6 +403,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--hidden", type=int, default=128)
     add("--layers", type=int, default=1)
     add("--dropout", type=float, default=0.0, help="between layers, while training")
+    add("--ema", type=float, default=0.0, help="keep an EMA of the weights (decay; 0: off)")
     add("--adversary", type=float, default=0.0, help="speaker-adversarial weight (0: off)")
     add("--cepstra", type=int, default=0, help="train on this many cepstra (0: log-mel)")
     add("--epochs", type=int, default=14)
@@ -433,6 +441,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be in [{lo}, {hi}], got {v}")  # fmt: skip
     if not 0 <= args.cepstra <= FEATURES["n_mels"]:
         p.error(f"--cepstra must be in [0, {FEATURES['n_mels']}], got {args.cepstra}")
+    if not 0.0 <= args.ema < 1.0:
+        p.error(f"--ema must be a decay in [0, 1), got {args.ema}")
     if not (math.isfinite(args.adversary) and 0.0 <= args.adversary <= 10.0):
         p.error(f"--adversary must be in [0, 10], got {args.adversary}")
     if not 0.0 <= args.dropout < 1.0:
