@@ -5,21 +5,22 @@ in 20 ms chunks through
 
 - **ours, as specified**: log-mel 40 (``AudioFeatures``, 25 ms window, 10 ms hop) +
   2 x 128 LSTM + readout (11 classes) + softmax, chunk by chunk through the public
-  ``AudioFeatures.push`` and ``DigitRecognizer.logits`` (the recogniser's model kernel),
+  ``AudioFeatures.push`` and ``DigitRecognizer.logits`` (the recogniser's Stream),
   random weights (timing only): features, recurrent model and output probabilities, the
   work silero's loop below does too;
 - **ours + decoder**: :class:`~streamrnn.apps.speech.DigitRecognizer` ``.push``, the
   same plus what ``streamrnn listen`` adds: frame energy, endpointer and digit decoder
   (silero's own VADIterator logic on top of its model is not timed);
 - **ours, generic path**: the same front end and model through ``streamrnn.Stream``
-  (torch ops) + softmax, no decoder: what any recurrent model gets;
+  (which picks the compiled engine) + ``torch.softmax``, no decoder: what any recurrent
+  model gets, and what the recogniser runs;
 - **ours, shipped**: ``DigitRecognizer.load()``, the shipped model (8 kHz input, 1 x 128
   LSTM), on the same signal resampled to 8 kHz, in 20 ms chunks (for scale);
 - **silero-vad ONNX** (``silero_vad.onnx`` from the silero-vad wheel, run with
   onnxruntime as its ``OnnxWrapper`` does: 512-sample chunks with 64 samples of context,
   state ``(2, 1, 128)`` in and out, one intra- and inter-op thread).
 
-One process, one torch thread, medians of repeats of the process CPU time
+One process, one torch thread and one BLAS thread, medians of repeats of the process CPU time
 (``time.process_time``: with one thread it is the work done, and it does not count
 waiting for a core on a shared machine). The breakdown times the front end alone and the
 model alone on precomputed frames; interleaved, they cost more than their sum (measured
@@ -183,7 +184,8 @@ def main() -> None:
         ("ours + decoder: DigitRecognizer.push (what listen runs)", ours, len(chunks)),
         ("ours, generic: AudioFeatures + Stream(model) + softmax", generic, len(chunks)),
         ("  of which front end: AudioFeatures.push", front_end, len(chunks)),
-        (f"  of which model: {type(rec._kernel).__name__} + readout", model_only, len(chunks)),
+        (f"  of which model: Stream ({rec._stream.engine} engine) + readout", model_only,
+         len(chunks)),
         ("ours, the shipped digit model (8 kHz, 1x128 LSTM)", ours_shipped, len(chunks8)),
         (f"silero-vad ONNX ({onnx_path.name}, 512-sample chunks)", silero, len(blocks)),
     ]

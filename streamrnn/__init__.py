@@ -16,6 +16,9 @@ torch.Size([5, 8])
 from ._version import __version__
 from .bank import BankOutputs, StreamBank
 from .cells.classic import GRU, LSTM, RNN, RecurrentLayer
+from .cells.decaygru import DecayGRU
+from .cells.mingru import MinGRU
+from .cells.minlstm import MinLSTM
 from .heads import Readout, RecurrentModel, pool
 from .learn.learner import OnlineLearner
 from .lookahead import Bidirectional, Lookahead
@@ -29,8 +32,11 @@ __all__ = [
     "RNN",
     "BankOutputs",
     "Bidirectional",
+    "DecayGRU",
     "Lookahead",
     "ManyToOne",
+    "MinGRU",
+    "MinLSTM",
     "OnlineLearner",
     "PooledStream",
     "Readout",

@@ -1,27 +1,69 @@
-"""State files: safetensors with a versioned JSON header, written atomically (private).
+"""Files: one atomic writer and one reader of our safetensors files (private).
 
-No pickle anywhere: tensors are safetensors, everything else is JSON in its metadata.
+Public through :mod:`streamrnn.utils`. No pickle anywhere: tensors are safetensors,
+everything else is JSON in its metadata.
+
+The writer (:func:`atomic_write`) puts the data in a temp file in the target's folder,
+flushes and fsyncs it, renames it over the target (``os.replace``) and fsyncs the folder.
+The temp file is created with mode ``0o666`` less the process umask, so the file keeps
+the mode any new file of the user gets. Before writing, it removes this library's
+orphaned temp files in that folder (left by a writer killed midway): only names of
+the library's own pattern, ``.<target name>.<pid>.<8 hex>.streamrnn-tmp``, whose
+process has ended (a concurrent writer's temp file is left alone), and the temp files
+``.<target name>.<8 chars>.tmp`` of earlier streamrnn versions.
+
+The reader (:func:`read_header`) parses the safetensors header itself (the 8-byte
+length, then the JSON) with bounds, checks the format name and version in its
+metadata and the tensors' declared shapes against the file's size, and reads no tensor:
+a caller validates its configuration against the declared shapes before anything is
+allocated, then :func:`read_tensors`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import re
+import secrets
+import struct
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import safetensors
 import safetensors.torch
 from torch import Tensor
 
 __all__ = [
+    "MAX_HEADER_BYTES",
+    "FileHeader",
+    "TensorInfo",
+    "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_text",
     "check_config",
     "decode_key",
     "encode_key",
+    "read_header",
     "read_state_file",
+    "read_tensors",
+    "remove_orphans",
     "write_state_file",
 ]
+
+#: The largest safetensors JSON header read (safetensors itself refuses above 100 MB).
+MAX_HEADER_BYTES = 100_000_000
+TEMP_SUFFIX = ".streamrnn-tmp"
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+_ACTIVE: set[str] = set()  # temp files this process is writing now
+_ACTIVE_LOCK = threading.Lock()
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2,
+    "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
 
 
 def encode_key(key):
@@ -38,26 +80,137 @@ def decode_key(value):
     return value
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+# -- writing -----------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (unknown counts as alive: its file is kept)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by another user
+        return True
+    return True
+
+
+def remove_orphans(folder: str | os.PathLike, name: str | None = None) -> list[str]:
+    """Remove this library's orphaned temp files in ``folder``; return their names.
+
+    Only names of the library's temp pattern count, and only those whose writing
+    process has ended (or this process's own that it is no longer writing). With
+    ``name``, also the ``.<name>.XXXXXXXX.tmp`` temp files of earlier versions.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for stale in (".a.safetensors.999999999.0123abcd.streamrnn-tmp", "keep.tmp"):
+    ...     open(os.path.join(folder, stale), "w").close()
+    >>> remove_orphans(folder)
+    ['.a.safetensors.999999999.0123abcd.streamrnn-tmp']
+    >>> os.listdir(folder)
+    ['keep.tmp']
+    """
+    folder = os.fspath(folder) or "."
+    legacy = re.compile(r"^\." + re.escape(name) + r"\.[a-z0-9_]{8}\.tmp$") if name else None
+    me = os.getpid()
+    removed = []
+    with os.scandir(folder) as entries:
+        candidates = [e for e in entries if e.is_file(follow_symlinks=False)]
+    for entry in candidates:
+        match = _TEMP.match(entry.name)
+        if match:
+            pid = int(match["pid"])
+            with _ACTIVE_LOCK:
+                busy = entry.path in _ACTIVE
+            if busy or (pid != me and _alive(pid)):
+                continue
+        elif legacy is None or not legacy.match(entry.name):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:  # removed by another writer meanwhile
+            continue
+        removed.append(entry.name)
+    return sorted(removed)
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """fsync a folder, so a rename in it survives a power cut (a no-op where unsupported)."""
+    try:
+        fd = os.open(os.fspath(folder) or ".", os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open a folder
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Write a file atomically: ``write(f)`` fills a binary temp file in the same folder.
+
+    Then flush, fsync, ``os.replace`` over ``path``, fsync of the folder. A reader sees
+    the old file or the new one, never a part; a crash leaves at most a temp file, which
+    the next write to that folder removes. If ``write`` raises, the temp file is removed
+    and ``path`` is untouched. The new file's mode is ``0o666`` less the umask.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "hello.bin")
+    >>> atomic_write(path, lambda f: f.write(b"hello"))
+    >>> open(path, "rb").read(), os.listdir(os.path.dirname(path))
+    (b'hello', ['hello.bin'])
+    """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a folder, not a file")
+    remove_orphans(folder, path.name)
+    tmp = os.path.join(folder, f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)  # the umask applies, as to any new file
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
     finally:
-        os.close(dir_fd)
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(tmp)
+    fsync_folder(folder)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(
+    path: str | os.PathLike, text: str, *, encoding: str = "utf-8"
+) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`); no newline translation.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.csv")
+    >>> atomic_write_text(path, "x,y\\r\\n1,2\\r\\n")
+    >>> open(path, "rb").read()
+    b'x,y\\r\\n1,2\\r\\n'
+    """
+    atomic_write_bytes(path, text.encode(encoding))
 
 
 def write_state_file(
@@ -69,6 +222,165 @@ def write_state_file(
     atomic_write_bytes(path, data)
 
 
+# -- reading -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor as the header declares it: safetensors dtype name and shape."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """The header of a safetensors file: metadata (str -> str) and declared tensors.
+
+    ``where`` names the file in error messages (``"path '...'"``, ``"checkpoint '...'"``).
+    """
+
+    path: str
+    where: str
+    metadata: dict[str, str]
+    tensors: dict[str, TensorInfo]
+
+    def field(self, key: str) -> str:
+        """Metadata entry ``key``; ``ValueError`` naming the file and the field if absent."""
+        if key not in self.metadata:
+            raise ValueError(f"{self.where}: the header has no {key!r} entry")
+        return self.metadata[key]
+
+    def json(self, key: str) -> Any:
+        """Metadata entry ``key`` decoded from JSON (``ValueError`` naming the field)."""
+        text = self.field(key)
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise ValueError(f"{self.where}: header entry {key!r} is not JSON: {err}") from None
+
+    def numel(self, prefix: str = "") -> int:
+        """Elements declared by the tensors whose names start with ``prefix``."""
+        return sum(t.numel for k, t in self.tensors.items() if k.startswith(prefix))
+
+
+def _not_readable(where: str, what: str, reason: str) -> ValueError:
+    return ValueError(f"{where} is not a readable {what} (truncated or foreign?): {reason}")
+
+
+def _parse_header(raw: bytes, size: int, where: str, what: str):
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise _not_readable(where, what, f"header is not JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise _not_readable(where, what, "header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise _not_readable(where, what, "metadata must map strings to strings")
+    tensors, end = {}, 0
+    for name, info in header.items():
+        try:
+            dtype, shape, (begin, stop) = info["dtype"], info["shape"], info["data_offsets"]
+            ok = dtype in _DTYPE_BYTES and all(
+                type(v) is int and v >= 0 for v in (*shape, begin, stop)
+            )
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise _not_readable(where, what, f"tensor {name!r} has a bad entry {info!r}"[:300])
+        shape = tuple(shape)
+        if stop - begin != math.prod(shape) * _DTYPE_BYTES[dtype] or stop < begin:
+            raise _not_readable(where, what, f"tensor {name!r} has {stop - begin} bytes, its "
+                                             f"shape {list(shape)} of {dtype} needs more or less")
+        tensors[name] = TensorInfo(dtype, shape)
+        end = max(end, stop)
+    if end != size:
+        raise _not_readable(where, what, f"the tensors declare {end} bytes of data, the file "
+                                         f"holds {size}")
+    return metadata, tensors
+
+
+def read_header(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    versions: Iterable[str] | None = None,
+    what: str = "safetensors file",
+    where: str | None = None,
+) -> FileHeader:
+    """Read and check the header of a safetensors file, reading no tensor data.
+
+    The 8-byte length is bounded (:data:`MAX_HEADER_BYTES`) and checked against the file
+    size; every tensor's byte range must fit its dtype and shape and the ranges must end
+    where the file does. With ``format``, metadata ``"format"`` must equal it; with
+    ``versions``, metadata ``"version"`` must be one of them. Every refusal is a
+    ``ValueError`` naming the file (``where``, default ``"path '<path>'"``) and the field.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> from safetensors.torch import save_file
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.safetensors")
+    >>> save_file({"w": torch.zeros(2, 3)}, path, {"format": "demo", "version": "1"})
+    >>> head = read_header(path, format="demo", versions=("1",))
+    >>> head.tensors["w"], head.numel()
+    (TensorInfo(dtype='F32', shape=(2, 3)), 6)
+    >>> read_header(path, format="other")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: path '...t.safetensors' holds format 'demo', expected 'other'
+    """
+    name = os.fspath(path)
+    where = where or f"path {name!r}"
+    if not os.path.isfile(name):
+        raise ValueError(f"{where} is not a file")
+    try:
+        with open(name, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise _not_readable(where, what, f"{size} bytes, too short for a header")
+            (n,) = struct.unpack("<Q", prefix)
+            if n > min(MAX_HEADER_BYTES, size - 8):
+                raise _not_readable(where, what, f"header length {n} does not fit the "
+                                                 f"file's {size} bytes")
+            raw = f.read(n)
+    except OSError as err:
+        raise ValueError(f"{where} cannot be read: {err}") from None
+    metadata, tensors = _parse_header(raw, size - 8 - n, where, what)
+    head = FileHeader(name, where, metadata, tensors)
+    if format is not None and metadata.get("format") != format:
+        raise ValueError(f"{where} holds format {metadata.get('format')!r}, expected {format!r}")
+    if versions is not None:
+        versions = tuple(versions)
+        if metadata.get("version") not in versions:
+            listed = " or ".join(versions)
+            raise ValueError(f"{where} has format version {metadata.get('version')!r}, this "
+                             f"streamrnn reads version {listed}")
+    return head
+
+
+def read_tensors(header: FileHeader, names: Iterable[str] | None = None) -> dict[str, Tensor]:
+    """The tensors of a file whose header :func:`read_header` checked (all, or ``names``).
+
+    A name the header does not declare is a ``ValueError`` naming the file and it.
+    """
+    names = list(header.tensors) if names is None else list(names)
+    missing = [k for k in names if k not in header.tensors]
+    if missing:
+        raise ValueError(f"{header.where} lacks the tensor(s) {missing}")
+    try:
+        with safetensors.safe_open(header.path, framework="pt") as f:
+            return {k: f.get_tensor(k) for k in names}
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
+        raise _not_readable(header.where, "safetensors file", str(err)) from None
+
+
 def read_state_file(
     path: str | os.PathLike, *, kind: str, version: int
 ) -> tuple[dict[str, Tensor], dict]:
@@ -77,31 +389,24 @@ def read_state_file(
     Raises ``ValueError`` for a missing, truncated or foreign file, or one of another
     format version.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path {str(path)!r} is not a file")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (safetensors.SafetensorError, OSError, ValueError) as err:
-        raise ValueError(
-            f"path {str(path)!r} is not a readable {kind} file (truncated or foreign?): {err}"
-        ) from None
+    head = read_header(path, what=f"{kind} file")
+    metadata = head.metadata
     if metadata.get("format") != kind:
         raise ValueError(
-            f"path {str(path)!r} holds format {metadata.get('format')!r}, expected {kind!r}"
+            f"{head.where} holds format {metadata.get('format')!r}, expected {kind!r}"
         )
     if metadata.get("version") != str(version):
         raise ValueError(
-            f"path {str(path)!r} has format version {metadata.get('version')!r}, "
+            f"{head.where} has format version {metadata.get('version')!r}, "
             f"this streamrnn reads version {version}"
         )
     try:
         header = json.loads(metadata["header"])
-    except (KeyError, json.JSONDecodeError) as err:
-        raise ValueError(f"path {str(path)!r} has a damaged header: {err}") from None
-    return tensors, header
+    except (KeyError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{head.where} has a damaged header: {err!r}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{head.where} has a damaged header: not a JSON object")
+    return read_tensors(head), header
 
 
 def check_config(saved: dict, current: dict, what: str = "model") -> None:

@@ -1,139 +1,188 @@
-"""StreamBank's slot table and checkpoints (private).
+"""The slot table of keyed streams, shared by StreamBank and OnlineLearner (private).
 
-The slot table maps stream keys to rows of preallocated state tensors, keeps least
-recently used order, evicts at the limit and caches the index of a repeated key list.
+Every live stream owns one slot: one row of its owner's preallocated buffers. The table
+keeps the key -> slot mapping, the least-recently-used order, growth by doubling up to
+``max_streams`` and eviction at the limit. It holds no data: the owner passes callbacks
+that grow its buffers and put rows back to the initial state. One key rule serves every
+owner (:func:`check_key`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from ._checks import model_dtype
-from ._io import check_config, decode_key, encode_key, read_state_file, write_state_file
-from .state import State
+__all__ = ["MAX_KEY_DEPTH", "SlotTable", "check_key", "is_key"]
 
-__all__ = ["BankOutputs", "SlotTable", "check_key", "model_config"]
-
-_FORMAT = "streamrnn.StreamBank"
-_VERSION = 1
+#: Deepest tuple nesting a key may have ((("a", 1), 2) has depth 2).
+MAX_KEY_DEPTH = 8
 
 
-def model_config(model) -> dict:
-    """The configuration a state file records to refuse a model it does not fit."""
-    config = model.config() if callable(getattr(model, "config", None)) else {}
-    probe = model.initial_state(0, device="cpu")
-    return {
-        "type": type(model).__name__,
-        **config,
-        "dtype": str(model_dtype(model)),
-        "state": {
-            "num_layers": probe.num_layers,
-            "hidden_size": probe.hidden_size,
-            "cell": probe.c is not None,
-        },
-    }
+def is_key(key, depth: int = 0) -> bool:
+    """Whether ``key`` is a stream key: a str, an int (not a bool, not a subclass), or a
+    tuple of keys nested at most :data:`MAX_KEY_DEPTH` deep.
 
-
-class BankOutputs(Mapping):
-    """The outputs of one :meth:`StreamBank.push`: a read-only ``{key: outputs}`` mapping.
-
-    Rows are handed out as views on first access, so a push over thousands of streams
-    does not pay for thousands of tensor objects nobody reads. ``tensor`` is the whole
-    batch in key order when all chunks had the same shape (else ``None``).
-
-    Shape
-    -----
-    ``out[key]``: ``(T, O)`` or ``(O,)``; ``tensor``: ``(N, T, O)`` or ``(N, O)``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> out = BankOutputs(["a", "b"], torch.arange(6.0).reshape(2, 3))
-    >>> out["b"], list(out), len(out), out.tensor.shape
-    (tensor([3., 4., 5.]), ['a', 'b'], 2, torch.Size([2, 3]))
+    Exact types only, so a key comes back from a checkpoint as the very same value and
+    type (a str ``Enum`` member or ``True`` would come back as a plain str or int).
     """
-
-    def __init__(self, keys: list, rows: Tensor | list) -> None:
-        self._keys = keys
-        self._rows = rows
-        self._pos: dict | None = None
-        self.tensor = rows if isinstance(rows, Tensor) else None
-
-    def __getitem__(self, key):
-        if self._pos is None:
-            self._pos = dict(zip(self._keys, range(len(self._keys)), strict=True))
-        return self._rows[self._pos[key]]
-
-    def __iter__(self):
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __repr__(self) -> str:
-        return f"BankOutputs({len(self._keys)} streams)"
-
-
-def _is_key(key) -> bool:
-    if isinstance(key, tuple):
-        return all(_is_key(part) for part in key)
-    return type(key) is str or type(key) is int
+    kind = type(key)
+    if kind is str or kind is int:
+        return True
+    if kind is tuple and depth < MAX_KEY_DEPTH:
+        return all(is_key(part, depth + 1) for part in key)
+    return False
 
 
 def check_key(key, name: str = "key") -> None:
-    if not _is_key(key):
+    """Raise ``ValueError`` naming ``name`` unless ``key`` is a stream key.
+
+    Examples
+    --------
+    >>> check_key(("room", 2))
+    >>> check_key(2.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: key must be a str, an int, or a tuple of them (nested at most 8 deep), got float 2.5
+    """
+    if not is_key(key):
+        shown = repr(key)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
         raise ValueError(
-            f"{name} must be a str, an int, or a tuple of them, got {type(key).__name__} {key!r}"
+            f"{name} must be a str, an int, or a tuple of them (nested at most "
+            f"{MAX_KEY_DEPTH} deep), got {type(key).__name__} {shown}"
         )
 
 
 class SlotTable:
-    """Key -> slot bookkeeping and checkpoints of :class:`~streamrnn.StreamBank`.
+    """Key -> slot bookkeeping of keyed streams: LRU order, growth, eviction.
 
-    Needs ``model``, ``max_streams``, ``counts``, ``_device``, ``_dtype``, ``_config``.
+    Parameters
+    ----------
+    max_streams : int
+        Most live streams; a new key at the limit evicts the least recently used one.
+    capacity : int
+        Slots to start with (grown by doubling up to ``max_streams``).
+    grow : callable
+        ``grow(old, new)``: extend the owner's buffers from ``old`` to ``new`` rows.
+    reset : callable
+        ``reset(slots)``: put those rows back to the initial state (a new key's slot, an
+        evicted or dropped one).
+    counts : dict
+        The owner's counters; ``counts["evicted"]`` counts evictions.
+
+    Attributes
+    ----------
+    last_used : numpy.ndarray
+        Per slot, the tick of its last use: every key of a lookup gets its own tick, in
+        order, so recency is a strict order.
+    generation : int
+        Bumped whenever the key -> slot mapping changes (owners cache by it).
+
+    Examples
+    --------
+    >>> t = SlotTable(3, 2, grow=lambda old, new: None, reset=lambda slots: None,
+    ...               counts={"evicted": 0})
+    >>> t.lookup(["a", "b"]).tolist(), t.lookup(["c"]).tolist(), t.capacity
+    ([0, 1], [2], 3)
+    >>> t.lookup(["a", "d"]).tolist(), t.keys(), t.counts["evicted"]   # b was least recent
+    ([0, 1], ['c', 'a', 'd'], 1)
     """
 
-    # -- bookkeeping ---------------------------------------------------------------
-    def _clear(self, capacity: int) -> None:
-        self._slot_of: dict = {}
-        self._key_of: list = [None] * capacity
+    def __init__(
+        self,
+        max_streams: int,
+        capacity: int,
+        *,
+        grow: Callable[[int, int], None],
+        reset: Callable[[list[int]], None],
+        counts: dict,
+    ) -> None:
+        self.max_streams = max_streams
+        self._grow_rows = grow
+        self._reset_rows = reset
+        self.counts = counts
+        self.generation = 0
+        self.clear(capacity)
+
+    def clear(self, capacity: int) -> None:
+        """Forget every key; ``capacity`` free slots (the owner sized its buffers)."""
+        self.slot_of: dict = {}
+        self.key_of: list = [None] * capacity
         self._free = list(range(capacity - 1, -1, -1))
-        self._last_used = np.zeros(capacity, dtype=np.int64)
-        self._tick = 0
-        self._state = self.model.initial_state(capacity, device=self._device, dtype=self._dtype)
-        self._generation = 0  # bumped whenever the key -> slot mapping changes
-        self._cache: tuple = (-1, None, None, None, None)  # generation, keys, types, slots, rows
+        self.last_used = np.zeros(capacity, dtype=np.int64)
+        self.tick = 0
+        self.generation += 1
+        self._memo: tuple = (None, None, None)  # keys, their types, slots
 
-    def _grow(self, need: int) -> None:
-        old = len(self._key_of)
-        new = min(self.max_streams, max(need, 2 * old))
-        extra = self.model.initial_state(new - old, device=self._device, dtype=self._dtype)
-        self._state = State.cat([self._state, extra])
-        self._key_of.extend([None] * (new - old))
-        self._free = list(range(new - 1, old - 1, -1)) + self._free
-        self._last_used = np.concatenate([self._last_used, np.zeros(new - old, np.int64)])
+    @property
+    def capacity(self) -> int:
+        """Slots allocated (live or free)."""
+        return len(self.key_of)
 
-    def _zero_rows(self, slots: list[int]) -> None:
-        idx = torch.tensor(slots, dtype=torch.long, device=self._device)
-        fresh = self.model.initial_state(len(slots), device=self._device, dtype=self._dtype)
-        self._state.scatter_(idx, fresh)
+    def __len__(self) -> int:
+        return len(self.slot_of)
 
-    def _stamp(self, slots) -> None:
-        # Each key of a push gets its own tick, in push order: recency is a strict order.
-        n = len(slots)
-        self._last_used[slots] = np.arange(self._tick + 1, self._tick + n + 1)
-        self._tick += n
+    def __contains__(self, key) -> bool:
+        return is_key(key) and key in self.slot_of
 
-    def _slots_for(self, keys: list) -> list[int]:
-        """Slots of ``keys``, allocating (and evicting least recently used) for new ones.
+    # -- lookups -------------------------------------------------------------------
+    def lookup(self, keys: list) -> np.ndarray:
+        """Slots of ``keys`` (distinct), allocating and evicting for new ones; stamps
+        their use in order.
 
-        Every key is validated before anything changes.
+        Every key is validated before anything changes. The same key list looked up again
+        (the steady state of a live bank: the same key objects, or equal keys of the same
+        types) reuses the last answer.
         """
+        if self._remembered(keys):
+            memo_slots = self._memo[2]
+            self.stamp(memo_slots)
+            return memo_slots
+        self._check(keys)
+        get = self.slot_of.get
+        slots = [get(k, -1) for k in keys]
+        new = [i for i, s in enumerate(slots) if s < 0]
+        if new:
+            live = len(self.slot_of)
+            if live + len(new) > self.capacity and self.capacity < self.max_streams:
+                self._grow(live + len(new))
+            known = [s for s in slots if s >= 0]
+            self.last_used[known] = self.tick + len(keys) + 1  # never evicted by this push
+            shortfall = len(new) - len(self._free)
+            if shortfall > 0:
+                self._evict(shortfall)
+            taken = [self._free.pop() for _ in new]
+            for i, slot in zip(new, taken, strict=True):
+                self.slot_of[keys[i]] = slot
+                self.key_of[slot] = keys[i]
+                slots[i] = slot
+            self._reset_rows(taken)
+            self.generation += 1
+        out = np.asarray(slots, dtype=np.int64)
+        self.stamp(out)
+        self._memo = (list(keys), list(map(type, keys)), out)
+        return out
+
+    def validate(self, keys: list) -> None:
+        """Raise ``ValueError`` unless ``keys`` are distinct stream keys, at most
+        ``max_streams`` of them; changes nothing. The key list of the last lookup (the
+        steady state of a live bank) is known good and not checked again."""
+        if not self._remembered(keys):
+            self._check(keys)
+
+    def _remembered(self, keys: list) -> bool:
+        # Whether ``keys`` is the last lookup's list: the same key objects, or equal keys
+        # of the same types (so ``True`` is never taken for the stream ``1``).
+        memo_keys, memo_types, _ = self._memo
+        return memo_keys is not None and len(keys) == len(memo_keys) and (
+            all(map(operator.is_, keys, memo_keys))
+            or (keys == memo_keys and list(map(type, keys)) == memo_types)
+        )
+
+    def _check(self, keys: list) -> None:
         for key in keys:
             check_key(key)
         if len(keys) > self.max_streams:
@@ -141,162 +190,74 @@ class SlotTable:
                 f"a push may hold at most max_streams = {self.max_streams} streams, "
                 f"got {len(keys)}"
             )
-        get = self._slot_of.get
-        slots = [get(k, -1) for k in keys]
-        new = [i for i, s in enumerate(slots) if s < 0]
-        if new:
-            live = len(self._slot_of)
-            if live + len(new) > len(self._key_of) and len(self._key_of) < self.max_streams:
-                self._grow(live + len(new))
-            known = [s for s in slots if s >= 0]
-            self._last_used[known] = self._tick + len(keys) + 1  # never evicted by this push
-            shortfall = len(new) - len(self._free)
-            if shortfall > 0:
-                self._evict(shortfall)
-            taken = [self._free.pop() for _ in new]
-            for i, slot in zip(new, taken, strict=True):
-                self._slot_of[keys[i]] = slot
-                self._key_of[slot] = keys[i]
-                slots[i] = slot
-            self._zero_rows(taken)
-            self._generation += 1
-        self._stamp(slots)
-        return slots
+        distinct = len(set(keys))
+        if distinct != len(keys):
+            raise ValueError(f"keys must be {len(keys)} distinct keys, got {len(keys)} keys "
+                             f"of which {distinct} distinct")
 
-    def _rows_for(self, keys: list) -> tuple[np.ndarray, Tensor | slice]:
-        """Slots of ``keys`` as an index for numpy and one for the state tensors.
+    def stamp(self, slots) -> None:
+        """Mark ``slots`` used now, in order (each its own tick)."""
+        n = len(slots)
+        self.last_used[slots] = np.arange(self.tick + 1, self.tick + n + 1)
+        self.tick += n
 
-        The same key list pushed again (the steady state of a live bank) reuses the last
-        index (keys compared by value and type, so ``True`` is never the stream ``1``);
-        a contiguous run of slots becomes a slice, so gather and scatter are views and
-        copies instead of index operations.
-        """
-        generation, cached_keys, cached_types, slots, rows = self._cache
-        if (
-            generation == self._generation
-            and keys == cached_keys
-            and list(map(type, keys)) == cached_types
-        ):
-            self._stamp(slots)
-            return slots, rows
-        slots = np.asarray(self._slots_for(keys), dtype=np.int64)
-        first = int(slots[0])
-        if np.array_equal(slots, np.arange(first, first + len(slots))):
-            rows: Tensor | slice = slice(first, first + len(slots))
-        else:
-            rows = torch.from_numpy(slots).to(self._device)
-        self._cache = (self._generation, list(keys), list(map(type, keys)), slots, rows)
-        return slots, rows
-
-    def _evict(self, n: int) -> None:
-        # Live slots not touched by this push have ticks below the current one.
-        order = np.argsort(self._last_used, kind="stable")
-        victims = [int(s) for s in order if self._key_of[s] is not None][:n]
-        for slot in victims:
-            del self._slot_of[self._key_of[slot]]
-            self._key_of[slot] = None
-            self._free.append(slot)
-        self.counts["evicted"] += len(victims)
-        self._generation += 1
-
-    # -- per-key operations --------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._slot_of)
-
-    def __contains__(self, key) -> bool:
-        return _is_key(key) and key in self._slot_of
+    def slot(self, key) -> int:
+        """The slot of a live key; ``ValueError`` if it is not one."""
+        if not is_key(key):
+            raise ValueError(
+                f"key {key!r} is not a live stream (keys are str, int, or tuples of them; "
+                f"got {type(key).__name__})"
+            )
+        try:
+            return self.slot_of[key]
+        except KeyError:
+            raise ValueError(f"key {key!r} is not a live stream") from None
 
     def keys(self) -> list:
         """Live keys, least recently used first."""
-        return sorted(self._slot_of, key=lambda k: self._last_used[self._slot_of[k]])
+        return sorted(self.slot_of, key=lambda k: self.last_used[self.slot_of[k]])
 
-    def _slot(self, key) -> int:
-        if not _is_key(key):
-            raise ValueError(
-                f"key {key!r} is not a live stream in this bank (keys are str, int, or "
-                f"tuples of them; got {type(key).__name__})"
-            )
-        try:
-            return self._slot_of[key]
-        except KeyError:
-            raise ValueError(f"key {key!r} is not a live stream in this bank") from None
+    def keys_by_slot(self) -> list:
+        """Live keys in slot order."""
+        return [self.key_of[s] for s in sorted(self.slot_of.values())]
 
-    def reset(self, key) -> None:
-        """Put one stream back to the initial state; the others are untouched."""
-        self._zero_rows([self._slot(key)])
-
-    def drop(self, key) -> None:
-        """Forget one stream and free its slot."""
-        slot = self._slot(key)
-        del self._slot_of[key]
-        self._key_of[slot] = None
+    # -- changes -------------------------------------------------------------------
+    def release(self, slot: int) -> None:
+        """Forget the key at ``slot`` and free it (its rows are reset)."""
+        self._reset_rows([slot])
+        del self.slot_of[self.key_of[slot]]
+        self.key_of[slot] = None
         self._free.append(slot)
-        self._generation += 1
+        self.generation += 1
+        self._memo = (None, None, None)
 
-    def get_state(self, key) -> State:
-        """A copy of one stream's state (B = 1)."""
-        idx = torch.tensor([self._slot(key)], device=self._device)
-        return self._state.select(idx).clone()
+    def restore(self, keys: list, last_used: np.ndarray, tick: int) -> None:
+        """After :meth:`clear`: keys at slots ``0 .. n-1`` with their recency (a loaded
+        checkpoint's)."""
+        n = len(keys)
+        for slot, key in enumerate(keys):
+            self.slot_of[key] = slot
+            self.key_of[slot] = key
+        self._free = [s for s in self._free if s >= n]
+        self.last_used[:n] = last_used
+        self.tick = int(tick)
+        self.generation += 1
 
-    # -- checkpoints ---------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Every stream's state, keys (least recently used first) and counters.
+    def _grow(self, need: int) -> None:
+        old = self.capacity
+        new = min(self.max_streams, max(need, 2 * old))
+        self._grow_rows(old, new)
+        self.key_of.extend([None] * (new - old))
+        self._free = list(range(new - 1, old - 1, -1)) + self._free
+        self.last_used = np.concatenate([self.last_used, np.zeros(new - old, np.int64)])
 
-        Tensors are copies; the dict holds only tensors, str, int, lists and dicts.
-        """
-        keys = self.keys()
-        idx = torch.tensor([self._slot_of[k] for k in keys], dtype=torch.long)
-        state = self._state.select(idx.to(self._device)).to("cpu")
-        return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "config": self._config,
-            "keys": [encode_key(k) for k in keys],
-            "counts": dict(self.counts),
-            "tensors": state.to_tensors(),
-        }
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Replace every stream with those of ``state_dict``; refuses one that does not fit."""
-        if state_dict.get("format") != _FORMAT or state_dict.get("version") != _VERSION:
-            raise ValueError(
-                f"state_dict must be a {_FORMAT} version {_VERSION} state, got "
-                f"{state_dict.get('format')!r} version {state_dict.get('version')!r}"
-            )
-        check_config(state_dict["config"], self._config)
-        keys = [decode_key(k) for k in state_dict["keys"]]
-        for key in keys:
-            check_key(key, "a key in the state")
-        if len(set(keys)) != len(keys):
-            raise ValueError("the state lists a key twice")
-        state = State.from_tensors(state_dict["tensors"])
-        if not bool(state.is_finite().all()):
-            raise ValueError("the state has non-finite values (NaN or inf); refusing to load it")
-        want = (state.num_layers, len(keys), state.hidden_size)
-        probe = self.model.initial_state(len(keys), device="cpu", dtype=self._dtype)
-        if tuple(probe.h.shape) != tuple(state.h.shape) or (probe.c is None) != (state.c is None):
-            raise ValueError(f"state tensors have shape {tuple(state.h.shape)}, expected {want}")
-        if len(keys) > self.max_streams:
-            raise ValueError(f"state holds {len(keys)} streams, max_streams is {self.max_streams}")
-        self._clear(max(min(self.max_streams, 64), len(keys)))
-        if keys:
-            self._slots_for(keys)  # allocates slots 0..n-1 in order, stamps 1..n
-            idx = torch.arange(len(keys), device=self._device)
-            self._state.scatter_(idx, state.to(device=self._device, dtype=self._dtype))
-        self.counts = {**self.counts, **state_dict["counts"]}
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write every stream's state to a safetensors file, atomically (no pickle)."""
-        sd = self.state_dict()
-        header = {k: sd[k] for k in ("config", "keys", "counts")}
-        write_state_file(path, sd["tensors"], kind=_FORMAT, version=_VERSION, header=header)
-
-    def load(self, path: str | os.PathLike) -> None:
-        """Read a file written by :meth:`save`; refuses a truncated, foreign or unfitting one."""
-        tensors, header = read_state_file(path, kind=_FORMAT, version=_VERSION)
-        for field in ("config", "keys", "counts"):
-            if field not in header:
-                raise ValueError(f"path {str(path)!r} header lacks {field!r}")
-        self.load_state_dict(
-            {"format": _FORMAT, "version": _VERSION, **header, "tensors": tensors}
-        )
+    def _evict(self, n: int) -> None:
+        # Live slots not touched by this lookup have ticks below the current one.
+        order = np.argsort(self.last_used, kind="stable")
+        victims = [int(s) for s in order if self.key_of[s] is not None][:n]
+        for slot in victims:
+            del self.slot_of[self.key_of[slot]]
+            self.key_of[slot] = None
+            self._free.append(slot)
+        self.counts["evicted"] += len(victims)
+        self.generation += 1

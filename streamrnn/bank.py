@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import operator
+import os
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ._checkpoint import bank_state_dict, load_bank, load_bank_state_dict, model_config, save_bank
 from ._checks import (
     all_finite,
     as_chunk,
@@ -17,7 +20,8 @@ from ._checks import (
     model_dtype,
     num_tokens,
 )
-from ._slots import BankOutputs, SlotTable, check_key, model_config
+from ._slots import SlotTable
+from .engines import RowStepper
 from .state import State
 from .stream import check_model
 
@@ -26,13 +30,47 @@ __all__ = ["BankOutputs", "StreamBank", "model_config"]
 _dtype_of = operator.attrgetter("dtype")
 
 
-def _all_finite_state(state: State) -> bool:
-    # One cheap reduction (a non-finite sum is confirmed element-wise). Checking h covers
-    # an LSTM's c too: |c_t| <= |c_t-1| + 1 cannot overflow, and a NaN in c makes h NaN.
-    return all_finite(state.h)
+class BankOutputs(Mapping):
+    """The outputs of one :meth:`StreamBank.push`: a read-only ``{key: outputs}`` mapping.
+
+    Rows are handed out as views on first access, so a push over thousands of streams
+    does not pay for thousands of tensor objects nobody reads. ``tensor`` is the whole
+    batch in key order when all chunks had the same shape (else ``None``).
+
+    Shape
+    -----
+    ``out[key]``: ``(T, O)`` or ``(O,)``; ``tensor``: ``(N, T, O)`` or ``(N, O)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> out = BankOutputs(["a", "b"], torch.arange(6.0).reshape(2, 3))
+    >>> out["b"], list(out), len(out), out.tensor.shape
+    (tensor([3., 4., 5.]), ['a', 'b'], 2, torch.Size([2, 3]))
+    """
+
+    def __init__(self, keys: list, rows: Tensor | list) -> None:
+        self._keys = keys
+        self._rows = rows
+        self._pos: dict | None = None
+        self.tensor = rows if isinstance(rows, Tensor) else None
+
+    def __getitem__(self, key):
+        if self._pos is None:
+            self._pos = dict(zip(self._keys, range(len(self._keys)), strict=True))
+        return self._rows[self._pos[key]]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"BankOutputs({len(self._keys)} streams)"
 
 
-class StreamBank(SlotTable):
+class StreamBank:
     """Many live streams, keyed, stepped together in one batched call per push.
 
     States live in preallocated tensors (grown by doubling up to ``max_streams``). A
@@ -49,9 +87,12 @@ class StreamBank(SlotTable):
         Most live streams. A new key arriving at the limit evicts the least recently
         used stream (its state is lost); evictions are counted in ``counts``.
     grad : bool
-        ``False`` (default) steps under ``torch.no_grad`` (not inference mode: when
-        every stream steps, the new state tensors become the bank's, updated in place
-        later).
+        ``False`` (default): no autograd. Calls of up to
+        :data:`~streamrnn.engines.COMPILED_MAX_BATCH` streams of a built-in cell on the
+        CPU run on the compiled engine, in place in the bank's state; others on torch
+        under ``torch.no_grad`` (:mod:`streamrnn.engines`; the engine never changes the
+        results beyond float rounding). ``True`` keeps the autograd graph of the outputs
+        (torch engine).
 
     Attributes
     ----------
@@ -96,7 +137,12 @@ class StreamBank(SlotTable):
         self._config = model_config(model)
         self.counts = {"evicted": 0, "nonfinite_resets": 0, "steps": 0}
         self.last_reset: list = []
-        self._clear(min(max_streams, 64))
+        capacity = min(max_streams, 64)
+        self._state = model.initial_state(capacity, device=self._device, dtype=self._dtype)
+        self._slots = SlotTable(max_streams, capacity, grow=self._grow_rows,
+                                reset=self._zero_rows, counts=self.counts)
+        self._index: tuple = (None, -1, None)  # slots, generation, rows of the last push
+        self._engines = RowStepper(model, grad=grad)  # compiled or torch, chosen per call
 
     # -- the hot path --------------------------------------------------------------
     def push(self, chunks: dict) -> dict:
@@ -164,7 +210,7 @@ class StreamBank(SlotTable):
                                   device=self._device, name=name)
             xs.append(x)
             one_step.append(one)
-        slots = np.asarray(self._slots_for(keys), dtype=np.int64)
+        slots = self._slots.lookup(keys)
         groups: dict[int, list[int]] = {}
         for i, x in enumerate(xs):
             groups.setdefault(x.shape[0], []).append(i)
@@ -210,13 +256,12 @@ class StreamBank(SlotTable):
                 raise ValueError(f"x must have dtype {want}, got {x.dtype}")
             if not isinstance(keys, list | tuple):
                 raise ValueError(f"keys must be a list, got {type(keys).__name__}")
-            for key in keys:
-                check_key(key)
-            if len(keys) != x.shape[0] or len(set(keys)) != len(keys):
+            if len(keys) != x.shape[0]:
                 raise ValueError(
                     f"keys must be {x.shape[0]} distinct keys (one per row of x), got "
-                    f"{len(keys)} keys of which {len(set(keys))} distinct"
+                    f"{len(keys)} keys of which {len(set(map(repr, keys)))} distinct"
                 )
+            self._slots.validate(keys)
             x = x.to(self._device)
         if self._tokens is not None:
             if x.numel():
@@ -225,7 +270,7 @@ class StreamBank(SlotTable):
                     row, col = (int(i) for i in bad.nonzero()[0])
                     raise ValueError(f"chunk for key {keys[row]!r} must hold ids in "
                                      f"[0, {self._tokens}), got {int(x[row, col])}")
-        elif not all_finite(x):
+        elif not self._engines.finite(x):
             row = first_nonfinite(x)[0]
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
         slots, rows = self._rows_for(list(keys))
@@ -236,15 +281,15 @@ class StreamBank(SlotTable):
         """Step the streams at ``rows`` with ``x``; reset and report non-finite states."""
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self._output_size())
-        if self.grad:
-            y = self._step(rows, x)
-        else:
-            with torch.no_grad():
-                y = self._step(rows, x)
         self.counts["steps"] += x.shape[0] * x.shape[1]
-        if y is None:  # a state went non-finite: reset those streams, report them
-            with torch.no_grad():
+        if self._engines.takes(x.shape[0], x.shape[1], self._state):
+            y, bad = self._engines.step(self._state, slots, x)  # in place
+        else:
+            y = self._step(rows, x)
+            bad = []
+            if y is None:  # a state went non-finite: keep the others, report those
                 y, bad = self._recover(rows, x)
+        if bad:  # reset the streams whose state went non-finite
             self.last_reset += [keys[i] for i in bad]
             self._zero_rows([int(slots[i]) for i in bad])
             self.counts["nonfinite_resets"] += len(bad)
@@ -254,21 +299,17 @@ class StreamBank(SlotTable):
         """One batched call; ``None`` (and no state written) if a new state is non-finite."""
         state = self._state
         if isinstance(rows, slice):
-            entering = State(state.h[:, rows], None if state.c is None else state.c[:, rows])
+            entering = state.rows(rows.start, rows.stop)
         else:
             entering = state.select(rows)
-        y, new = self.model(x, entering)
-        if self.grad:
-            new = new.detach()
-        if not _all_finite_state(new):
+        y, new = self._engines.torch.run(x, entering)
+        if not all(map(all_finite, new.values())):
             return None
         if isinstance(rows, slice):
             if rows.start == 0 and rows.stop == state.batch_size:
                 self._state = new  # every slot stepped: take the new tensors, no copy
             else:
-                state.h[:, rows].copy_(new.h)
-                if state.c is not None:
-                    state.c[:, rows].copy_(new.c)
+                state.rows(rows.start, rows.stop).copy_(new)
         else:
             state.scatter_(rows, new)
         return y
@@ -277,8 +318,7 @@ class StreamBank(SlotTable):
         # Rare path: keep the finite streams' new states, report the others.
         if isinstance(rows, slice):
             rows = torch.arange(rows.start, rows.stop, device=self._device)
-        y, new = self.model(x, self._state.select(rows))
-        new = new.detach()
+        y, new = self._engines.torch.run(x, self._state.select(rows))
         ok = new.is_finite()
         self._state.scatter_(rows, new)
         return y, (~ok).nonzero().flatten().tolist()
@@ -286,3 +326,78 @@ class StreamBank(SlotTable):
     def _output_size(self) -> int:
         size = getattr(self.model, "output_size", None)
         return size if isinstance(size, int) else self._state.hidden_size
+
+    # -- rows ----------------------------------------------------------------------
+    def _grow_rows(self, old: int, new: int) -> None:
+        extra = self.model.initial_state(new - old, device=self._device, dtype=self._dtype)
+        self._state = State.cat([self._state, extra])
+
+    def _zero_rows(self, slots: list[int]) -> None:
+        idx = torch.tensor(slots, dtype=torch.long, device=self._device)
+        fresh = self.model.initial_state(len(slots), device=self._device, dtype=self._dtype)
+        self._state.scatter_(idx, fresh)
+
+    def _rows_for(self, keys: list) -> tuple[np.ndarray, Tensor | slice]:
+        """Slots of ``keys`` as an index for numpy and one for the state tensors.
+
+        A contiguous run of slots becomes a slice, so gather and scatter are views and
+        copies instead of index operations; the same slots again reuse the last index.
+        """
+        slots = self._slots.lookup(keys)
+        cached, generation, rows = self._index
+        if cached is slots and generation == self._slots.generation:
+            return slots, rows
+        first = int(slots[0])
+        if np.array_equal(slots, np.arange(first, first + len(slots))):
+            rows = slice(first, first + len(slots))
+        else:
+            rows = torch.from_numpy(slots).to(self._device)
+        self._index = (slots, self._slots.generation, rows)
+        return slots, rows
+
+    # -- per-key operations --------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, key) -> bool:
+        return key in self._slots
+
+    def keys(self) -> list:
+        """Live keys, least recently used first."""
+        return self._slots.keys()
+
+    def reset(self, key) -> None:
+        """Put one stream back to the initial state; the others are untouched."""
+        self._zero_rows([self._slots.slot(key)])
+
+    def drop(self, key) -> None:
+        """Forget one stream and free its slot."""
+        self._slots.release(self._slots.slot(key))
+
+    def get_state(self, key) -> State:
+        """A copy of one stream's state (B = 1)."""
+        idx = torch.tensor([self._slots.slot(key)], device=self._device)
+        return self._state.select(idx).clone()
+
+    # -- checkpoints ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Every stream's state, keys (least recently used first) and counters.
+
+        Tensors are copies, one per state part; the dict holds only tensors, str, int,
+        lists and dicts.
+        """
+        return bank_state_dict(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Replace every stream with those of ``state_dict``; refuses (``ValueError``,
+        nothing changed) one that does not fit."""
+        load_bank_state_dict(self, state_dict)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write every stream's state to a safetensors file, atomically (no pickle)."""
+        save_bank(self, path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Read a file written by :meth:`save` (this version or version 1); refuses a
+        truncated, foreign or unfitting one."""
+        load_bank(self, path)

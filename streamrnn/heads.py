@@ -16,24 +16,13 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._validate import check_bool, check_choice, check_int, check_positive_int
 from .cells.classic import RecurrentLayer
 from .state import State
 
 __all__ = ["Readout", "RecurrentModel", "pool"]
 
 _POOLS = ("last", "mean")
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _check_seed(seed) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an int or None, got {seed!r}")
-    return seed
 
 
 def pool(y: Tensor, mode: str = "last") -> Tensor:
@@ -58,8 +47,7 @@ def pool(y: Tensor, mode: str = "last") -> Tensor:
     >>> pool(y, "last"), pool(y, "mean")
     (tensor([[4., 5.]]), tensor([[2., 3.]]))
     """
-    if mode not in _POOLS:
-        raise ValueError(f"mode must be one of {_POOLS}, got {mode!r}")
+    check_choice("mode", mode, _POOLS)
     if y.dim() != 3 or y.shape[1] == 0:
         raise ValueError(f"y must have shape (B, T, H) with T >= 1, got {tuple(y.shape)}")
     return y[:, -1] if mode == "last" else y.mean(dim=1)
@@ -107,12 +95,10 @@ class Readout(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.input_size = _check_positive_int("input_size", input_size)
-        self.output_size = _check_positive_int("output_size", output_size)
-        if not isinstance(bias, bool):
-            raise ValueError(f"bias must be a bool, got {bias!r}")
-        self.bias = bias
-        self.seed = _check_seed(seed)
+        self.input_size = check_positive_int("input_size", input_size)
+        self.output_size = check_positive_int("output_size", output_size)
+        self.bias = check_bool("bias", bias)
+        self.seed = check_int("seed", seed, none_ok=True)
         self.linear = nn.Linear(input_size, output_size, bias=bias, device=device, dtype=dtype)
         if seed is not None:
             self.reset_parameters(seed)
@@ -218,8 +204,8 @@ class RecurrentModel(nn.Module):
         if head is not None and not isinstance(head, nn.Module):
             raise ValueError(f"head must be an nn.Module or None, got {type(head).__name__}")
         if num_tokens is not None:
-            _check_positive_int("num_tokens", num_tokens)
-        self.seed = _check_seed(seed)
+            check_positive_int("num_tokens", num_tokens)
+        self.seed = check_int("seed", seed, none_ok=True)
         self.cell = cell
         self.head = head
         self.num_tokens = num_tokens
@@ -327,14 +313,16 @@ class RecurrentModel(nn.Module):
     def readout(self, state: State) -> Tensor:
         """The readout of a state: what the step that produced it predicted.
 
-        This is the many-to-one readout on demand: it reads the top layer's hidden
-        state and changes nothing.
+        This is the many-to-one readout on demand: it reads the cell's output of that
+        step (:meth:`~streamrnn.cells.Cell.output_of`, the top layer of ``h`` unless the
+        cell says otherwise) and changes nothing.
 
         Shape
         -----
-        state ``(L, B, H)`` -> ``(B, O)``.
+        state ``(L, B, ...)`` -> ``(B, O)``.
         """
-        top = state.h[-1]
+        output_of = getattr(self.cell, "output_of", None)
+        top = output_of(state) if callable(output_of) else state.h[-1]
         return top if self.head is None else self.head(top)
 
     def config(self) -> dict:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import as_chunk, model_device, model_dtype
+from ._validate import check_nonneg_int
 from .heads import _head_output_size
 from .state import State
 
@@ -141,8 +142,7 @@ class Bidirectional(nn.Module):
         if lookahead is None:
             yb = self.bwd(x.flip(1))[0].flip(1)
         else:
-            if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
-                raise ValueError(f"lookahead must be a non-negative int, got {lookahead!r}")
+            check_nonneg_int("lookahead", lookahead)
             yb = self.backward_windows(x, lookahead)
         return self.join(yf, yb)
 
@@ -197,10 +197,8 @@ class Lookahead:
     def __init__(self, model: Bidirectional, *, lookahead: int) -> None:
         if not isinstance(model, Bidirectional):
             raise ValueError(f"model must be a Bidirectional, got {type(model).__name__}")
-        if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
-            raise ValueError(f"lookahead must be a non-negative int, got {lookahead!r}")
+        self.lookahead = check_nonneg_int("lookahead", lookahead)
         self.model = model
-        self.lookahead = lookahead
         self._dtype, self._device = model_dtype(model), model_device(model)
         self.reset()
 

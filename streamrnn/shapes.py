@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import as_chunk, model_device, model_dtype
-from .heads import RecurrentModel, _check_positive_int, _head_output_size, pool
+from ._validate import check_choice, check_positive_int
+from .heads import RecurrentModel, _head_output_size, pool
 from .state import State
 
 __all__ = ["ManyToOne", "PooledStream", "Seq2Seq", "rollout"]
@@ -68,7 +69,7 @@ def rollout(model, state: State, steps: int, *, feedback=None, sample: bool = Fa
     >>> torch.equal(kept, state.h)
     True
     """
-    _check_positive_int("steps", steps)
+    check_positive_int("steps", steps)
     if not callable(getattr(model, "readout", None)):
         raise ValueError(f"model {type(model).__name__} needs readout(state) for a rollout")
     tokens = getattr(model, "num_tokens", None) is not None
@@ -128,8 +129,7 @@ class ManyToOne(nn.Module):
 
     def __init__(self, cell: nn.Module, head: nn.Module, *, pool: str = "last") -> None:
         super().__init__()
-        if pool not in ("last", "mean"):
-            raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
+        check_choice("pool", pool, ("last", "mean"))
         self.model = RecurrentModel(cell, None)
         self.head = head
         self.pool = pool
@@ -282,7 +282,7 @@ class Seq2Seq(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module, *,
                  horizon: int) -> None:
         super().__init__()
-        self.horizon = _check_positive_int("horizon", horizon)
+        self.horizon = check_positive_int("horizon", horizon)
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.output_size = _head_output_size(head)
         if decoder.input_size != self.output_size:
@@ -313,10 +313,12 @@ class Seq2Seq(nn.Module):
         ``(N, H)`` -> ``(N, M, O)``.
         """
         n = top.shape[0]
-        layers = self.decoder.num_layers
-        h = top.unsqueeze(0).expand(layers, n, top.shape[1]).contiguous()
-        c = torch.zeros_like(h) if self.decoder.has_cell_state else None
-        state, inp, outs = State(h, c), top.new_zeros(n, 1, self.output_size), []
+        zero = self.decoder.initial_state(n, device=top.device, dtype=top.dtype)
+        # The decoder starts from its initial state with h set, in every layer, to the
+        # encoder's top state (its other parts, an LSTM's c, stay at their initial value).
+        h = top.unsqueeze(0).expand(zero.h.shape).contiguous()
+        state = State(**{**dict(zero.items()), "h": h})
+        inp, outs = top.new_zeros(n, 1, self.output_size), []
         for _ in range(self.horizon):
             y, state = self.decoder(inp, state)
             inp = self.head(y)

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
 from torch import Tensor
 
-from ._checks import (
-    all_finite,
-    as_chunk,
-    as_id_chunk,
-    model_device,
-    model_dtype,
-    num_tokens,
-)
-from .cells._kernels import cell_step
-from .cells.classic import RecurrentLayer
+from ._checks import as_chunk, as_id_chunk, model_device, model_dtype, num_tokens
+from .engines import StreamRunner
 from .state import State
 
 __all__ = ["Stream", "check_model"]
@@ -48,9 +39,12 @@ class Stream:
         such as :class:`~streamrnn.LSTM`. A token model (a ``num_tokens`` attribute, as
         :class:`~streamrnn.RecurrentModel` with ``num_tokens``) takes token ids.
     grad : bool
-        ``False`` (default) runs under ``torch.inference_mode``. ``True`` keeps the
-        autograd graph of each push's outputs; the carried state is detached between
-        pushes, so memory does not grow.
+        ``False`` (default): no autograd; a built-in cell (with a ``Readout`` or
+        ``nn.Linear`` head, an embedding) on the CPU runs on the compiled engine, anything
+        else on torch under ``torch.inference_mode`` (:mod:`streamrnn.engines`; the
+        engine never changes the results beyond float rounding). ``True`` keeps the
+        autograd graph of each push's outputs (torch engine); the carried state is
+        detached between pushes, so memory does not grow.
     max_chunk : int
         A longer chunk is processed in slices of at most this many steps (bounded
         memory for the intermediate buffers); the result is the same.
@@ -64,6 +58,8 @@ class Stream:
     counts : dict
         ``nonfinite_resets``: times the state overflowed to NaN / inf and was reset to
         the initial state (with a ``RuntimeWarning``); never kept silently.
+    engine : str
+        The engine that ran the last push: "compiled" or "torch".
 
     Shape
     -----
@@ -112,60 +108,48 @@ class Stream:
         self._features = model.input_size
         self._tokens = num_tokens(model)
         self._step_shape = torch.Size([model.input_size])
-        plain = isinstance(model, RecurrentLayer) and all(
-            getattr(type(model), name) is getattr(RecurrentLayer, name)
-            for name in ("forward", "_one_step")
-        )  # a subclass that changes forward must not be bypassed
-        self._fast_step = model._one_step if plain and not grad else None
-        # One layer: the fast path carries bare (1, H) tensors (_cell, see _state).
-        self._single = self._fast_step is not None and model.num_layers == 1
-        if self._single:
-            self._rnn, self._kernel = model.rnn, model._kernel
-        self._cell = None
         self.counts = {"nonfinite_resets": 0}
-        self.reset()
-
-    def reset(self) -> None:
-        """Start over from the initial (zero) state."""
-        self._state = self.model.initial_state(1, device=self._device, dtype=self._dtype)
+        self._runner = StreamRunner(model, grad=grad)  # the engines, and the live state
         self.steps = 0
 
     @property
-    def _state(self) -> State:
-        # The live state. A single layer's fast path keeps it as the cell kernel's bare
-        # (1, H) outputs (_cell) and makes the State only when something asks for it.
-        cell = self._cell
-        if cell is not None:
-            h, c = cell
-            self._cell = None
-            self._live = State(h.unsqueeze(0), None if c is None else c.unsqueeze(0))
-        return self._live
+    def engine(self) -> str:
+        """The engine that ran the last push: "compiled" or "torch" (see
+        :mod:`streamrnn.engines`)."""
+        return self._runner.engine
 
-    @_state.setter
-    def _state(self, value: State) -> None:
-        self._cell = None
-        self._live = value
+    def reset(self) -> None:
+        """Start over from the initial (zero) state."""
+        self._runner.reset()
+        self.steps = 0
 
     @property
     def state(self) -> State:
-        return self._state
+        """The live state, as a value: later pushes do not change what this returns."""
+        return self._runner.state
 
     @state.setter
     def state(self, value: State) -> None:
-        ref = self._state
+        ref = self._runner.live
         if not isinstance(value, State):
             raise ValueError(f"state must be a streamrnn.State, got {type(value).__name__}")
-        for part, want, got in (("h", ref.h, value.h), ("c", ref.c, value.c)):
-            if (want is None) != (got is None):
-                raise ValueError(f"state.{part} must be {'a tensor' if got is None else 'None'}")
-            if want is not None and (want.shape != got.shape or want.dtype != got.dtype):
+        if value.parts != ref.parts:
+            missing = [k for k in ref.parts if k not in value.parts]
+            extra = [k for k in value.parts if k not in ref.parts]
+            what = (f"state.{missing[0]} is missing" if missing else
+                    f"state.{extra[0]} is not a part of this model's state" if extra else
+                    "the parts are in another order")
+            raise ValueError(f"state must have parts {ref.parts}, got {value.parts}: {what}")
+        for part, want in ref.items():
+            got = value[part]
+            if want.shape != got.shape or want.dtype != got.dtype:
                 raise ValueError(
                     f"state.{part} must be {want.dtype} of shape {tuple(want.shape)}, "
                     f"got {got.dtype} of shape {tuple(got.shape)}"
                 )
-            if got is not None and not bool(torch.isfinite(got).all()):
+            if not bool(torch.isfinite(got).all()):
                 raise ValueError(f"state.{part} has non-finite values")
-        self._state = value.to(self._device)
+        self._runner.reset(value.to(self._device).detach())
 
     def push(self, chunk) -> Tensor:
         """Run one chunk through the model from the live state and keep the new state.
@@ -190,85 +174,48 @@ class Stream:
         """
         if (
             type(chunk) is Tensor
-            and self._fast_step is not None
-            and chunk.shape == self._step_shape
             and chunk.dtype == self._dtype
             and chunk.device == self._device
-        ):
-            # One (F,) step on a built-in layer: the measured fast path, same result.
-            # Toggling grad mode directly and two scalar sums are the cheapest checks
-            # measured (0.6 us and 3.6 us, against 2.7 us for inference_mode and 7.5 us
-            # for one summed sync). Checking h covers an LSTM's c too: |c_t| <= |c_t-1| + 1
-            # cannot overflow, and a NaN in c makes h NaN. One layer runs the cell kernel on
-            # the bare (1, H) state: no State made and taken apart again (~4 us of ~35).
-            grad = torch.is_grad_enabled()
-            torch._C._set_grad_enabled(False)
-            try:
-                if self._single:
-                    cell = self._cell
-                    if cell is None:
-                        live = self._live
-                        cell = (live.h[0], None if live.c is None else live.c[0])
-                    h, c = cell_step(self._rnn, self._kernel, chunk.unsqueeze(0), *cell)
-                    state = None
-                else:
-                    h, state = self._fast_step(chunk.unsqueeze(0), self._state)
-            finally:
-                torch._C._set_grad_enabled(grad)
-            top = h if state is None else state.h  # (a lower layer's inf can vanish above)
-            if math.isfinite(float(chunk.sum())) and math.isfinite(float(top.sum())):
-                # One layer's output is its new state: the stream keeps a copy, so that a
-                # caller's in-place change of the output leaves the state alone (more
-                # layers stack their states into a new tensor).
-                if state is None:
-                    self._cell = (h.clone(), c)
-                else:
-                    self._state = state
-                self.steps += 1
-                return h[0]
-            if not all_finite(chunk):  # the input: refuse it, the state is untouched
+            and self._tokens is None
+            and (chunk.shape == self._step_shape or (
+                chunk.dim() == 2 and chunk.shape[1] == self._features
+                and chunk.shape[0] <= self.max_chunk))
+        ):  # a (T, F) chunk or (F,) step of the right kind: the engine checks finiteness
+            done = self._runner.run(chunk)
+            if done is None:  # a NaN / inf in the input: refuse it with the rule's message
                 as_chunk(chunk, features=self._features, dtype=self._dtype, device=self._device)
-            if state is None:
-                state = State(h.clone().unsqueeze(0), None if c is None else c.unsqueeze(0))
-            self._commit(state, 1)  # a finite input overflowed the state: reset, report
-            return h[0]
+            y, finite = done
+            self._commit(finite, 1 if chunk.dim() == 1 else chunk.shape[0])
+            return y
         if self._tokens is not None:
             x, one_step = as_id_chunk(chunk, high=self._tokens, device=self._device)
         else:
             x, one_step = as_chunk(
                 chunk, features=self._features, dtype=self._dtype, device=self._device
             )
-        if self.grad:
-            y = self._run(x)
-        else:
-            with torch.inference_mode():
-                y = self._run(x)
+        y = self._run(x)
         return y[0] if one_step else y
 
     def _run(self, x: Tensor) -> Tensor:
+        # Validated input (T, F) or ids (T,); slices of at most max_chunk steps.
         steps = x.shape[0]
-        if steps <= self.max_chunk:
-            y, state = self.model(x.unsqueeze(0), self._state)
-            out = y[0]
-        else:
-            state, parts = self._state, []
-            for start in range(0, steps, self.max_chunk):
-                y, state = self.model(x[start : start + self.max_chunk].unsqueeze(0), state)
-                parts.append(y[0])
-            out = torch.cat(parts)
-        self._commit(state.detach() if self.grad else state, steps)
-        if out.untyped_storage().data_ptr() == state.h.untyped_storage().data_ptr():
-            out = out.clone()  # one step of a bare layer: its output is the new state
-        return out
+        parts = []
+        for start in range(0, max(steps, 1), self.max_chunk):
+            done = self._runner.run(x[start : start + self.max_chunk])
+            y, finite = done  # (the input was validated: never None)
+            parts.append(y)
+            if not finite:
+                break
+        self._commit(finite, steps)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def _commit(self, state: State, steps: int) -> None:
-        """Keep the new state, or reset and report a non-finite one (overflow)."""
+    def _commit(self, finite: bool, steps: int) -> None:
+        """Count the steps; reset and report a state that overflowed to NaN / inf."""
         self.steps += steps
-        if all_finite(state.h) and (state.c is None or all_finite(state.c)):
-            self._state = state
+        if finite:
             return
         self.counts["nonfinite_resets"] += 1
-        self._state = self.model.initial_state(1, device=self._device, dtype=self._dtype)
+        self._runner.reset()
         warnings.warn(
             "the stream's state became non-finite (numeric overflow); it was reset to the "
             "initial state and counted in counts['nonfinite_resets']",

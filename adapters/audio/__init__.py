@@ -2,11 +2,13 @@
 
 :class:`AudioFeatures` turns PCM pushed in chunks of any size (int16 bytes, numpy or torch
 int16 / int32 / float32 / float64) into feature frames, computing all frames a push
-completes in one call: a live chunk of up to 16 frames is one compiled numba call
-(window, real FFT, power, mel, log, DCT; ``_audio_fused.py``), a bigger push batched
-``torch.fft.rfft`` calls of 256 frames. Both use torchaudio's mel filterbank and DCT
-matrices and take the FFT in float64, so they agree with each other to float32 rounding
-even in near-silent bands (a numpy fallback runs without numba). It streams exactly: the
+completes in one call. The maths is one pure function, :func:`.functional.log_mel`
+(torchaudio's mel filterbank and DCT matrices, a float64 ``torch.fft.rfft``): the
+reference, used offline and for a large push. A live chunk of up to 16 frames takes the
+one fast path, a compiled numba call doing the same steps (its FFT ``numpy.fft.rfft``
+through rocket-fft; ``_fused.py``), tested against the reference; without numba every
+push runs the reference. Both take the FFT in float64, so they agree to float32 rounding
+even in near-silent bands. It streams exactly: the
 frames of a signal pushed in any chunking equal :meth:`AudioFeatures.offline` on the
 whole signal (float32, to about 1e-5 absolute and relative; the frame count is exact).
 It can resample on the fly with ``soxr.ResampleStream`` (e.g. a 48 kHz microphone into a
@@ -47,7 +49,8 @@ import wave
 
 import numpy as np
 
-from ._convert import check_int
+from streamrnn.utils import atomic_write, check_positive_int
+
 from ._features import AudioFeatures
 from ._files import FULL_SCALE, SoundFileSource, WavSource
 from ._live import MicrophoneSource, RawPCMSource, TcpSource
@@ -64,7 +67,7 @@ __all__ = [
 
 
 def write_wav(path, samples, sample_rate: int, sample_width: int = 2) -> None:
-    """Write float samples in [-1, 1] to an integer-PCM WAV file with the stdlib.
+    """Write float samples in [-1, 1] to an integer-PCM WAV file with the stdlib, atomically.
 
     Samples are scaled by the full range of ``sample_width`` bytes (1: unsigned 8-bit,
     2, 3, 4: signed 16, 24, 32-bit) and rounded; +1.0 becomes the largest code.
@@ -82,7 +85,7 @@ def write_wav(path, samples, sample_rate: int, sample_width: int = 2) -> None:
     >>> WavSource(path).read()
     array([-1.       ,  0.       ,  0.5      ,  0.9921875], dtype=float32)
     """
-    check_int("sample_rate", sample_rate, 1)
+    check_positive_int("sample_rate", sample_rate)
     if sample_width not in FULL_SCALE:
         raise ValueError(f"sample_width must be 1, 2, 3 or 4 bytes, got {sample_width!r}")
     x = np.asarray(samples)
@@ -101,8 +104,11 @@ def write_wav(path, samples, sample_rate: int, sample_width: int = 2) -> None:
         data = q.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     else:
         data = q.astype("<i2" if sample_width == 2 else "<i4").tobytes()
-    with wave.open(os.fspath(path), "wb") as w:
-        w.setnchannels(x2.shape[1])
-        w.setsampwidth(sample_width)
-        w.setframerate(sample_rate)
-        w.writeframes(data)
+    def write(f) -> None:
+        with wave.open(f, "wb") as w:
+            w.setnchannels(x2.shape[1])
+            w.setsampwidth(sample_width)
+            w.setframerate(sample_rate)
+            w.writeframes(data)
+
+    atomic_write(os.fspath(path), write)

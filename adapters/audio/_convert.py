@@ -6,29 +6,26 @@ and commit their state only when nothing raised, so a bad chunk never half-updat
 
 from __future__ import annotations
 
-import inspect
-import math
-
 import numpy as np
 import torch
+
+from streamrnn.utils import check_choice, check_number, check_positive_int
 
 __all__ = [
     "CHANNEL_POLICIES",
     "MAX_ABS_SAMPLE",
     "MAX_CHANNELS",
+    "MAX_N_FFT",
+    "MAX_N_MELS",
     "NONFINITE_POLICIES",
     "RESAMPLE_QUALITIES",
     "SAMPLE_FORMATS",
     "array_to_frames",
-    "check_choice",
     "check_frame_config",
     "check_input_config",
-    "check_int",
-    "check_positive_float",
     "decode_chunk",
     "decode_pcm",
     "nonfinite_count",
-    "public",
     "split_frames",
     "to_mono",
 ]
@@ -46,55 +43,13 @@ CHANNEL_POLICIES = ("raise", "mean", "first")
 #: read as (samples, channels), e.g. a torchaudio waveform without ``channel_axis=0``.
 MAX_CHANNELS = 32
 NONFINITE_POLICIES = ("raise", "zero")
+#: Largest FFT (and frame) accepted: 4 s at 16 kHz; the filterbank is (n_fft / 2 + 1, n_mels).
+MAX_N_FFT = 1 << 16
+#: Most mel bands accepted.
+MAX_N_MELS = 2048
 RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 
-_PUBLIC_MODULE = __name__.rpartition(".")[0]  # streamrnn.adapters.audio
-
-
-def public(obj):
-    """Report ``obj`` (and a class's methods) as living in the public ``audio`` module.
-
-    Docs and reprs then show the public path, and the doctest finder, which collects an
-    object's Examples in the module its ``__module__`` names, runs each exactly once,
-    from ``audio.py``.
-    """
-    obj.__module__ = _PUBLIC_MODULE
-    if isinstance(obj, type):
-        for member in vars(obj).values():
-            if inspect.isfunction(member):
-                member.__module__ = _PUBLIC_MODULE
-    return obj
-
-
 # --------------------------------------------------------------------------- config checks
-
-
-def check_int(name: str, value, minimum: int) -> int:
-    """Return ``value`` if it is an int (not a bool) >= ``minimum``, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite number > 0 (or >= 0), else raise."""
-    rule = ">= 0" if allow_zero else "> 0"
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a finite number {rule}, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {rule}, got {value}")
-    return value
-
-
-def check_choice(name: str, value, choices) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
-    if not isinstance(value, str) or value not in choices:
-        listed = " | ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
-    return value
 
 
 def check_frame_config(
@@ -108,22 +63,28 @@ def check_frame_config(
     """
     if win_length is None:
         win_length = max(1, round(0.025 * sample_rate))
-    win_length = check_int("win_length", win_length, 1)
+    win_length = check_positive_int("win_length", win_length)
+    if win_length > MAX_N_FFT:
+        raise ValueError(f"win_length must be <= {MAX_N_FFT} samples, got {win_length}")
     if hop_length is None:
         hop_length = min(win_length, max(1, round(0.010 * sample_rate)))
-    hop_length = check_int("hop_length", hop_length, 1)
+    hop_length = check_positive_int("hop_length", hop_length)
     if hop_length > win_length:
         raise ValueError(f"hop_length must be <= win_length={win_length}, got {hop_length}")
-    n_fft = check_int("n_fft", win_length if n_fft is None else n_fft, 1)
+    n_fft = check_positive_int("n_fft", win_length if n_fft is None else n_fft)
     if n_fft < win_length:
         raise ValueError(f"n_fft must be >= win_length={win_length}, got {n_fft}")
-    n_mels = check_int("n_mels", n_mels, 1)
-    n_mfcc = check_int("n_mfcc", n_mfcc, 1)
+    if n_fft > MAX_N_FFT:
+        raise ValueError(f"n_fft must be <= {MAX_N_FFT}, got {n_fft}")
+    n_mels = check_positive_int("n_mels", n_mels)
+    if n_mels > MAX_N_MELS:
+        raise ValueError(f"n_mels must be <= {MAX_N_MELS}, got {n_mels}")
+    n_mfcc = check_positive_int("n_mfcc", n_mfcc)
     if kind == "mfcc" and n_mfcc > n_mels:
         raise ValueError(f"n_mfcc must be <= n_mels={n_mels}, got {n_mfcc}")
     nyquist = sample_rate / 2
-    f_min = check_positive_float("f_min", f_min, allow_zero=True)
-    f_max = nyquist if f_max is None else check_positive_float("f_max", f_max)
+    f_min = check_number("f_min", f_min, low=0)
+    f_max = nyquist if f_max is None else check_number("f_max", f_max, low=0, low_open=True)
     if not f_min < f_max <= nyquist:
         raise ValueError(
             f"f_min and f_max must satisfy 0 <= f_min < f_max <= {nyquist} (Nyquist), "
@@ -140,12 +101,12 @@ def check_input_config(
 ) -> tuple[int, str, str, int, int, str]:
     """Validate the input settings of ``AudioFeatures``: ``(input_rate, resample_quality,
     channels, channel_axis, in_channels, nonfinite)``, ``input_rate=None`` filled in."""
-    in_rate = check_int("input_rate", sample_rate if input_rate is None else input_rate, 1)
+    in_rate = check_positive_int("input_rate", sample_rate if input_rate is None else input_rate)
     quality = check_choice("resample_quality", resample_quality, RESAMPLE_QUALITIES)
     channels = check_choice("channels", channels, CHANNEL_POLICIES)
     if isinstance(channel_axis, bool) or channel_axis not in (-2, -1, 0, 1):
         raise ValueError(f"channel_axis must be one of -2, -1, 0, 1, got {channel_axis!r}")
-    in_channels = check_int("in_channels", in_channels, 1)
+    in_channels = check_positive_int("in_channels", in_channels)
     if in_channels > MAX_CHANNELS:
         raise ValueError(f"in_channels must be <= {MAX_CHANNELS}, got {in_channels}")
     nonfinite = check_choice("nonfinite", nonfinite, NONFINITE_POLICIES)

@@ -9,21 +9,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-import torchaudio.functional as taf
 from torch import Tensor
 
-__all__ = [
-    "FFT_BLOCK", "WINDOWS", "FrameFeatures", "padded_length", "preemphasize", "running_normalize",
-]  # fmt: skip
+from streamrnn.utils import RunningMoments
 
-WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
+from . import functional as F
 
-#: Frames per float64 FFT call of the batched path (a long signal takes several calls).
-FFT_BLOCK = 256
-
-#: Running-normalisation state: (frames seen, shift, sum of shifted, sum of squared shifted).
-Stats = tuple[int, Tensor, Tensor, Tensor]
+__all__ = ["FrameFeatures", "padded_length", "preemphasize", "running_normalize"]
 
 
 def preemphasize(x: np.ndarray, coef: float, prev: float) -> np.ndarray:
@@ -58,43 +50,25 @@ def padded_length(n_samples: int, win_length: int, hop_length: int, tail: str) -
     return (frames - 1) * hop_length + win_length
 
 
-def running_normalize(feats: Tensor, stats: Stats | None, eps: float) -> tuple[Tensor, Stats]:
+def running_normalize(feats: np.ndarray, moments: RunningMoments, eps: float) -> np.ndarray:
     """Standardise each frame by the statistics of all frames up to and including it.
 
-    ``out_t = (f_t - mean_t) / sqrt(var_t + eps)`` with the population variance. Sums
-    run in float64 over values shifted by the stream's first frame (stable for long
-    streams); a chunk continues the sums of ``stats``, ``None`` starts a stream.
+    ``out_t = (f_t - mean_t) / sqrt(var_t + eps)`` with the population variance, from
+    ``moments`` (a :class:`~streamrnn.utils.RunningMoments` of the stream's frames so
+    far, float64), which the chunk's frames then continue.
 
     Shape
     -----
-    ``(T, F)`` -> ``(T, F)`` float32, plus the new statistics.
+    ``(T, F)`` float32 -> ``(T, F)`` float32.
     """
-    f = feats.to(torch.float64)
-    if stats is None:
-        count, shift = 0, f[0].clone()
-        s1 = s2 = torch.zeros_like(shift)
-    else:
-        count, shift, s1, s2 = stats
-    d = f - shift  # (T, F)
-    c1 = torch.cumsum(d, 0) + s1
-    c2 = torch.cumsum(d * d, 0) + s2
-    t = torch.arange(count + 1, count + len(f) + 1, dtype=torch.float64)[:, None]  # (T, 1)
-    mean = c1 / t
-    var = (c2 / t - mean * mean).clamp_min(0.0)  # rounding can dip just below 0
-    out = ((d - mean) / torch.sqrt(var + eps)).to(torch.float32)
-    return out, (count + len(f), shift, c1[-1], c2[-1])
+    f = np.asarray(feats, dtype=np.float64)
+    mean, var = moments.extend(f)
+    return ((f - mean) / np.sqrt(var + eps)).astype(np.float32)
 
 
 class FrameFeatures:
-    """Log-mel or MFCC of every frame of a segment, in one batched call.
-
-    Frame ``k`` of a segment covers ``seg[k * hop : k * hop + win]``; it is windowed and
-    zero-padded on the right to ``n_fft`` (the window is padded, and ``n_fft - win`` zeros
-    are appended to the segment), then float64 ``torch.fft.rfft`` (one call per
-    :data:`FFT_BLOCK` frames) gives their power spectra (what
-    ``torchaudio.functional.spectrogram`` with ``center=False`` computes, in float64),
-    which torchaudio's ``melscale_fbanks`` filterbank and ``create_dct`` matrix turn into
-    features in float32.
+    """The front end's constants (window, filterbank, DCT) and :func:`.functional.log_mel`
+    of a segment with them: the reference path (offline, and pushes of many frames).
 
     Shape
     -----
@@ -105,31 +79,16 @@ class FrameFeatures:
         self, sample_rate, kind, win_length, hop_length, n_fft, n_mels, n_mfcc,
         f_min, f_max, mel_scale, mel_norm, window, log_offset,
     ) -> None:  # fmt: skip
-        self.kind, self.hop_length, self.n_fft = kind, hop_length, n_fft
-        self.offset = torch.full((1, n_mels), float(log_offset))  # (1, n_mels)
-        win = WINDOWS[window](win_length, dtype=torch.float32)
-        self.window = torch.nn.functional.pad(win, (0, n_fft - win_length))  # (n_fft,)
-        self.window64 = self.window.to(torch.float64)
-        self.fb = taf.melscale_fbanks(
-            n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm=mel_norm, mel_scale=mel_scale
-        )  # (n_fft // 2 + 1, n_mels)
-        self.dct = taf.create_dct(n_mfcc, n_mels, norm="ortho")  # (n_mels, n_mfcc)
-        self.fft_pad = np.zeros(n_fft - win_length, dtype=np.float32)
+        self.kind, self.n_fft = kind, n_fft
+        self.win_length, self.hop_length = win_length, hop_length
+        self.log_offset = float(log_offset)
+        self.window = F.window(window, win_length, n_fft)  # (n_fft,) float64
+        self.fb = F.mel_filterbank(sample_rate, n_fft, n_mels=n_mels, f_min=f_min, f_max=f_max,
+                                   mel_scale=mel_scale, mel_norm=mel_norm)  # (n_bins, n_mels)
+        self.dct = F.dct_matrix(n_mfcc, n_mels)  # (n_mels, n_mfcc)
+        self.n_features = n_mfcc if kind == "mfcc" else n_mels
 
     def __call__(self, seg: np.ndarray) -> Tensor:
-        if len(self.fft_pad):
-            seg = np.concatenate((seg, self.fft_pad))
-        # The FFT runs in float64, as in every path of the front end: float32 FFTs of
-        # different libraries disagree by ~1e-7 of a frame's loudest bin, which the log
-        # turns into ~1e-4 in a near-silent band (the empty top of upsampled audio).
-        # No autograd context needed: nothing here requires grad, and entering one costs
-        # more than the ops of a 20 ms chunk.
-        frames = torch.from_numpy(seg).unfold(0, self.n_fft, self.hop_length)  # (T, n_fft)
-        power = torch.empty(len(frames), self.n_fft // 2 + 1)  # float32
-        for i in range(0, len(frames), FFT_BLOCK):  # float64 temporaries that stay in cache
-            spec = torch.fft.rfft(frames[i : i + FFT_BLOCK].to(torch.float64) * self.window64)
-            torch.addcmul(spec.real.square(), spec.imag, spec.imag, out=power[i : i + FFT_BLOCK])
-        feats = torch.addmm(self.offset, power, self.fb).log_()  # log(mel + offset): (T, n_mels)
-        if self.kind == "mfcc":
-            feats = torch.matmul(feats, self.dct)  # (T, n_mfcc)
-        return feats
+        return F.log_mel(seg, win_length=self.win_length, hop_length=self.hop_length,
+                         window=self.window, fb=self.fb, log_offset=self.log_offset,
+                         dct=self.dct if self.kind == "mfcc" else None)

@@ -7,19 +7,13 @@ import soxr
 import torch
 from torch import Tensor
 
-from ._convert import (
-    MAX_ABS_SAMPLE,
-    check_choice,
-    check_frame_config,
-    check_input_config,
-    check_int,
-    check_positive_float,
-    decode_chunk,
-    public,
-)
-from ._dsp import WINDOWS, FrameFeatures, padded_length, preemphasize, running_normalize
+from streamrnn.utils import RunningMoments, check_choice, check_number, check_positive_int
+
+from ._convert import MAX_ABS_SAMPLE, check_frame_config, check_input_config, decode_chunk
+from ._dsp import FrameFeatures, padded_length, preemphasize, running_normalize
 from ._frames import FrameStream
 from ._fused import push_frames
+from .functional import WINDOWS
 
 __all__ = ["AudioFeatures"]
 
@@ -32,14 +26,14 @@ _DECODE_KEYS = ("in_channels", "channel_axis", "channels", "nonfinite")
 _SAFE_SUM_SQ = 0.1 * MAX_ABS_SAMPLE**2
 
 
-@public
 class AudioFeatures:
     """Streaming log-mel or MFCC features of PCM audio pushed in chunks of any size.
 
     Every frame completed by a push is computed in one call: a compiled (numba) kernel
     for a push of up to 16 frames (a live 10-20 ms chunk: window, real FFT, mel, log and
-    DCT in one call), else one batched ``torch.fft.rfft`` (what
-    ``torchaudio.functional.spectrogram`` with ``center=False`` does); every path's FFT
+    DCT in one call), else :func:`~streamrnn.adapters.audio.functional.log_mel`, the
+    reference (batched ``torch.fft.rfft``, what ``torchaudio.functional.spectrogram``
+    with ``center=False`` does); every path's FFT
     is float64, so they agree to float32 rounding even in near-silent bands. Both use the
     ``torchaudio.functional.melscale_fbanks`` filterbank and, for MFCC, the
     ``torchaudio.functional.create_dct`` matrix. Frame ``k`` covers the samples
@@ -186,7 +180,7 @@ class AudioFeatures:
         in_channels: int = 1,
         nonfinite: str = "raise",
     ) -> None:
-        self.sample_rate = check_int("sample_rate", sample_rate, 1)
+        self.sample_rate = check_positive_int("sample_rate", sample_rate)
         self.kind = check_choice("kind", kind, _KINDS)
         (
             self.win_length, self.hop_length, self.n_fft, self.n_mels, self.n_mfcc,
@@ -196,12 +190,12 @@ class AudioFeatures:
             f_min, f_max, mel_scale, mel_norm,
         )  # fmt: skip
         self.window = check_choice("window", window, tuple(WINDOWS))
-        self.log_offset = check_positive_float("log_offset", log_offset)
-        self.preemphasis = check_positive_float("preemphasis", preemphasis, allow_zero=True)
+        self.log_offset = check_number("log_offset", log_offset, low=0, low_open=True)
+        self.preemphasis = check_number("preemphasis", preemphasis, low=0)
         if self.preemphasis >= 1.0:
             raise ValueError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
         self.normalize = check_choice("normalize", normalize, ("none", "running"))
-        self.norm_eps = check_positive_float("norm_eps", norm_eps)
+        self.norm_eps = check_number("norm_eps", norm_eps, low=0, low_open=True)
         self.tail = check_choice("tail", tail, ("drop", "pad"))
         (
             self.input_rate, self.resample_quality, self.channels, self.channel_axis,
@@ -307,7 +301,7 @@ class AudioFeatures:
             self._resampler = soxr.ResampleStream(*rates, 1, dtype="float32", quality=q)
         self._prev = 0.0  # last sample before pre-emphasis
         self._framer.reset()  # samples from the start of the next frame on, and their count
-        self._stats = None  # running-normalisation statistics
+        self._stats = RunningMoments(self.n_features)  # running-normalisation statistics
 
     def offline(self, signal, sample_rate: int | None = None) -> Tensor:
         """Features of a whole signal in one pass: what ``push(signal)`` + :meth:`flush` give.
@@ -342,7 +336,8 @@ class AudioFeatures:
             return torch.zeros(0, self.n_features)
         feats = self._compute(x[: (n - 1) * self.hop_length + self.win_length])
         if self.normalize == "running":
-            feats, _ = running_normalize(feats, None, self.norm_eps)
+            moments = RunningMoments(self.n_features)
+            feats = torch.from_numpy(running_normalize(feats.numpy(), moments, self.norm_eps))
         return feats
 
     # ------------------------------------------------------------------ internals
@@ -392,7 +387,5 @@ class AudioFeatures:
         """Frame (pre-emphasised) samples: the features of every frame they complete."""
         feats = self._framer.push(x)  # a new array, never a view of the caller's data
         if self.normalize == "running" and len(feats):
-            t = torch.from_numpy(feats)
-            out, self._stats = running_normalize(t, self._stats, self.norm_eps)
-            return out.numpy()
+            return running_normalize(feats, self._stats, self.norm_eps)
         return feats

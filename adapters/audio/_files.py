@@ -8,7 +8,9 @@ import wave
 
 import numpy as np
 
-from ._convert import check_choice, check_positive_float, decode_pcm, public
+from streamrnn.utils import check_bool, check_choice, check_number
+
+from ._convert import decode_pcm
 
 __all__ = ["FULL_SCALE", "ChunkSource", "SoundFileSource", "WavSource"]
 
@@ -27,13 +29,6 @@ def import_soundfile(who: str):
             "(or pip install 'streamrnn[audio]')"
         ) from exc
     return soundfile
-
-
-def check_bool(name: str, value) -> bool:
-    """Return ``value`` if it is a bool, else raise ``ValueError``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 class ChunkSource:
@@ -84,7 +79,6 @@ class ChunkSource:
         raise NotImplementedError
 
 
-@public
 class WavSource(ChunkSource):
     """Chunks of a WAV file as float32 numpy arrays, optionally paced in real time.
 
@@ -128,6 +122,7 @@ class WavSource(ChunkSource):
     --------
     >>> import os, tempfile
     >>> import numpy as np
+    >>> from streamrnn.adapters.audio import write_wav
     >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
     >>> tone = np.sin(np.linspace(0, 200 * np.pi, 8000)).astype(np.float32) * 0.5
     >>> write_wav(path, tone, 8000, sample_width=3)
@@ -145,7 +140,7 @@ class WavSource(ChunkSource):
         self, path, chunk_ms: float = 20.0, realtime: bool = False, *, truncated: str = "raise"
     ) -> None:
         self.path = path
-        self.chunk_ms = check_positive_float("chunk_ms", chunk_ms)
+        self.chunk_ms = check_number("chunk_ms", chunk_ms, low=0, low_open=True)
         self.realtime = check_bool("realtime", realtime)
         self.truncated = check_choice("truncated", truncated, ("raise", "count"))
         self.sample_width: int | None = None
@@ -220,7 +215,6 @@ def _soundfile_chunks(path, chunk_frames: int):
         yield from f.blocks(blocksize=chunk_frames, dtype="float32", always_2d=False)
 
 
-@public
 class SoundFileSource(ChunkSource):
     """Chunks of any file libsndfile reads (FLAC, OGG/Vorbis, WAV, AIFF, ...), via soundfile.
 
@@ -256,7 +250,7 @@ class SoundFileSource(ChunkSource):
     def __init__(self, path, chunk_ms: float = 20.0, realtime: bool = False) -> None:
         sf = import_soundfile("SoundFileSource")
         self.path = path
-        self.chunk_ms = check_positive_float("chunk_ms", chunk_ms)
+        self.chunk_ms = check_number("chunk_ms", chunk_ms, low=0, low_open=True)
         self.realtime = check_bool("realtime", realtime)
         try:
             info = sf.info(os.fspath(path))

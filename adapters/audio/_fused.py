@@ -1,56 +1,54 @@
-"""The front end's fused small-push kernel: one compiled call per live push (private).
+"""The front end's one compiled fast path: a live push in one numba call (private).
 
-A live push (10-20 ms, one or two frames) was a handful of calls around
-``torch.fft.rfft``, whose dispatch alone (~6 us) was most of the cost. Here the whole
-push is one ``numba`` call, :func:`push_frames`:
+A live push (10-20 ms, one or two frames) through the reference
+(:func:`.functional.log_mel`: torch calls) costs mostly dispatch. Here the whole push is
+one ``numba`` call, :func:`push_frames`, computing the same steps:
 
 1. check every sample (finite, ``|x| <= MAX_ABS_SAMPLE``) and that the buffer has room,
-   before anything is written: on failure it returns ``None`` and the caller takes its
-   general path (which raises, zeroes by policy, or batches a large push);
+   before anything is written: on failure it returns ``None`` and the caller takes the
+   general path (which raises, zeroes by policy, or runs the reference on a large push);
 2. append the samples to the framing buffer (shared with
-   :class:`~._audio_frames.FrameStream`, whose ``fill`` lives in ``ints[FILL]``);
-3. for every completed frame: window it, real FFT (:mod:`._audio_fft`), power, the mel
-   product over each filter's nonzero bins, ``log(mel + log_offset)`` and, for MFCC,
-   torchaudio's DCT matrix (float64 throughout, but the log: float32, as in torch);
+   :class:`~._frames.FrameStream`, whose ``fill`` lives in ``ints[FILL]``);
+3. window the completed frames (float64), ``numpy.fft.rfft`` them (pocketfft, callable
+   in numba through rocket-fft), power, the mel product over each filter's nonzero
+   bins, ``log(mel + log_offset)`` (float32, as in torch) and, for MFCC, the DCT;
 4. shift the unused samples to the start of the buffer.
 
-The constants and scratch space are packed into three arrays (:class:`FusedPlan`) so
-that the call passes five arguments: each array argument costs ~40 ns of dispatch.
-A 20 ms push at 16 kHz (2 frames of 400 samples, 40 mels) is ~4 us in the kernel, ~5 us
-through ``AudioFeatures.push``. Features agree with the batched torchaudio path to float32
-rounding (the FFT here is float64: closer to exact than torch's float32 one).
+The constants and the frames' scratch rows are packed into two arrays
+(:class:`FusedPlan`): each array argument costs ~40 ns of dispatch. Features agree with
+the reference to float32 rounding (the same float64 spectra; only the order of the mel
+sum differs). A hand-written radix FFT used to stand here; measured side by side it was
+1.0x (16 kHz, 400-point frames) to 1.1x (8 kHz, 200-point) as fast as rocket-fft's
+pocketfft per push, far from the 2x end to end that would justify keeping it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+try:
+    import rocket_fft  # noqa: F401  (makes numpy.fft callable inside numba kernels)
+    from numba import njit
+except ImportError:  # numba and rocket-fft are dependencies; without them: the reference
+    njit = None
+
 from ._convert import MAX_ABS_SAMPLE
-from ._fastmel import _jit
-from ._fft import cfft, fft_plan, rfft_power
 
-__all__ = ["FFT_DIGEST", "FILL", "TOTAL", "FusedPlan", "push_frames"]
+__all__ = ["FILL", "HAVE_NUMBA", "TOTAL", "FusedPlan", "push_frames"]
 
-# numba's on-disk cache keys each function to the timestamp of its own file: it does not
-# see edits of _audio_fft.py, whose functions push_frames calls, and would keep running
-# the old FFT. This digest of that file (tests/adapters/test_audio_fused.py checks it)
-# makes every edit there an edit here too, which drops this file's cached kernel.
-FFT_DIGEST = "5574508512eeefbe"
+HAVE_NUMBA = njit is not None
 
-# Layout of the int64 array ``ints``: scalars, then the stage radices, then per mel
-# filter its first bin, end bin and offset into the weights.
-# FILL: samples in the buffer; TOTAL: samples pushed since the stream's start.
-FILL, TOTAL, WIN, HOP, CAP, N_FFT, N_MELS, N_OUT, MFCC, N_STAGES = range(10)
+# Layout of the int64 array ``ints``: scalars, then per mel filter its first bin, end bin
+# and offset into the weights. FILL: samples in the buffer; TOTAL: samples pushed since
+# the stream's start.
+FILL, TOTAL, WIN, HOP, CAP, N_FFT, N_MELS, N_OUT, MFCC = range(9)
 # Offsets into the float64 array ``real``, which starts with MAX_ABS_SAMPLE: window, mel
-# weights, DCT (n_mels, n_out) or nothing, scratch (power, mel, the log offset, FFT work).
-OFF_WINDOW, OFF_WEIGHTS, OFF_DCT, OFF_SCRATCH = range(10, 14)
-# Offsets into the complex128 array ``cplx``: stage twiddles, real-FFT twiddles.
-OFF_TW, OFF_RTW = range(14, 16)
-_HEADER = 16
+# weights, DCT (n_mels, n_out) or nothing, the log offset, scratch for the frames.
+OFF_WINDOW, OFF_WEIGHTS, OFF_DCT, OFF_OFFSET, OFF_SCRATCH = range(9, 14)
+_HEADER = 14
 
 
-@_jit
-def push_frames(x, buf, ints, real, cplx):
+def _push_frames(x, buf, ints, real):
     # x (n,) float32; buf (cap,) float32 -> (t, n_out) float32 features, or None (no change)
     n = x.shape[0]
     fill = ints[FILL]
@@ -72,45 +70,34 @@ def push_frames(x, buf, ints, real, cplx):
         return np.empty((0, n_out), dtype=np.float32)
     t = (end - win) // hop + 1
     out = np.empty((t, n_out), dtype=np.float32)
-
-    half = ints[N_FFT] // 2
-    n_mels, n_stages = ints[N_MELS], ints[N_STAGES]
-    factors = ints[_HEADER : _HEADER + n_stages]
-    band = _HEADER + n_stages  # lo[m], hi[m], start[m] at band + 3 m
+    n_fft, n_mels = ints[N_FFT], ints[N_MELS]
     window = real[ints[OFF_WINDOW] : ints[OFF_WINDOW] + win]
     weights = real[ints[OFF_WEIGHTS] :]
     dct = real[ints[OFF_DCT] : ints[OFF_DCT] + n_mels * n_out]
-    tw = cplx[ints[OFF_TW] : ints[OFF_RTW]]
-    rtw = cplx[ints[OFF_RTW] : ints[OFF_RTW] + half + 1]
-    scratch = ints[OFF_SCRATCH]
-    power = real[scratch : scratch + half + 1]
-    mel = real[scratch + half + 1 : scratch + half + 1 + n_mels]
-    offset = real[scratch + half + 1 + n_mels]
-    work = scratch + half + 2 + n_mels  # the t frames' samples, interleaved (see cfft)
-    ar, ai = real[work : work + half * t], real[work + half * t : work + 2 * half * t]
-    work += 2 * half * t
-    br, bi = real[work : work + half * t], real[work + half * t : work + 2 * half * t]
+    offset = real[ints[OFF_OFFSET]]
     mfcc = ints[MFCC] != 0
 
     # from here on every index is unsigned: numba then skips its negative-index wrap-around
     u = np.uint64
-    uw, uh, ut, n_even = u(win), u(hop), u(t), u(win // 2)
-    for k in range(ut):  # even / odd samples as real / imaginary parts
-        b = k * uh
-        for i in range(n_even):
-            ar[i * ut + k] = buf[b + i + i] * window[i + i]
-            ai[i * ut + k] = buf[b + i + i + u(1)] * window[i + i + u(1)]
-    for i in range(n_even * ut, u(half) * ut):  # zero-padding on the right
-        ar[i] = 0.0
-        ai[i] = 0.0
-    if win % 2:  # an odd last sample
-        for k in range(ut):
-            ar[n_even * ut + k] = buf[k * uh + uw - u(1)] * window[uw - u(1)]
-    zr, zi = cfft(ar, ai, br, bi, factors, tw, t)  # all t frames in one pass
-    for k in range(ut):
-        rfft_power(zr, zi, rtw, t, k, power)
+    scratch = ints[OFF_SCRATCH]  # the frames' float64 rows, preallocated (cap's frames)
+    frames = real[scratch : scratch + t * n_fft].reshape((t, n_fft))
+    for k in range(u(t)):
+        b, row = k * u(hop), frames[k]
+        for j in range(u(win)):
+            row[j] = buf[b + j] * window[j]  # float32 sample * float64 window: exact
+        for j in range(u(win), u(n_fft)):  # zero-padding on the right
+            row[j] = 0.0
+    spec = np.fft.rfft(frames)  # (t, n_fft // 2 + 1) complex128
+    n_bins = spec.shape[1]
+    power = np.empty(n_bins)
+    mel = np.empty(n_mels)
+    for k in range(u(t)):
+        s = spec[k]
+        for j in range(u(n_bins)):
+            v = s[j]
+            power[j] = v.real * v.real + v.imag * v.imag
         for m in range(u(n_mels)):
-            e = u(band) + u(3) * m
+            e = u(_HEADER) + u(3) * m
             lo, start, size = u(ints[e]), u(ints[e + u(2)]), u(ints[e + u(1)] - ints[e])
             acc0 = acc1 = 0.0  # two chains: the sum is bound by the latency of its adds
             for g in range(u(0), size - size % u(2), u(2)):
@@ -131,34 +118,33 @@ def push_frames(x, buf, ints, real, cplx):
             for m in range(u(n_mels)):
                 row[m] = mel[m]
 
-    used = ut * uh
+    used = u(t) * u(hop)
     for i in range(u(end) - used):  # forward copy: the source lies ahead of the target
         buf[i] = buf[used + i]
     ints[FILL] = end - used
     return out
 
 
-class FusedPlan:
-    """Packed constants and scratch of :func:`push_frames` for one front-end configuration.
+push_frames = (
+    njit(cache=True, error_model="numpy", fastmath={"contract"})(_push_frames)
+    if HAVE_NUMBA else None
+)
 
-    ``None`` from :meth:`build` when ``n_fft`` has no compiled FFT plan (odd, or
-    ``n_fft / 2`` with a prime factor other than 2, 3, 5).
+
+class FusedPlan:
+    """Packed constants of :func:`push_frames` for one front-end configuration.
 
     Shape
     -----
-    ``ints`` int64, ``real`` float64, ``cplx`` complex128; the window ``(win,)``, the
-    mel filterbank ``(n_fft // 2 + 1, n_mels)``, the DCT ``(n_mels, n_mfcc)`` or ``None``.
+    ``ints`` int64, ``real`` float64; the window ``(win,)``, the mel filterbank
+    ``(n_fft // 2 + 1, n_mels)``, the DCT ``(n_mels, n_mfcc)`` or ``None``.
     """
 
-    def __init__(self, ints: np.ndarray, real: np.ndarray, cplx: np.ndarray) -> None:
-        self.ints, self.real, self.cplx = ints, real, cplx
+    def __init__(self, ints: np.ndarray, real: np.ndarray) -> None:
+        self.ints, self.real = ints, real
 
     @classmethod
-    def build(cls, win, hop, cap, n_fft, window, fb, dct, log_offset) -> FusedPlan | None:
-        plan = fft_plan(n_fft)
-        if plan is None:
-            return None
-        factors, tw, rtw = plan
+    def build(cls, win, hop, cap, n_fft, window, fb, dct, log_offset) -> FusedPlan:
         fb = np.asarray(fb, dtype=np.float64)  # (n_bins, n_mels)
         n_mels = fb.shape[1]
         bands, weights, pos = [], [], 0
@@ -171,19 +157,12 @@ class FusedPlan:
         n_out = n_mels if dct is None else dct.shape[1]
         dct_flat = np.zeros(0) if dct is None else np.asarray(dct, dtype=np.float64).ravel()
         window = np.asarray(window, dtype=np.float64)[:win]
-        real_parts = [np.array([MAX_ABS_SAMPLE]), window, *weights, dct_flat]
-        sizes = np.cumsum([0] + [len(p) for p in real_parts])
-        off_window, off_weights, off_dct, off_scratch = sizes[1], sizes[2], sizes[-2], sizes[-1]
-        half = n_fft // 2
         max_frames = (cap - win) // hop + 1
-        # power, mel, the log offset, then the FFT's work arrays for up to max_frames frames
-        scratch = np.zeros(half + 1 + n_mels + 1 + 4 * half * max_frames)
-        scratch[half + 1 + n_mels] = log_offset
-        real = np.concatenate([*real_parts, scratch])
-        cplx = np.concatenate([tw, rtw])
-        header = [0, 0, win, hop, cap, n_fft, n_mels, n_out, int(dct is not None), len(factors)]
-        header += [off_window, off_weights, off_dct, off_scratch, 0, len(tw)]
-        ints = np.array(header + list(factors) + bands, dtype=np.int64)
-        if len(header) != _HEADER:  # the kernels read a fixed-length header
-            raise RuntimeError(f"header has {len(header)} fields, the kernels read {_HEADER}")
-        return cls(ints, real, np.ascontiguousarray(cplx))
+        parts = [np.array([MAX_ABS_SAMPLE]), window, *weights, dct_flat, np.array([log_offset]),
+                 np.zeros(max_frames * n_fft)]
+        sizes = np.cumsum([0] + [len(p) for p in parts])
+        header = [0, 0, win, hop, cap, n_fft, n_mels, n_out, int(dct is not None),
+                  sizes[1], sizes[2], sizes[-4], sizes[-3], sizes[-2]]
+        if len(header) != _HEADER:  # the kernel reads a fixed-length header
+            raise RuntimeError(f"header has {len(header)} fields, the kernel reads {_HEADER}")
+        return cls(np.array(header + bands, dtype=np.int64), np.concatenate(parts))

@@ -6,16 +6,16 @@ import socket
 
 import numpy as np
 
-from ._convert import (
-    SAMPLE_FORMATS,
+from streamrnn.utils import (
+    check_bool,
     check_choice,
     check_int,
-    check_positive_float,
-    decode_pcm,
-    public,
-    split_frames,
+    check_number,
+    check_positive_int,
 )
-from ._files import ChunkSource, check_bool
+
+from ._convert import SAMPLE_FORMATS, decode_pcm, split_frames
+from ._files import ChunkSource
 
 __all__ = ["MicrophoneSource", "RawPCMSource", "TcpSource"]
 
@@ -53,14 +53,13 @@ def _raw_chunks(read, owner, sample_format: str, channels: int, chunk_frames: in
 
 class _RawConfig(ChunkSource):
     def _configure(self, sample_rate, sample_format, channels, chunk_ms) -> None:
-        self.sample_rate = check_int("sample_rate", sample_rate, 1)
+        self.sample_rate = check_positive_int("sample_rate", sample_rate)
         self.sample_format = check_choice("sample_format", sample_format, tuple(SAMPLE_FORMATS))
-        self.channels = check_int("channels", channels, 1)
-        self.chunk_ms = check_positive_float("chunk_ms", chunk_ms)
+        self.channels = check_positive_int("channels", channels)
+        self.chunk_ms = check_number("chunk_ms", chunk_ms, low=0, low_open=True)
         self.n_dropped_bytes = 0
 
 
-@public
 class RawPCMSource(_RawConfig):
     """Chunks of headerless interleaved PCM read from a blocking binary stream (e.g. stdin).
 
@@ -122,7 +121,6 @@ class RawPCMSource(_RawConfig):
         )
 
 
-@public
 class TcpSource(_RawConfig):
     """Chunks of headerless PCM received over TCP, as a client or as a one-peer server.
 
@@ -178,13 +176,13 @@ class TcpSource(_RawConfig):
         timeout: float | None = None,
     ) -> None:
         self.listen = check_bool("listen", listen)
-        self.port = check_int("port", port, 0 if self.listen else 1)
+        self.port = check_int("port", port, minimum=0 if self.listen else 1)
         if self.port > 65535:
             raise ValueError(f"port must be in [{0 if listen else 1}, 65535], got {port}")
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string, got {host!r}")
         self.host = host
-        self.timeout = None if timeout is None else check_positive_float("timeout", timeout)
+        self.timeout = check_number("timeout", timeout, low=0, low_open=True, none_ok=True)
         self._configure(sample_rate, sample_format, channels, chunk_ms)
         self._server: socket.socket | None = None
         if self.listen:
@@ -218,7 +216,6 @@ class TcpSource(_RawConfig):
             )
 
 
-@public
 class MicrophoneSource(ChunkSource):
     """Live chunks from an input device through sounddevice (PortAudio), forever.
 
@@ -259,9 +256,9 @@ class MicrophoneSource(ChunkSource):
         chunk_ms: float = 20.0,
         device: int | str | None = None,
     ) -> None:
-        self.sample_rate = check_int("sample_rate", sample_rate, 1)
-        self.channels = check_int("channels", channels, 1)
-        self.chunk_ms = check_positive_float("chunk_ms", chunk_ms)
+        self.sample_rate = check_positive_int("sample_rate", sample_rate)
+        self.channels = check_positive_int("channels", channels)
+        self.chunk_ms = check_number("chunk_ms", chunk_ms, low=0, low_open=True)
         if device is not None and (isinstance(device, bool) or not isinstance(device, int | str)):
             raise ValueError(f"device must be None, an index or a name, got {device!r}")
         self.device = device

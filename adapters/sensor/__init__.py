@@ -27,8 +27,12 @@ Channels
 Bad values
     ``None`` (missing), NaN / inf and non-numeric strings follow ``nan_policy``:
     ``"raise"`` (``ValueError`` before anything changes), ``"mask"`` (dropped, as if not
-    reported), ``"hold"`` (the last good value repeated as an observation). Counted as
-    ``missing`` / ``non_finite`` / ``invalid``; repairs as ``held``.
+    reported), ``"hold"`` (the last good value repeated as an observation); non-numeric
+    ones follow ``invalid_policy`` instead when it is set. Counted as ``missing`` /
+    ``non_finite`` / ``invalid``; repairs as ``held``. A value is parsed once, by the
+    source that read it or by ``push`` (a source yields a float, ``None`` or an
+    :class:`Invalid`), and judged and counted once, here: sources judge only the shape
+    of their lines.
 Order and duplicates
     A record older than the newest timestamp by at most ``lateness`` seconds is put in
     its place (``reordered``); an older one is dropped (``late``). A value for a channel
@@ -38,14 +42,16 @@ Gaps
     A silence longer than ``max_gap`` seconds emits rows up to ``max_gap`` past the last
     record, skips the rest (``gaps``, ``skipped_rows``) and resumes at the next record, so
     a gap of days costs a bounded number of rows. ``(t, {})`` is a heartbeat: it moves
-    time forward without observing anything.
+    time forward without observing anything. The cost of a gap does not depend on its
+    length (it is counted, never stepped through). A timestamp with
+    ``|t| > 2**52 * period`` (e.g. ``1e300``) has no grid: the record is dropped and
+    counted (``out_of_range``).
 Normalisation
     With ``normalize=True`` each value column is ``(x - mean) / sqrt(var + eps)`` under
     the channel's running statistics after every observation at or before the row:
     Welford by default, exponentially weighted with ``ema=alpha``; :meth:`freeze` stops
-    the updates. Statistics are plain floats updated in time order, so they are
-    chunk-invariant and serialise exactly (``river.stats.Var`` was not used: it adds
-    per-object state to pickle and nothing this needs).
+    the updates. The statistics are a :class:`streamrnn.utils.RunningMoments` (plain
+    floats updated in time order), so they are chunk-invariant and serialise exactly.
 Calendar
     ``calendar=True`` appends ``hour_sin, hour_cos, dow_sin, dow_cos``: the phase of the
     day and of the week (Monday 00:00 = 0), at UTC + ``utc_offset``.
@@ -55,8 +61,10 @@ Sources
 :func:`iter_csv` (a file, or ``follow=True`` for one still being written),
 :func:`iter_jsonl` (any text stream, e.g. ``sys.stdin``), :func:`iter_jsonl_socket`
 (a TCP server sending JSON lines) and :class:`MQTTSource` (topics on a broker, with
-automatic reconnect and duplicate drop) all yield records; the first three are
-:class:`RecordIterator` objects with ``counts`` of what they skipped. ``push`` consumes
+automatic reconnect and duplicate drop) all yield records. Each is a :class:`Source`
+(the first three :class:`RecordIterator` objects): ``counts`` of what it read and
+skipped, ``on_error`` for malformed lines (``"raise"`` naming the line, or ``"skip"``
+and count), ``close()`` and ``with``. ``push`` consumes
 the iterable it is given, so feed a live source record by record or in batches::
 
     adapters = {}
@@ -94,19 +102,18 @@ tensor([[20.,  0.,  0.,  0.],
 from __future__ import annotations
 
 from ._core import SensorAdapter
-from .sources._base import RecordIterator, iter_jsonl, iter_jsonl_socket
-from .sources._csv import iter_csv
-from .sources._mqtt import MQTTSource
+from ._parse import Invalid, to_seconds
+from .sources import MQTTSource, RecordIterator, Source, iter_csv, iter_jsonl, iter_jsonl_socket
 
 __all__ = [
+    "Invalid",
     "MQTTSource",
     "RecordIterator",
     "SensorAdapter",
+    "Source",
     "iter_csv",
     "iter_jsonl",
     "iter_jsonl_socket",
+    "to_seconds",
 ]
 
-# The public objects live in private modules; list them so ``pytest --doctest-modules
-# adapters/sensor.py`` runs their Examples.
-__test__ = {name: globals()[name] for name in __all__}

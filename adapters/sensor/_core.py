@@ -12,16 +12,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from streamrnn.utils import check_bool, check_choice, check_number
+
 from ._engine import Resampler
-from ._parse import (
-    INVALID,
-    Config,
-    check_bool,
-    check_channels,
-    check_choice,
-    check_number,
-    parse_records,
-)
+from ._parse import Config, Invalid, check_channels, parse_records
 
 __all__ = ["SensorAdapter"]
 
@@ -29,8 +23,13 @@ _FORMAT = "streamrnn.adapters.SensorAdapter"
 _VERSION = 1
 _COUNTS = tuple(
     "records rows late reordered duplicate unknown_channel missing non_finite invalid held "
-    "gaps skipped_rows overflow".split()
+    "gaps skipped_rows overflow out_of_range".split()
 )
+#: Largest ``|timestamp| / period``: beyond 2**52 periods the float64 times of
+#: consecutive grid rows ``origin + k * period`` are no longer distinct (the spacing of
+#: floats there exceeds the period), so no grid exists. Such a record is dropped and
+#: counted (``out_of_range``); an ``origin`` there is refused.
+MAX_PERIODS = float(2**52)
 _CALENDAR = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
 
 
@@ -58,6 +57,11 @@ class SensorAdapter:
         ``ValueError`` before anything changes; drop it (``"mask"``: the channel is
         simply not observed then); or repeat the channel's last good value as an
         observation (``"hold"``; dropped if there is none yet). Counted either way.
+    invalid_policy : {"raise", "mask"} or None
+        What a non-numeric value does, if not as ``nan_policy`` (``None``): raise
+        ``ValueError`` naming where it came from (a source's file and line), or drop it.
+        Values are parsed once, by the source or here; this is their one policy and
+        ``counts["invalid"]`` their one count (sources do not judge values).
     lateness : float
         Seconds a record may be older than the newest timestamp seen and still be
         placed in order; older records are dropped and counted (``late``). Rows are
@@ -66,7 +70,8 @@ class SensorAdapter:
         A silence (no record at all) longer than this many seconds emits rows up to
         ``max_gap`` after the last record, skips the rest and resumes at the next
         record (``gaps``, ``skipped_rows``). ``None`` means ``1000 * period``;
-        ``math.inf`` emits every row of any gap.
+        ``math.inf`` (or anything beyond ``2**52`` periods) emits every row of any gap
+        up to ``2**20`` rows past the last record (a longer silence is then a gap).
     interp_limit : float or None
         ``"linear"``: longest gap between two observations of one channel that is
         interpolated; wider gaps are held. A row waits at most this long for a
@@ -98,8 +103,11 @@ class SensorAdapter:
         ``duplicate`` (values whose channel already had one at that timestamp; the
         first wins), ``unknown_channel``, ``missing``, ``non_finite``, ``invalid``
         (values; a value too large for ``dtype`` counts as non-finite), ``held`` (values
-        repaired by ``nan_policy="hold"``), ``gaps``, ``skipped_rows``, and ``overflow``
-        (output cells zeroed because float64 arithmetic overflowed on values near 1e308).
+        repaired by ``nan_policy="hold"``), ``gaps``, ``skipped_rows``, ``overflow``
+        (output cells zeroed because float64 arithmetic overflowed on values near 1e308),
+        and ``out_of_range`` (records dropped because ``|timestamp| > 2**52 * period``,
+        where consecutive grid times are no longer distinct floats: ``1e300`` is one; the
+        present epoch time is not, down to a period of 1 microsecond).
     last_times : Tensor
         Grid times (float64 seconds) of the rows returned by the last push / flush.
 
@@ -140,6 +148,7 @@ class SensorAdapter:
         *,
         method: str = "hold",
         nan_policy: str = "mask",
+        invalid_policy: str | None = None,
         lateness: float = 0.0,
         max_gap: float | None = None,
         interp_limit: float | None = None,
@@ -158,6 +167,9 @@ class SensorAdapter:
         check_choice("method", method, ("hold", "linear"))
         check_choice("nan_policy", nan_policy, ("raise", "mask", "hold"))
         self.method, self.nan_policy = method, nan_policy
+        if invalid_policy is not None:
+            check_choice("invalid_policy", invalid_policy, ("raise", "mask"))
+        self.invalid_policy = invalid_policy
         self.lateness = check_number("lateness", lateness, low=0.0)
         self.max_gap = max_gap
         gap = (
@@ -184,7 +196,19 @@ class SensorAdapter:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self.dtype = dtype
-        self._cfg = Config.of(self, max_gap=gap, interp_limit=reach)
+        self._span = MAX_PERIODS * self.period  # largest |timestamp| with a grid
+        for name, value in (("origin", abs(self.origin)), ("lateness", self.lateness)):
+            if value > self._span:
+                raise ValueError(f"{name} must be within 2**52 periods (<= {self._span:g} "
+                                 f"for period={self.period!r}), got {value!r}")
+        if gap > self._span:  # longer than any gap the grid holds: no gap is cut
+            gap = math.inf
+        self._cfg = Config.of(self, max_gap=gap, interp_limit=reach,
+                              invalid_policy=invalid_policy or nan_policy)
+        self._drop_invalid = invalid_policy == "mask"
+        self._raise_invalid = ("invalid_policy" if invalid_policy == "raise" else
+                               "nan_policy" if invalid_policy is None and nan_policy == "raise"
+                               else None)  # the policy named when a non-number raises
         self._index = {name: i for i, name in enumerate(self.channels)}
         self._limit = torch.finfo(dtype).max
         self.reset()
@@ -208,12 +232,12 @@ class SensorAdapter:
     @property
     def mean(self) -> Tensor:
         """Running mean of each channel, float64 ``(C,)`` (0 before any observation)."""
-        return torch.from_numpy(self._engine.stats.arrays()[0])
+        return torch.tensor(self._engine.stats.mean, dtype=torch.float64)
 
     @property
     def std(self) -> Tensor:
         """Running standard deviation of each channel, float64 ``(C,)``."""
-        return torch.from_numpy(self._engine.stats.arrays()[1]).sqrt()
+        return torch.from_numpy(self._engine.stats.var()).sqrt()
 
     @property
     def frozen(self) -> bool:
@@ -264,7 +288,8 @@ class SensorAdapter:
         -----
         ``(T, F)``, ``T >= 0``.
         """
-        parsed = parse_records(records, self._index, self.nan_policy == "raise", self._limit)
+        parsed = parse_records(records, self._index, self.nan_policy == "raise", self._limit,
+                               self._raise_invalid)
         for ts, values, unknown in parsed:
             self._accept(ts, values, unknown)
         if self._max_seen is None:
@@ -306,13 +331,18 @@ class SensorAdapter:
         for i, v in values.items():
             if v is None:
                 counts["missing"] += 1
-            elif v is INVALID:
+            elif type(v) is Invalid:
                 counts["invalid"] += 1
+                if self._drop_invalid:  # masked: as if not reported
+                    continue
                 v = None
             elif not math.isfinite(v):
                 counts["non_finite"] += 1
                 v = None
             clean[i] = v
+        if not abs(ts) <= self._span:  # no grid there: dropped, counted
+            counts["out_of_range"] += 1
+            return
         newest = self._max_seen
         if (newest is not None and ts < newest - self.lateness) or (
             self._closed is not None and ts <= self._closed
@@ -368,7 +398,8 @@ class SensorAdapter:
             raise ValueError(f"state version must be {_VERSION}, got {state.get('version')!r}")
         mine = self._cfg.to_json()
         theirs = state.get("config")
-        theirs = theirs if isinstance(theirs, Mapping) else {}
+        theirs = dict(theirs) if isinstance(theirs, Mapping) else {}
+        theirs.setdefault("invalid_policy", theirs.get("nan_policy"))  # before it existed
         diff = sorted(k for k in mine if theirs.get(k) != mine[k])
         if diff:
             detail = ", ".join(f"{k}={theirs.get(k)!r} (adapter has {mine[k]!r})" for k in diff)
@@ -383,7 +414,7 @@ class SensorAdapter:
                 }
                 for ts, vals in state["pending"]
             }
-            counts.update({k: int(state["counts"][k]) for k in _COUNTS})
+            counts.update({k: int(state["counts"].get(k, 0)) for k in _COUNTS})
             newest, closed = state["max_seen"], state["closed"]
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"state is not a valid SensorAdapter state_dict: {err!r}") from err

@@ -13,9 +13,13 @@ from collections import deque
 
 import numpy as np
 
-from ._stats import RunningStats
+from streamrnn.utils import RunningMoments
 
-__all__ = ["Resampler"]
+__all__ = ["MAX_GAP_ROWS", "Resampler"]
+
+#: Most rows emitted after the last record before a silence counts as a gap, whatever
+#: ``max_gap`` (even ``math.inf``): one record far ahead costs bounded memory and time.
+MAX_GAP_ROWS = 2**20
 
 _TWO_PI = 2.0 * math.pi
 _DAY = 86400.0
@@ -43,19 +47,27 @@ class Resampler:
         self.last_event: float | None = None
         self.last_val = [math.nan] * size
         self.last_ts = [math.nan] * size
-        self.stats = RunningStats(size, cfg.ema)
+        self.stats = RunningMoments(size, ema=cfg.ema)
 
     # -- grid ----------------------------------------------------------------------
     def grid(self, k: int) -> float:
         return self.cfg.origin + k * self.cfg.period
 
     def first_at_or_after(self, t: float) -> int:
-        """Smallest k with ``grid(k) >= t`` (exact on the float grid, not just ceil)."""
-        k = math.ceil((t - self.cfg.origin) / self.cfg.period)
-        while self.grid(k - 1) >= t:
+        """Smallest k with ``grid(k) >= t`` (exact on the float grid, not just ceil).
+
+        O(1): within ``MAX_PERIODS`` of the origin (the adapter drops records beyond) the
+        grid's spacing exceeds the rounding of ``ceil``, so a step or two corrects it.
+        """
+        origin, period = self.cfg.origin, self.cfg.period
+        k = math.ceil((t - origin) / period)
+        steps = 0  # a step or two at most; the bound keeps a degenerate grid from looping
+        while origin + (k - 1) * period >= t and steps < 4:
             k -= 1
-        while self.grid(k) < t:
+            steps += 1
+        while origin + k * period < t and steps < 8:
             k += 1
+            steps += 1
         return k
 
     def first_after(self, t: float) -> int:
@@ -92,7 +104,7 @@ class Resampler:
             self.last_val[i] = v
             self.last_ts[i] = ts
             if i not in repaired:
-                self.stats.update(i, v)
+                self.stats.add(i, v)
             if linear:
                 self.ahead[i].popleft()
         self.last_event = ts
@@ -116,9 +128,9 @@ class Resampler:
                 k_end = self.first_at_or_after(te)
             else:
                 k_end = self.first_after(limit) if final else self.first_at_or_after(limit)
-            k_stop = k_end
-            if math.isfinite(cfg.max_gap):
-                k_stop = min(k_end, self.first_after(self.last_event + cfg.max_gap))
+            # rows past the last event: at most max_gap, and never more than MAX_GAP_ROWS
+            reach = min(cfg.max_gap, MAX_GAP_ROWS * cfg.period)
+            k_stop = min(k_end, self.first_after(self.last_event + reach))
             if k_stop > self.k:
                 if cfg.method == "linear" and not self._resolved(limit, final):
                     break
@@ -241,4 +253,4 @@ class Resampler:
         self.last_event = state["last_event"]
         self.last_val = [math.nan if v is None else float(v) for v in state["last_val"]]
         self.last_ts = [math.nan if v is None else float(v) for v in state["last_ts"]]
-        self.stats.load(state["stats"], size)
+        self.stats.load(state["stats"])

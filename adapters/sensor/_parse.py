@@ -15,12 +15,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 __all__ = [
-    "INVALID",
     "Config",
-    "check_bool",
+    "Invalid",
     "check_channels",
-    "check_choice",
-    "check_number",
     "parse_json_record",
     "parse_records",
     "parse_value",
@@ -30,14 +27,39 @@ __all__ = [
 _UTC = _dt.timezone.utc
 
 
-class _Invalid:
-    """Marker of a value that is not a number (kept apart from None = missing)."""
+class Invalid:
+    """A reading that is not a number: what it was and where it came from.
+
+    The one parse of a value (:func:`parse_value`, in a source or in
+    :meth:`SensorAdapter.push <streamrnn.adapters.sensor.SensorAdapter.push>` for a raw
+    record) gives a float, ``None`` (missing) or an ``Invalid``; the adapter's
+    ``invalid_policy`` then decides (raise naming ``where``, mask or hold) and counts it
+    once (``counts["invalid"]``). Sources yield it as the value, never re-parsed.
+
+    Examples
+    --------
+    >>> from streamrnn.adapters.sensor import Invalid
+    >>> bad = Invalid("warm", "log.csv:3: field 'temp'")
+    >>> bad, bad.message()
+    (Invalid('warm'), "log.csv:3: field 'temp' must be a number, got 'warm'")
+    """
+
+    __slots__ = ("raw", "where")
+
+    def __init__(self, raw, where: str = "value") -> None:
+        self.raw, self.where = raw, where
 
     def __repr__(self) -> str:
-        return "INVALID"
+        return f"Invalid({self.raw!r})"
 
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Invalid) and self.raw == other.raw
 
-INVALID = _Invalid()
+    __hash__ = None  # mutable raw values (a JSON object) may be held
+
+    def message(self) -> str:
+        """``"<where> must be a number, got <raw>"``."""
+        return f"{self.where} must be a number, got {self.raw!r}"
 
 
 def to_seconds(t, name: str = "timestamp") -> float:
@@ -45,6 +67,12 @@ def to_seconds(t, name: str = "timestamp") -> float:
 
     Naive datetimes and ISO strings without an offset are read as UTC. A trailing ``Z``
     is accepted. Booleans, NaN and infinities are refused.
+
+    Examples
+    --------
+    >>> from streamrnn.adapters.sensor import to_seconds
+    >>> to_seconds("1970-01-01T00:01:40Z"), to_seconds(" 12.5 ")
+    (100.0, 12.5)
     """
     if isinstance(t, bool | np.bool_):
         raise ValueError(f"{name} must be float seconds, a datetime or an ISO string, got {t!r}")
@@ -87,16 +115,26 @@ def _iso_seconds(text: str, name: str) -> float:
     return stamp.timestamp()
 
 
-def parse_value(v):
-    """A reading as a float, ``None`` (missing) or :data:`INVALID` (not a number).
+def parse_value(v, where: str = "value"):
+    """A reading as a float, ``None`` (missing) or an :class:`Invalid` (not a number).
 
-    Accepts real numbers (booleans as 0 / 1) and numeric strings; NaN and infinities
-    come back as floats for the caller's ``nan_policy``.
+    The one parse of a value. Accepts real numbers (booleans as 0 / 1) and numeric
+    strings; NaN and infinities come back as floats for the caller's ``nan_policy``; an
+    ``Invalid`` is returned as it is (already parsed). ``where`` names the value in the
+    ``Invalid``'s message.
+
+    Examples
+    --------
+    >>> parse_value(" 2.5 "), parse_value(""), parse_value("hot", "field 'temp'")
+    (2.5, None, Invalid('hot'))
     """
-    if v is None:
-        return None
+    if v is None or type(v) is float or type(v) is Invalid:
+        return v
     if isinstance(v, numbers.Real):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an int beyond float: as a cast to the output would make it
+            return math.copysign(math.inf, v)
     if isinstance(v, str):
         text = v.strip()
         if not text:
@@ -104,8 +142,8 @@ def parse_value(v):
         try:
             return float(text)
         except ValueError:
-            return INVALID
-    return INVALID
+            return Invalid(v, where)
+    return Invalid(v, where)
 
 
 def parse_json_record(text: str, *, time_key: str, values_key: str | None):
@@ -132,26 +170,6 @@ def parse_json_record(text: str, *, time_key: str, values_key: str | None):
     return stamp, values
 
 
-def check_number(name: str, value, *, low=None, low_open=False, allow_inf=False) -> float:
-    """``value`` as a float after checking it is a real number within bounds."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        rule = ">" if low_open else ">="
-        raise ValueError(f"{name} must be {rule} {low}, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value, choices: tuple) -> None:
-    """Raise unless ``value`` is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        options = " | ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class Config:
     """The validated configuration of a SensorAdapter (defaults resolved)."""
@@ -160,6 +178,7 @@ class Config:
     period: float
     method: str
     nan_policy: str
+    invalid_policy: str
     lateness: float
     max_gap: float
     interp_limit: float
@@ -186,13 +205,6 @@ class Config:
         return out
 
 
-def check_bool(name: str, value) -> bool:
-    """``value`` after checking it is a bool."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return value
-
-
 def check_channels(channels) -> tuple:
     """``channels`` as a tuple after checking they are unique non-empty strings."""
     if isinstance(channels, str | bytes) or not isinstance(channels, Iterable):
@@ -209,12 +221,17 @@ def check_channels(channels) -> tuple:
     return channels
 
 
-def parse_records(records, index: dict, raising: bool, limit: float) -> list:
-    """Validate and parse records to ``(ts, {channel index: value or marker}, unknown)``.
+def parse_records(records, index: dict, raising: bool, limit: float,
+                  raise_invalid: str | None = None) -> list:
+    """Validate and parse records to ``(ts, {channel index: float, None or Invalid},
+    unknown)``.
 
-    A value beyond ``limit`` (the output dtype's largest float) becomes an infinity, as
-    a cast would make it. Raises before returning, so a bad record never leaves a push
-    half applied.
+    Each value is parsed once: a float or an :class:`Invalid` from a source is taken
+    as it is. A value beyond ``limit`` (the output dtype's largest float) becomes an
+    infinity, as a cast would make it. ``raising``: a missing or non-finite value raises;
+    ``raise_invalid``: the name of the policy by which an ``Invalid`` raises, naming where
+    it came from (``None``: it does not). Raises before returning, so a bad record never
+    leaves a push half applied.
     """
     if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
         raise ValueError(
@@ -242,13 +259,20 @@ def parse_records(records, index: dict, raising: bool, limit: float) -> list:
                 unknown += 1
                 continue
             v = raw if type(raw) is float else parse_value(raw)
-            if v is not None and v is not INVALID and abs(v) > limit:
-                v = math.copysign(math.inf, v)
-            if raising and (v is None or v is INVALID or not math.isfinite(v)):
-                raise ValueError(
-                    f"nan_policy='raise': records[{n}] (t={ts!r}) channel {name!r} "
-                    f"must be a finite number, got {raw!r}"
-                )
+            if type(v) is Invalid and v.where == "value":  # raw from the caller: name it
+                v.where = f"records[{n}] (t={ts!r}) channel {name!r}"
+            if type(v) is float:
+                if abs(v) > limit:
+                    v = math.copysign(math.inf, v)
+                if raising and not math.isfinite(v):
+                    raise ValueError(f"nan_policy='raise': records[{n}] (t={ts!r}) channel "
+                                     f"{name!r} must be a finite number, got {raw!r}")
+            elif v is None:
+                if raising:
+                    raise ValueError(f"nan_policy='raise': records[{n}] (t={ts!r}) channel "
+                                     f"{name!r} must be a finite number, got {raw!r}")
+            elif raise_invalid:
+                raise ValueError(f"{raise_invalid}='raise': {v.message()}")
             values[i] = v
         parsed.append((ts, values, unknown))
     return parsed

@@ -41,7 +41,7 @@ from typing import Any
 
 from ._base import StreamDecoder, StreamEncoder, TokenCodec
 from ._hf import HFCodec
-from ._text import Utf8Reader, char_repr, check_config, read_utf8
+from ._text import Utf8Reader, char_repr, check_config, decode_text, read_utf8
 
 __all__ = [
     "ByteCodec",
@@ -51,16 +51,9 @@ __all__ = [
     "StreamEncoder",
     "TokenCodec",
     "codec_from_config",
+    "decode_text",
 ]
 
-# doctest looks here for the re-exported objects, so that running the doctests of this
-# module alone runs every public example
-__test__ = {
-    "TokenCodec": TokenCodec,
-    "StreamEncoder": StreamEncoder,
-    "StreamDecoder": StreamDecoder,
-    "HFCodec": HFCodec,
-}
 
 
 class ByteCodec(TokenCodec):

@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from streamrnn.utils import check_bool, check_positive_int
+
 from ._base import StreamDecoder, StreamEncoder, TokenCodec
 from ._text import SPACE, SPACE_CUT, check_config
 
@@ -130,12 +132,8 @@ class HFCodec(TokenCodec):
             raise ValueError(
                 f"tokenizer must be a tokenizers.Tokenizer, got {type(tokenizer).__name__}"
             )
-        if not isinstance(skip_special_tokens, bool):
-            raise ValueError(f"skip_special_tokens must be a bool, got {skip_special_tokens!r}")
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
-        self.skip_special_tokens = skip_special_tokens
-        self.max_pending = max_pending
+        self.skip_special_tokens = check_bool("skip_special_tokens", skip_special_tokens)
+        self.max_pending = check_positive_int("max_pending", max_pending)
         try:
             serialised = tokenizer.to_str()
         except Exception as exc:  # tokenizers raises a bare Exception for custom parts

@@ -31,12 +31,28 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def new_counts() -> dict[str, int]:
-    """A zeroed counts dict with every key of :data:`COUNT_KEYS`."""
+    """A zeroed counts dict with every key of :data:`COUNT_KEYS`.
+
+    Examples
+    --------
+    >>> new_counts()
+    {'invalid_sequences': 0, 'invalid_bytes': 0, 'unknown': 0, 'forced_cuts': 0}
+    """
     return dict.fromkeys(COUNT_KEYS, 0)
 
 
 def check_errors(errors: Any) -> str:
-    """Validate the ``errors`` policy keyword."""
+    """Validate the ``errors`` policy keyword ("replace" or "strict").
+
+    Examples
+    --------
+    >>> check_errors("strict")
+    'strict'
+    >>> check_errors("ignore")
+    Traceback (most recent call last):
+    ...
+    ValueError: errors must be 'replace' or 'strict', got 'ignore'
+    """
     if not isinstance(errors, str) or errors not in ERRORS:
         raise ValueError(f"errors must be 'replace' or 'strict', got {errors!r}")
     return errors
@@ -156,6 +172,25 @@ def read_utf8(text: Any, errors: str, counts: dict[str, int], what: str = "input
     if isinstance(text, str) and text.isascii():
         return text
     return Utf8Reader(errors, counts, what).feed(text, final=True)
+
+
+def decode_text(data: Any, *, errors: str = "replace", what: str = "input"
+                ) -> tuple[str, dict[str, int]]:
+    """``data`` (str or UTF-8 bytes) as text under the ``errors`` policy, and the counts.
+
+    ``"replace"``: one U+FFFD per invalid sequence, counted in ``invalid_sequences`` /
+    ``invalid_bytes``; ``"strict"``: ``ValueError`` naming the byte offset.
+
+    Examples
+    --------
+    >>> from streamrnn.adapters.tokens import decode_text
+    >>> text, counts = decode_text(b"ok\\xff!")
+    >>> text == "ok\\ufffd!", counts["invalid_sequences"]
+    (True, 1)
+    """
+    check_errors(errors)
+    counts = new_counts()
+    return read_utf8(data, errors, counts, what), counts
 
 
 def as_ids(ids: Any, vocab_size: int, holes: frozenset[int] = frozenset()) -> list[int]:

@@ -187,9 +187,9 @@ def _execute(prog: str, args, *, path: str, target: str, title, stem: str,
     if c["late"]:
         print(f"{prog}: warning: {c['late']:,} records went back in time and were dropped "
               f"(--lateness SECONDS places records that late in order)", file=sys.stderr)
-    if c["source_malformed"] or c["source_invalid_value"]:
+    if c["source_malformed"] or c["invalid"]:
         print(f"{prog}: warning: skipped {c['source_malformed']:,} malformed lines and "
-              f"{c['source_invalid_value']:,} non-numeric values", file=sys.stderr)
+              f"{c['invalid']:,} non-numeric values", file=sys.stderr)
     if args.json:
         print(json.dumps(result.summary()))
     else:

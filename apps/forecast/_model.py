@@ -12,15 +12,17 @@ from torch import nn
 from streamrnn.cells import GRU, LSTM, RNN
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
-
-from ._parts import (
-    MeanAbs,
-    RunningScaler,
-    SkipModel,
-    nonneg_int,
-    pos_float,
-    pos_int,
+from streamrnn.utils import (
+    RunningMoments,
+    check_bool,
+    check_choice,
+    check_int,
+    check_nonneg_int,
+    check_positive_float,
+    check_positive_int,
 )
+
+from ._parts import FLOOR, MeanAbs, SkipModel, floored_std
 
 __all__ = ["OnlineForecaster"]
 
@@ -135,34 +137,26 @@ class OnlineForecaster:
         skip: bool = True,
         skip_lr: float = 0.1,
     ) -> None:
-        if not isinstance(skip, bool):
-            raise ValueError(f"skip must be a bool, got {skip!r}")
-        self.skip = skip
-        self.skip_lr = pos_float("skip_lr", skip_lr)
-        self.horizon = pos_int("horizon", horizon)
-        self.num_inputs = nonneg_int("num_inputs", num_inputs)
-        self.num_extra = nonneg_int("num_extra", num_extra)
-        self.hidden_size = pos_int("hidden_size", hidden_size)
-        self.num_layers = pos_int("num_layers", num_layers)
-        if cell not in _CELLS:
-            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
-        self.cell = cell
-        self.k1 = pos_int("k1", k1)
-        self.k2 = self.k1 + self.horizon + 16 if k2 is None else pos_int("k2", k2)
+        self.skip = check_bool("skip", skip)
+        self.skip_lr = check_positive_float("skip_lr", skip_lr)
+        self.horizon = check_positive_int("horizon", horizon)
+        self.num_inputs = check_nonneg_int("num_inputs", num_inputs)
+        self.num_extra = check_nonneg_int("num_extra", num_extra)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.cell = check_choice("cell", cell, sorted(_CELLS))
+        self.k1 = check_positive_int("k1", k1)
+        self.k2 = self.k1 + self.horizon + 16 if k2 is None else check_positive_int("k2", k2)
         if self.k2 < self.k1 + self.horizon:
             raise ValueError(
                 f"k2 must be >= k1 + horizon = {self.k1 + self.horizon} (every target must "
                 f"arrive inside its window), got {k2}"
             )
-        self.lr = pos_float("lr", lr)
-        self.clip = pos_float("clip", clip)
-        if loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {sorted(_LOSSES)}, got {loss!r}")
-        self.loss = loss
-        self.z_clip = pos_float("z_clip", z_clip)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        self.seed = seed
+        self.lr = check_positive_float("lr", lr)
+        self.clip = check_positive_float("clip", clip)
+        self.loss = check_choice("loss", loss, sorted(_LOSSES))
+        self.z_clip = check_positive_float("z_clip", z_clip)
+        self.seed = check_int("seed", seed)
         self.channels = 1 + self.num_inputs
         self.input_size = 2 * self.channels + 5 + self.num_extra
         layer = _CELLS[cell](self.input_size, hidden_size, num_layers, seed=seed)
@@ -174,12 +168,12 @@ class OnlineForecaster:
             layer, head)
         self.learner = OnlineLearner(self.model, loss=_LOSSES[loss](), optimizer=self._adam,
                                      k1=self.k1, k2=self.k2, clip=self.clip)
-        self.scaler = RunningScaler(self.channels)
+        self.scaler = RunningMoments(self.channels)
         self.counts = dict.fromkeys(_COUNTS, 0)
         self._last_y: float | None = None  # target value of the previous step
         self._next_index = 0
-        self._step_change = MeanAbs(self.scaler.floor)  # |y[t] - y[t - 1]|
-        self._change = MeanAbs(self.scaler.floor)  # |y[t] - y[t - h]|: the target's scale
+        self._step_change = MeanAbs(FLOOR)  # |y[t] - y[t - 1]|
+        self._change = MeanAbs(FLOOR)  # |y[t] - y[t - h]|: the target's scale
         self._recent: dict = {}  # grid index -> (step, y, scale, observed), last k2 + h
         spans = np.array([max(2, self.horizon // 2), 2 * self.horizon, 8 * self.horizon])
         self._decay = 1.0 - 2.0 / (spans + 1.0)  # EMAs of the target over these spans
@@ -280,7 +274,7 @@ class OnlineForecaster:
                 self._change.update(abs(y - back[1]))
             ss[r] = self._change.scale(self.scaler.mean[0])
             last = y if self._last_y is None else self._last_y
-            feats[r, :c] = (v[r] - self.scaler.mean) / self.scaler.std
+            feats[r, :c] = (v[r] - self.scaler.mean) / floored_std(self.scaler)
             feats[r, c] = (y - last) / self._step_change.scale(self.scaler.mean[0])
             feats[r, c + 1] = 0.0 if back is None else (y - back[1]) / ss[r]
             if seen:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import math
-import os
-import tempfile
 
 import numpy as np
+
+from streamrnn.utils import atomic_write, atomic_write_text
 
 __all__ = ["duration_text", "format_table", "iso", "write_csv", "write_plot"]
 
@@ -40,38 +41,24 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def _atomic_write(path: str, write, mode: str = "w") -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _cell(v: float) -> str:
     return "" if math.isnan(v) else repr(float(v))
 
 
 def write_csv(result, path: str) -> None:
-    """One row per forecast: ``time, actual, forecast, naive, snarimax``.
+    """One row per forecast: ``time, actual, forecast, naive, snarimax``, written atomically.
 
     ``time`` is the time the forecast is for (ISO-8601 UTC); ``actual`` is empty where the
     target was not observed (or lies past the data); floats are written exactly (repr).
     """
 
-    def write(f) -> None:
-        out = csv.writer(f)
-        out.writerow(["time", "actual", "forecast", "naive", "snarimax"])
-        for row in zip(result.times, result.actual, result.forecast, result.naive,
-                       result.snarimax, strict=True):
-            out.writerow([iso(float(row[0])), *(_cell(v) for v in row[1:])])
-
-    _atomic_write(path, write)
+    text = io.StringIO(newline="")
+    out = csv.writer(text)
+    out.writerow(["time", "actual", "forecast", "naive", "snarimax"])
+    for row in zip(result.times, result.actual, result.forecast, result.naive,
+                   result.snarimax, strict=True):
+        out.writerow([iso(float(row[0])), *(_cell(v) for v in row[1:])])
+    atomic_write_text(path, text.getvalue())
 
 
 _ZOOM = 240  # forecasts in the close-up panel
@@ -116,7 +103,7 @@ def write_plot(result, path: str, title: str | None = None) -> None:
         err.set_yscale("log")
         err.legend(loc="best", fontsize=8)
     err.set_xlabel("time forecast for (UTC)")
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), mode="wb")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def format_table(result, *, title: str) -> str:
@@ -149,7 +136,7 @@ def format_table(result, *, title: str) -> str:
 
 _COUNTED = (
     ("source_malformed", "malformed lines skipped"),
-    ("source_invalid_value", "non-numeric values skipped"),
+    ("invalid", "non-numeric values (masked)"),
     ("source_blank", "blank lines"),
     ("late", "records out of order (dropped)"),
     ("reordered", "records reordered"),
@@ -157,6 +144,7 @@ _COUNTED = (
     ("missing", "empty values (masked)"),
     ("non_finite", "NaN/inf values (masked)"),
     ("unobserved_rows", "grid rows without a new target value (held, not scored)"),
+    ("out_of_range", "records with a timestamp too far from the others (dropped)"),
     ("gaps", "gaps over max_gap"),
     ("skipped_rows", "rows skipped in those gaps"),
     ("snarimax_fallback", "non-finite SNARIMAX forecasts (replaced by the last value)"),

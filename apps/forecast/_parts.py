@@ -1,75 +1,36 @@
-"""Parts of the online forecaster: validation, running scales, the skip model (private)."""
+"""Parts of the online forecaster: floored scales, the skip model (private)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 from torch import nn
 
 from streamrnn.heads import RecurrentModel
+from streamrnn.utils import RunningMoments
 
-__all__ = ["MeanAbs", "RunningScaler", "SkipModel", "nonneg_int", "pos_float", "pos_int"]
-
-
-def pos_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+__all__ = ["FLOOR", "MeanAbs", "SkipModel", "floored_std"]
 
 
-def nonneg_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
+#: Floor of the scales, relative to the level: ``floor * (|mean| + 1)``.
+FLOOR = 1e-6
 
 
-def pos_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-class RunningScaler:
-    """Per-channel running mean and standard deviation (Welford), float64.
-
-    ``update`` adds the observed values of one step; ``std`` is never below
-    ``floor * (|mean| + 1)``, so a channel that has been constant so far scales to 0, not
-    to infinity.
+def floored_std(moments: RunningMoments, floor: float = FLOOR) -> np.ndarray:
+    """Running (population) standard deviation of each channel, never below
+    ``floor * (|mean| + 1)``: a channel constant so far scales to 0, not to infinity.
 
     Examples
     --------
     >>> import numpy as np
-    >>> sc = RunningScaler(2)
+    >>> m = RunningMoments(2)
     >>> for row in ([1.0, 10.0], [3.0, 10.0]):
-    ...     sc.update(np.array(row), np.array([True, True]))
-    >>> sc.mean.tolist(), np.round(sc.std, 6).tolist()
+    ...     m.update(row)
+    >>> m.mean, np.round(floored_std(m), 6).tolist()
     ([2.0, 10.0], [1.0, 1.1e-05])
     """
-
-    def __init__(self, channels: int, *, floor: float = 1e-6) -> None:
-        self.channels = pos_int("channels", channels)
-        self.floor = pos_float("floor", floor)
-        self.n = np.zeros(channels)
-        self.mean = np.zeros(channels)
-        self._m2 = np.zeros(channels)
-
-    def update(self, values: np.ndarray, observed: np.ndarray) -> None:
-        """Add one step's values of the channels where ``observed`` is true."""
-        n = self.n + observed
-        delta = np.where(observed, values - self.mean, 0.0)
-        mean = self.mean + delta / np.maximum(n, 1.0)
-        self._m2 = self._m2 + np.where(observed, delta * (values - mean), 0.0)
-        self.n, self.mean = n, mean
-
-    @property
-    def std(self) -> np.ndarray:
-        """Running standard deviation (population), floored as described above."""
-        var = self._m2 / np.maximum(self.n, 1.0)
-        return np.maximum(np.sqrt(var), self.floor * (np.abs(self.mean) + 1.0))
+    mean = np.asarray(moments.mean)
+    return np.maximum(np.sqrt(moments.var()), floor * (np.abs(mean) + 1.0))
 
 
 class SkipModel(nn.Module):
@@ -118,7 +79,7 @@ class SkipModel(nn.Module):
 
 
 class MeanAbs:
-    """Running mean of absolute changes, floored like :class:`RunningScaler`'s std.
+    """Running mean of absolute changes, floored like :func:`floored_std`.
 
     Examples
     --------
@@ -132,13 +93,12 @@ class MeanAbs:
     """
 
     def __init__(self, floor: float) -> None:
-        self.floor, self.n, self.mean = floor, 0, 0.0
+        self.floor, self.moments = floor, RunningMoments(1)
 
     def update(self, value: float) -> None:
         """Add one absolute change."""
-        self.n += 1
-        self.mean += (value - self.mean) / self.n
+        self.moments.add(0, value)
 
     def scale(self, level: float) -> float:
         """The running mean, at least ``floor * (|level| + 1)``."""
-        return max(self.mean, self.floor * (abs(level) + 1.0))
+        return max(self.moments.mean[0], self.floor * (abs(level) + 1.0))

@@ -15,8 +15,8 @@ import time
 import numpy as np
 import torch
 
-from streamrnn.adapters.sensor import SensorAdapter, iter_csv
-from streamrnn.adapters.sensor._parse import to_seconds
+from streamrnn.adapters.sensor import SensorAdapter, iter_csv, to_seconds
+from streamrnn.utils import check_bool, check_positive_int
 
 from ._model import OnlineForecaster
 from ._result import ForecastResult, make_snarimax
@@ -156,7 +156,9 @@ def forecast_csv(
         Field separator.
     on_error : {"raise", "skip"}
         A malformed line or non-numeric field: ``ValueError`` naming the line, or skip it
-        and count it. Empty cells and NaN / inf are always masked and counted.
+        and count it (a non-numeric field is masked, counted as ``invalid``: the sensor
+        adapter's ``invalid_policy``). Empty cells and NaN / inf are always masked and
+        counted.
     lateness : float
         Seconds a record may arrive out of order and still be placed; older ones are
         dropped and counted (``late``).
@@ -199,12 +201,8 @@ def forecast_csv(
     ['records', 'rows']
     """
     for name, flag in (("calendar", calendar), ("snarimax", snarimax), ("progress", progress)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be a bool, got {flag!r}")
-    if max_records is not None and (
-        isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1
-    ):
-        raise ValueError(f"max_records must be a positive int or None, got {max_records!r}")
+        check_bool(name, flag)
+    check_positive_int("max_records", max_records, none_ok=True)
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     model = OnlineForecaster(horizon, num_inputs=len(inputs), num_extra=4 * calendar,
                              hidden_size=hidden_size, k1=k1, k2=k2, lr=lr, seed=seed)
@@ -228,7 +226,8 @@ def forecast_csv(
     gap = 48 * period if max_gap is None else parse_duration(max_gap, "max_gap")
     adapter = SensorAdapter(channels, period, origin=head[0][0], lateness=lateness,
                             max_gap=gap, calendar=calendar, normalize=False,
-                            age_features=False, dtype=torch.float64)
+                            age_features=False, dtype=torch.float64,
+                            invalid_policy="raise" if on_error == "raise" else "mask")
     loop = _Loop(model, adapter, horizon, period, head[0][0], lo, hi,
                  make_snarimax() if snarimax else None)
     bar = None

@@ -73,9 +73,3 @@ __all__ = [
     "write_checkpoint",
 ]
 
-__test__ = {"CharLM": CharLM, "LMTrainer": LMTrainer, "batchify": batchify,
-            "read_text": read_text, "split_text": split_text, "stream_loss": stream_loss,
-            "build_model": build_model, "read_checkpoint": read_checkpoint,
-            "write_checkpoint": write_checkpoint, "register_train_lm": register_train_lm,
-            "register_generate": register_generate, "train_lm_main": train_lm_main,
-            "generate_main": generate_main}

@@ -6,61 +6,20 @@ Public through :mod:`streamrnn.apps.lm`.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from streamrnn.adapters.tokens._text import check_errors, new_counts, read_utf8
+from streamrnn.adapters.tokens import decode_text
 
 __all__ = [
     "batchify",
-    "check_choice",
-    "check_fraction",
-    "check_positive_float",
-    "check_positive_int",
     "read_text",
     "split_text",
     "text_digest",
 ]
-
-
-def check_positive_int(name: str, value, *, none_ok: bool = False) -> int | None:
-    """``value`` if it is a positive int (or ``None`` when allowed); else ``ValueError``."""
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        extra = " or None" if none_ok else ""
-        raise ValueError(f"{name} must be a positive int{extra}, got {value!r}")
-    return value
-
-
-def check_positive_float(name: str, value, *, none_ok: bool = False) -> float | None:
-    """``value`` as a float if it is positive and finite (or ``None`` when allowed)."""
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(value) and value > 0
-    ):
-        extra = " or None" if none_ok else ""
-        raise ValueError(f"{name} must be a positive finite number{extra}, got {value!r}")
-    return float(value)
-
-
-def check_fraction(name: str, value) -> float:
-    """``value`` as a float in ``[0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value, choices: tuple) -> str:
-    """``value`` if it is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def read_text(source, *, errors: str = "replace") -> tuple[str, dict[str, int]]:
@@ -91,8 +50,6 @@ def read_text(source, *, errors: str = "replace") -> tuple[str, dict[str, int]]:
     ...
     ValueError: text: invalid UTF-8 at byte 3 of the input (ff: invalid start byte); ...
     """
-    check_errors(errors)
-    counts = new_counts()
     if isinstance(source, os.PathLike):
         path = Path(source)
         if not path.is_file():
@@ -103,8 +60,10 @@ def read_text(source, *, errors: str = "replace") -> tuple[str, dict[str, int]]:
     else:
         raise ValueError(f"text must be a str, UTF-8 bytes or a path, got {type(source).__name__}")
     try:
-        return read_utf8(data, errors, counts, "input"), counts
+        return decode_text(data, errors=errors)
     except ValueError as err:
+        if str(err).startswith("errors must be"):
+            raise
         where = f"file {str(source)!r}" if isinstance(source, os.PathLike) else "text"
         raise ValueError(f"{where}: {err}") from None
 

@@ -9,16 +9,20 @@ import json
 import os
 from pathlib import Path
 
-import safetensors
 import safetensors.torch
 
-from streamrnn._io import atomic_write_bytes
 from streamrnn.adapters.tokens import TokenCodec
+from streamrnn.utils import FileHeader, atomic_write_bytes, read_header, read_tensors
+
+from .._checks import check_model_config
 
 __all__ = ["LM_KEY", "check_vocabulary", "read_checkpoint", "write_checkpoint"]
 
 LM_KEY = "streamrnn.lm"  # safetensors metadata key of the language-model header
 LM_VERSION = 1
+#: The fields of ``LMTrainer.config()`` (a checkpoint's ``train`` entry).
+TRAIN_KEYS = ("hidden", "layers", "emb", "batch", "k1", "k2", "lr", "clip", "optimizer",
+              "holdout", "errors", "seed")
 
 
 def check_vocabulary(codec: TokenCodec, saved: dict, saved_name: str, codec_name: str) -> None:
@@ -41,6 +45,35 @@ def check_vocabulary(codec: TokenCodec, saved: dict, saved_name: str, codec_name
             f"{size} symbols, {codec_name} has a {mine.get('kind')!r} vocabulary of "
             f"{codec.vocab_size} ({detail})"
         ) from None
+
+
+def _check_model(meta: dict, head: FileHeader) -> None:
+    """The ``model`` and ``train`` entries against the declared weights, before allocation.
+
+    ``model`` holds ``vocab, emb, hidden, layers`` of :func:`build_model
+    <streamrnn.apps.lm.build_model>`; the ``model.*`` tensors must hold exactly that
+    many parameters, and the training configuration must name the same sizes.
+    """
+    m = meta["model"]
+    if not isinstance(m, dict) or not isinstance(meta["train"], dict):
+        raise ValueError(f"{head.where} {LM_KEY} entries 'model' and 'train' must be "
+                         "JSON objects")
+    config = {
+        "type": "RecurrentModel", "num_tokens": m.get("vocab"),
+        "cell": {"type": "LSTM", "input_size": m.get("emb"), "hidden_size": m.get("hidden"),
+                 "num_layers": m.get("layers")},
+        "head": {"type": "Readout", "output_size": m.get("vocab")},
+    }
+    names = {"num_tokens": "vocab", "input_size": "emb", "hidden_size": "hidden",
+             "num_layers": "layers", "output_size": "vocab"}
+    check_model_config(config, head, prefix="model.", names=names)
+    unknown = sorted(set(meta["train"]) - set(TRAIN_KEYS))
+    if unknown:
+        raise ValueError(f"{head.where} {LM_KEY} entry 'train' has unknown fields {unknown}")
+    for key in ("emb", "hidden", "layers"):
+        if key in meta["train"] and meta["train"][key] != m[key]:
+            raise ValueError(f"{head.where} {LM_KEY} field 'train.{key}' is "
+                             f"{meta['train'][key]!r}, the model has {m[key]!r}")
 
 
 def _vocab_size(config: dict):
@@ -71,7 +104,8 @@ def write_checkpoint(path: str | os.PathLike, learner, meta: dict) -> None:
     >>> from streamrnn.learn import OnlineLearner
     >>> learner = OnlineLearner(build_model(5, emb=4, hidden=8, layers=1), k1=4)
     >>> path = os.path.join(tempfile.mkdtemp(), "ck.safetensors")
-    >>> meta = dict.fromkeys(("codec", "model", "train", "progress", "text"), {})
+    >>> meta = dict.fromkeys(("codec", "train", "progress", "text"), {})
+    >>> meta["model"] = {"vocab": 5, "emb": 4, "hidden": 8, "layers": 1}
     >>> write_checkpoint(path, learner, meta)
     >>> tensors, state, back = read_checkpoint(path)
     >>> state["format"], back["version"], learner.load(path)  # the learner reads it too
@@ -88,8 +122,10 @@ def write_checkpoint(path: str | os.PathLike, learner, meta: dict) -> None:
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
     """``(tensors, learner_state_dict_without_tensors, lm_meta)`` of a checkpoint.
 
-    Refuses (``ValueError`` naming the path) a missing, truncated or foreign file, or one
-    without the ``"streamrnn.lm"`` header of :func:`write_checkpoint`.
+    Refuses (``ValueError`` naming the path and the field) a missing, truncated or
+    foreign file, one without the ``"streamrnn.lm"`` header of :func:`write_checkpoint`,
+    or one whose ``model`` sizes (``vocab, emb, hidden, layers``) do not fit the weights
+    it holds: checked on the header before any tensor is read or model built.
 
     Examples
     --------
@@ -102,29 +138,25 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
     ...
     ValueError: checkpoint '...not-a-checkpoint' is not a readable safetensors file ...
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} is not a file")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (safetensors.SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable safetensors file "
-                         f"(truncated or foreign?): {err}") from None
-    if LM_KEY not in metadata:
-        raise ValueError(f"checkpoint {str(path)!r} has no {LM_KEY!r} header: it was not "
+    where = f"checkpoint {str(Path(path))!r}"
+    head = read_header(path, what="safetensors file", where=where)
+    if LM_KEY not in head.metadata:
+        raise ValueError(f"{where} has no {LM_KEY!r} header: it was not "
                          "written by streamrnn train-lm")
+    meta = head.json(LM_KEY)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} has a damaged header: {LM_KEY!r} is not a JSON object")
     try:
-        meta = json.loads(metadata[LM_KEY])
-        learner = {"format": metadata["format"], "version": int(metadata["version"]),
-                   **json.loads(metadata["header"])}
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} has a damaged header: {err}") from None
+        learner = {"format": head.field("format"), "version": int(head.field("version")),
+                   **head.json("header")}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where} has a damaged header: {err}") from None
     if meta.get("version") != LM_VERSION:
-        raise ValueError(f"checkpoint {str(path)!r} has {LM_KEY} version "
+        raise ValueError(f"{where} has {LM_KEY} version "
                          f"{meta.get('version')!r}, this streamrnn reads {LM_VERSION}")
     for key in ("codec", "model", "train", "progress", "text"):
         if key not in meta:
-            raise ValueError(f"checkpoint {str(path)!r} {LM_KEY} header lacks {key!r}")
+            raise ValueError(f"{where} {LM_KEY} header lacks {key!r}")
+    _check_model(meta, head)
+    tensors = read_tensors(head)
     return tensors, learner, meta

@@ -16,8 +16,8 @@ from torch import Tensor
 from streamrnn.adapters.tokens import TokenCodec, codec_from_config
 from streamrnn.cells import LSTM
 from streamrnn.heads import Readout, RecurrentModel
+from streamrnn.utils import check_int, check_positive_float, check_positive_int
 
-from ._data import check_positive_float, check_positive_int
 from ._io import check_vocabulary, read_checkpoint
 
 __all__ = ["CharLM", "build_model", "draw", "stream_loss"]
@@ -283,8 +283,7 @@ class CharLM:
         check_positive_int("n", n)
         check_positive_float("temperature", temperature)
         check_positive_int("top_k", top_k, none_ok=True)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        check_int("seed", seed, none_ok=True)
         gen = torch.Generator(device="cpu")
         if seed is None:
             gen.seed()

@@ -13,13 +13,16 @@ import torch
 
 from streamrnn.adapters.tokens import CharCodec
 from streamrnn.learn import OnlineLearner
+from streamrnn.utils import (
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_float,
+    check_positive_int,
+)
 
 from ._data import (
     batchify,
-    check_choice,
-    check_fraction,
-    check_positive_float,
-    check_positive_int,
     read_text,
     split_text,
     text_digest,
@@ -123,10 +126,8 @@ class LMTrainer:
         self.lr = check_positive_float("lr", lr)
         self.clip = check_positive_float("clip", clip, none_ok=True)
         self.optimizer = check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
-        self.holdout = check_fraction("holdout", holdout)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        self.seed, self.errors = seed, errors
+        self.holdout = check_number("holdout", holdout, low=0, high=1, high_open=True)
+        self.seed, self.errors = check_int("seed", seed), errors
         full, self.counts = read_text(text, errors=errors)
         self.digest, self.chars = text_digest(full), len(full)
         train, held = split_text(full, self.holdout)
@@ -295,7 +296,12 @@ class LMTrainer:
                 f"{saved['sha256'][:12]}..., {text_name} has {trainer.chars} characters with "
                 f"SHA-256 {trainer.digest[:12]}...: exact resume needs the same text"
             )
-        trainer.learner.load_state_dict({**state, "tensors": tensors})
+        try:
+            trainer.learner.load_state_dict({**state, "tensors": tensors})
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+            raise ValueError(f"{where} does not hold a valid learner state: {err!r}") from None
         progress = meta["progress"]
         trainer.steps = int(progress["steps"])
         trainer.elapsed = float(progress["elapsed"])

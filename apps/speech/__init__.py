@@ -58,7 +58,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import math
 import os
 from importlib import resources
 
@@ -67,27 +66,26 @@ import torch
 
 from streamrnn.adapters.audio import AudioFeatures
 from streamrnn.stream import Stream
+from streamrnn.utils import check_number
 
+from ._bank import DigitBank, StreamResult
 from ._cli import listen_main
 from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
-from ._fast import FastLSTMKernel
 from ._io import FEATURE_KEYS, build_model, default_weights, read_file, write_file
-from ._kernel import LSTMKernel
 from ._types import LABELS, Detection, demo_path, word_bounds
 
 __all__ = [
     "LABELS",
     "Detection",
+    "DigitBank",
     "DigitRecognizer",
     "demo_path",
     "listen_main",
+    "StreamResult",
     "register_listen",
     "word_bounds",
 ]
-
-# Documented (and doctested) here, where users import it from.
-listen_main.__module__ = __name__
 
 
 class DigitRecognizer:
@@ -98,11 +96,10 @@ class DigitRecognizer:
     model : nn.Module
         A recurrent model (``input_size``, ``initial_state``, ``forward(x, state)``) mapping
         ``features.n_features`` log-mel features to 11 logits per frame (:data:`LABELS`).
-        Its weights are copied at construction; a float32 ``RecurrentModel(LSTM, Readout)``
-        runs in a compiled numba kernel, softmax fused (same equations, float32; ~20 us
-        per 20 ms push for 2 x 128 LSTM at 16 kHz, ~14x faster than the torch modules;
-        compiled at first use and cached on disk), or a numpy kernel without numba
-        (~45 us).
+        Its weights are copied at construction. It runs in a :class:`~streamrnn.Stream`,
+        which steps a built-in cell (LSTM, GRU, RNN; any width and depth) with a
+        ``Readout`` on the compiled engine (:mod:`streamrnn.engines`) and any other model
+        on torch.
     features : AudioFeatures
         The front end, as the model was trained with (its ``input_rate`` is the PCM's).
     threshold, min_frames, release_frames, voice_frames, min_range_db
@@ -172,10 +169,7 @@ class DigitRecognizer:
         if out != len(LABELS):
             raise ValueError(f"model.output_size must be {len(LABELS)} (LABELS), got {out!r}")
         for name, value in (("flush_ms", flush_ms), ("warmup_ms", warmup_ms)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_number(name, value, low=0)
         self.features = features
         self.decoder = FrameDecoder(
             threshold=threshold,
@@ -189,12 +183,7 @@ class DigitRecognizer:
         self.min_range_db = self.decoder.min_range_db
         self.flush_ms = float(flush_ms)
         self.model = copy.deepcopy(model).eval()
-        if FastLSTMKernel.supports(self.model):  # numba installed
-            self._kernel, self._stream = FastLSTMKernel(self.model), None
-        elif LSTMKernel.supports(self.model):
-            self._kernel, self._stream = LSTMKernel(self.model), None
-        else:
-            self._kernel, self._stream = None, Stream(self.model)
+        self._stream = Stream(self.model)
         self.warmup_ms = float(warmup_ms)
         self._warm = self._warm_state()
         self.endpointer = Endpointer()
@@ -235,9 +224,13 @@ class DigitRecognizer:
         missing = [k for k in FEATURE_KEYS if k not in feat_cfg]
         if missing:
             raise ValueError(f"path {where!r}: the features header lacks {missing}")
-        features = AudioFeatures(
-            **{k: feat_cfg[k] for k in FEATURE_KEYS}, input_rate=input_rate, channels=channels
-        )
+        try:
+            features = AudioFeatures(
+                **{k: feat_cfg[k] for k in FEATURE_KEYS}, input_rate=input_rate,
+                channels=channels,
+            )
+        except ValueError as err:  # bounded before anything is allocated; name the file
+            raise ValueError(f"path {where!r}: features header: {err}") from None
         if list(header["labels"]) != list(LABELS):
             raise ValueError(f"path {where!r}: labels must be {list(LABELS)}")
         model = build_model(header["model"], tensors, where)
@@ -276,24 +269,16 @@ class DigitRecognizer:
         """The model state after ``warmup_ms`` of digital silence (the start of a stream)."""
         n = round(self.warmup_ms * self.features.sample_rate / 1000)
         fe = AudioFeatures(**{k: getattr(self.features, k) for k in FEATURE_KEYS})
-        feats = fe.offline(np.zeros(n, dtype=np.float32)).numpy()
-        if self._kernel is not None:
-            self._kernel.reset()
-            self._kernel(feats)
-            return self._kernel.h.copy(), self._kernel.c.copy()
+        feats = fe.offline(np.zeros(n, dtype=np.float32))
         self._stream.reset()
         if len(feats):
-            self._stream.push(torch.from_numpy(feats))
+            self._stream.push(feats)
         return self._stream.state
 
     def reset(self) -> None:
         """Start a new stream: front end, model state, endpointer and decoder."""
         self.features.reset()
-        if self._kernel is not None:
-            self._kernel.h[:], self._kernel.c[:] = self._warm
-        else:
-            self._stream.reset()
-            self._stream.state = self._warm
+        self._stream.state = self._warm
         self.endpointer.reset()
         self.decoder.reset()
         self.frames = 0
@@ -336,8 +321,6 @@ class DigitRecognizer:
         if isinstance(feats, torch.Tensor):
             feats = feats.numpy(force=True)  # no copy for a CPU tensor without grad
         x = np.ascontiguousarray(feats, dtype=np.float32)
-        if self._kernel is not None:
-            return self._kernel(x)
         return self._stream.push(torch.from_numpy(x)).numpy()
 
     def _frames(self, f: np.ndarray) -> list[Detection]:
@@ -345,12 +328,7 @@ class DigitRecognizer:
         n = len(f)
         if n == 0:
             return []
-        if isinstance(self._kernel, FastLSTMKernel):
-            post = self._kernel.run(f, softmax=True)[1]  # softmax fused
-        elif self._kernel is not None:
-            post = softmax(self._kernel(f))
-        else:
-            post = softmax(self._stream.push(torch.from_numpy(f)).numpy())
+        post = softmax(self._stream.push(torch.from_numpy(f)).numpy())
         energy = frame_energy_db(f, self._ref_db).tolist()
         endpointer, decoder, k = self.endpointer, self.decoder, self.frames
         found = []

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from streamrnn.utils import check_number, check_positive_int
+
 __all__ = [
     "DECODER_DEFAULTS",
     "FrameDecoder",
@@ -42,18 +44,10 @@ def check_decoder_config(config: dict) -> dict:
             f"decoder settings must be among {sorted(DECODER_DEFAULTS)}, got {sorted(unknown)}"
         )
     out = {**DECODER_DEFAULTS, **config}
-    t = out["threshold"]
-    if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 < t <= 1.0:
-        raise ValueError(f"threshold must be a number in (0, 1], got {t!r}")
-    out["threshold"] = float(t)
-    r = out["min_range_db"]
-    if isinstance(r, bool) or not isinstance(r, int | float) or not 0.0 <= r < math.inf:
-        raise ValueError(f"min_range_db must be a finite number >= 0, got {r!r}")
-    out["min_range_db"] = float(r)
+    out["threshold"] = check_number("threshold", out["threshold"], low=0, high=1, low_open=True)
+    out["min_range_db"] = check_number("min_range_db", out["min_range_db"], low=0)
     for name in ("min_frames", "release_frames", "voice_frames"):
-        v = out[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        out[name] = check_positive_int(name, out[name])
     return out
 
 

@@ -13,6 +13,8 @@ from collections import deque
 import numpy as np
 import torch
 
+from streamrnn.utils import check_number, check_positive_int
+
 __all__ = ["Endpointer", "energy_reference_db", "frame_energy_db", "word_bounds"]
 
 
@@ -92,19 +94,10 @@ class Endpointer:
         floor_frames: int = 150,
         init_db: float = -60.0,
     ) -> None:
-        for name, value in (("margin_db", margin_db), ("min_db", min_db), ("init_db", init_db)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if margin_db <= 0:
-            raise ValueError(f"margin_db must be > 0, got {margin_db!r}")
-        if isinstance(floor_frames, bool) or not isinstance(floor_frames, int) or floor_frames < 1:
-            raise ValueError(f"floor_frames must be an integer >= 1, got {floor_frames!r}")
-        self.margin_db = float(margin_db)
-        self.min_db = float(min_db)
-        self.floor_frames = floor_frames
-        self.init_db = float(init_db)
+        self.margin_db = check_number("margin_db", margin_db, low=0, low_open=True)
+        self.min_db = check_number("min_db", min_db)
+        self.floor_frames = check_positive_int("floor_frames", floor_frames)
+        self.init_db = check_number("init_db", init_db)
         self.reset()
 
     def reset(self) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from importlib import resources
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from streamrnn.utils import atomic_write_bytes, read_header, read_tensors
+
+from .._checks import check_model_config
 
 __all__ = [
     "FEATURE_KEYS",
@@ -43,52 +45,47 @@ def default_weights():
 
 
 def write_file(path, tensors: dict, header: dict) -> None:
-    """Write atomically: a temp file in the same folder, fsync, rename over ``path``."""
-    path = os.fspath(path)
+    """Write atomically (:func:`streamrnn.utils.atomic_write`: same-folder temp file,
+    fsync, rename, folder fsync; the mode follows the umask)."""
     meta = {"format": FORMAT, "version": VERSION}
     meta.update({k: json.dumps(v, sort_keys=True) for k, v in header.items()})
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".digits-", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, meta)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; weights are data, readable by all
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, meta)
+    atomic_write_bytes(path, data)
 
 
 def read_file(path) -> tuple[dict, dict]:
-    """Tensors and decoded header of a recogniser file; ``ValueError`` if it is not one."""
+    """Tensors and decoded header of a recogniser file; ``ValueError`` if it is not one.
+
+    The header is read and checked first: the format and version, every entry, the
+    front end's settings (the keys of :data:`FEATURE_KEYS`, a mapping) and the model's
+    configuration against the shapes the file declares (:func:`check_model_config`).
+    Only then are the tensors read, so a forged header allocates nothing.
+    """
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise ValueError(f"path {name!r}: no such weights file")
-    try:
-        with safe_open(name, framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"path {name!r} is not a safetensors file: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"path {name!r}: format must be {FORMAT!r}, got {meta.get('format')!r}")
-    if meta.get("version") != VERSION:
-        raise ValueError(
-            f"path {name!r}: version must be {VERSION!r} (this streamrnn), "
-            f"got {meta.get('version')!r}"
-        )
-    header = {}
-    for key in ("features", "model", "decoder", "labels", "info"):
-        if key not in meta:
-            raise ValueError(f"path {name!r}: the header has no {key!r} entry")
-        try:
-            header[key] = json.loads(meta[key])
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"path {name!r}: header entry {key!r} is not JSON: {exc}") from exc
-    return tensors, header
+    where = f"path {name!r}"
+    head = read_header(name, what="safetensors file", where=where)
+    if head.metadata.get("format") != FORMAT:
+        raise ValueError(f"{where}: format must be {FORMAT!r}, got "
+                         f"{head.metadata.get('format')!r}")
+    if head.metadata.get("version") != VERSION:
+        raise ValueError(f"{where}: version must be {VERSION!r} (this streamrnn), "
+                         f"got {head.metadata.get('version')!r}")
+    header = {key: head.json(key) for key in ("features", "model", "decoder", "labels", "info")}
+    features = header["features"]
+    if not isinstance(features, dict):
+        raise ValueError(f"{where}: header entry 'features' must be a mapping, got "
+                         f"{type(features).__name__}")
+    missing = [k for k in FEATURE_KEYS if k not in features]
+    if missing:
+        raise ValueError(f"{where}: the features header lacks {missing}")
+    if not isinstance(header["decoder"], dict):
+        raise ValueError(f"{where}: header entry 'decoder' must be a mapping")
+    if not isinstance(header["labels"], list):
+        raise ValueError(f"{where}: header entry 'labels' must be a list")
+    check_model_config(header["model"], head)
+    return read_tensors(head), header
 
 
 def build_model(config: dict, tensors: dict, where: str) -> torch.nn.Module:

@@ -5,27 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from importlib import resources
 
-from streamrnn.adapters.audio._features import AudioFeatures
+from streamrnn.adapters.audio import AudioFeatures
 
 from ._endpoint import energy_reference_db, frame_energy_db
 from ._endpoint import word_bounds as _frame_bounds
 
 __all__ = ["LABELS", "Detection", "demo_path", "word_bounds"]
 
-_PUBLIC = __name__.rpartition(".")[0]  # streamrnn.apps.speech
-
-
-def _public(obj):
-    """Report ``obj`` as living in ``speech``, so its doctest runs once, from there."""
-    obj.__module__ = _PUBLIC
-    return obj
-
-
 #: Class names by index: the digits, then blank (silence, noise, between words).
 LABELS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "blank")
 
 
-@_public
 @dataclass(frozen=True)
 class Detection:
     """One recognised digit.
@@ -58,7 +48,6 @@ class Detection:
         return out
 
 
-@_public
 def demo_path() -> str:
     """Path of the shipped demo recording ``data/digits_demo.wav`` (8 kHz, 16-bit mono).
 
@@ -72,7 +61,6 @@ def demo_path() -> str:
     return str(resources.files("streamrnn.apps.speech").joinpath("data", "digits_demo.wav"))
 
 
-@_public
 def word_bounds(
     signal, features: AudioFeatures, *, relative_db: float = 30.0, min_db: float = -55.0
 ) -> tuple[float, float] | None:

@@ -23,8 +23,10 @@ from torch import Tensor, nn
 
 from ..state import State
 from ._kernels import CELL_KERNELS, FUSED_FROM_BATCH, fused, one_step
+from .base import Cell, register
 
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentLayer"]
+
 
 def _check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -32,8 +34,9 @@ def _check_positive_int(name: str, value) -> int:
     return value
 
 
-class RecurrentLayer(nn.Module):
-    """Shared base of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
+class RecurrentLayer(Cell):
+    """Shared base of :class:`RNN`, :class:`LSTM` and :class:`GRU`: a :class:`Cell` on
+    torch's fused kernels.
 
     Subclasses set ``_mode``; everything else (validation, the per-shape fast path,
     state handling, configuration) lives here.
@@ -151,29 +154,14 @@ class RecurrentLayer(nn.Module):
         device = ref.device if device is None else device
         dtype = ref.dtype if dtype is None else dtype
         h = torch.zeros(shape, device=device, dtype=dtype)
-        c = torch.zeros(shape, device=device, dtype=dtype) if self.has_cell_state else None
-        return State(h, c)
+        if self.has_cell_state:
+            return State(h=h, c=torch.zeros(shape, device=device, dtype=dtype))
+        return State(h=h)
 
-    def check_state(self, state: State, batch_size: int, name: str = "state") -> None:
-        """Raise ``ValueError`` unless ``state`` fits this layer and ``batch_size``."""
-        if not isinstance(state, State):
-            raise ValueError(f"{name} must be a streamrnn.State, got {type(state).__name__}")
-        want = (self.num_layers, batch_size, self.hidden_size)
-        for part, t in (("h", state.h), ("c", state.c)):
-            if part == "c" and not self.has_cell_state:
-                if t is not None:
-                    raise ValueError(f"{name}.c must be None for {type(self).__name__}")
-                continue
-            if t is None:
-                raise ValueError(f"{name}.c is required for {type(self).__name__}, got None")
-            if tuple(t.shape) != want:
-                raise ValueError(
-                    f"{name}.{part} must have shape (L, B, H) = {want}, got {tuple(t.shape)}"
-                )
-            if t.dtype != self.rnn.weight_hh_l0.dtype:
-                raise ValueError(
-                    f"{name}.{part} must have dtype {self.rnn.weight_hh_l0.dtype}, got {t.dtype}"
-                )
+    @property
+    def state_parts(self) -> tuple[str, ...]:
+        """``("h", "c")`` for an LSTM, ``("h",)`` otherwise."""
+        return ("h", "c") if self.has_cell_state else ("h",)
 
     # -- forward -------------------------------------------------------------------
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -249,6 +237,7 @@ class RecurrentLayer(nn.Module):
     _one_step = one_step
 
 
+@register("lstm")
 class LSTM(RecurrentLayer):
     """Stateful multi-layer LSTM, batch first, state as a :class:`~streamrnn.State`.
 
@@ -291,6 +280,7 @@ class LSTM(RecurrentLayer):
     _torch_class = nn.LSTM
 
 
+@register("gru")
 class GRU(RecurrentLayer):
     """Stateful multi-layer GRU, batch first, state as a :class:`~streamrnn.State`.
 
@@ -313,6 +303,7 @@ class GRU(RecurrentLayer):
     _torch_class = nn.GRU
 
 
+@register("rnn")
 class RNN(RecurrentLayer):
     """Stateful multi-layer Elman RNN, batch first, state as a :class:`~streamrnn.State`.
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checkpoint import model_config
 from .._checks import model_device, model_dtype
-from ..bank import model_config
 from ..stream import check_model
 from ._checks import Spec
 from ._store import StreamRows

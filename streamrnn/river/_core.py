@@ -1,31 +1,37 @@
 """Shared machinery of the river estimators (private): columns, scaling, the learner.
 
-The learner is the tiny engine (:class:`~streamrnn.river._tiny_engine.TinyLearner`, compiled
-kernels) or :class:`~streamrnn.learn.OnlineLearner` (torch), chosen by ``engine``; both
-compute in float64 and give the same results (to ~1e-10); the tiny engine is 30-40x
-faster per sample end to end.
+The learner is the compiled engine's
+(:class:`~streamrnn.engines.compiled.learner.CompiledLearner`) or
+:class:`~streamrnn.learn.OnlineLearner` (torch), chosen by ``engine``; both compute in
+float64 and give the same results (to ~1e-10); the compiled one is 30-40x faster per
+sample end to end.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import numbers
 
 import numpy as np
 import torch
 
-from ..cells.classic import GRU, LSTM, RNN
+from .._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive_float,
+    check_positive_int,
+)
+from ..cells import cell_class, registered
+from ..engines.compiled import HAVE_NUMBA, has_compiled_form
 from ..heads import Readout, RecurrentModel
 from ..learn.learner import OnlineLearner
 from ._scale import ColumnScaler, RunningScaler
 
 __all__ = ["ENGINES", "RNNEstimator", "RunningScaler"]
 
-_CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 ENGINES = ("auto", "numba", "torch")
 _PLAIN = {float, int}
-_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def _numeric(value) -> bool:
@@ -55,25 +61,26 @@ class RNNEstimator:
     ) -> None:
         for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers),
                             ("k1", k1), ("k2", k2), ("max_features", max_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         if k2 < k1:
             raise ValueError(f"k2 must be >= k1 = {k1}, got {k2}")
-        if cell not in _CELLS:
-            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
+        cls = cell_class(cell) if cell in registered() else None
+        if cls is None or cls.takes_elapsed_time:
+            names = [n for n in registered() if not cell_class(n).takes_elapsed_time]
+            raise ValueError(f"cell must be one of {names} (registered cells whose inputs are "
+                             f"features only), got {cell!r}")
         for name, value in (("lr", lr), ("clip", clip)):
-            if not isinstance(value, int | float) or not value > 0 or not math.isfinite(value):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not isinstance(scale, bool):
-            raise ValueError(f"scale must be a bool, got {scale!r}")
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+            check_positive_float(name, value)
+        check_bool("scale", scale)
+        check_choice("engine", engine, ENGINES)
         if engine == "numba" and num_layers != 1:
             raise ValueError(f"engine='numba' runs num_layers=1 only, got num_layers={num_layers}")
-        if engine == "numba" and not _HAVE_NUMBA:
+        if engine == "numba" and not HAVE_NUMBA:
             raise ValueError("engine='numba' needs the numba package (pip install numba)")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        if engine == "numba" and not has_compiled_form(cell):
+            raise ValueError(f"engine='numba' runs cells with a compiled form; {cell!r} has none "
+                             f"(use engine='torch' or 'auto')")
+        check_int("seed", seed, none_ok=True)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.cell = cell
@@ -86,7 +93,7 @@ class RNNEstimator:
         self.engine = engine
         self.seed = seed
         self._learner = None
-        self._tiny = False
+        self._compiled = False
         self._columns: dict = {}
         self._plans: dict = {}  # tuple of feature keys -> (their columns, any unknown)
         self._n_in = self._extra_inputs() + max_features
@@ -109,26 +116,26 @@ class RNNEstimator:
         return None
 
     # -- the model --------------------------------------------------------------------
-    def _uses_tiny(self) -> bool:
-        """Whether the learner is the tiny engine (``engine`` "numba", or "auto" when
-        numba is installed and the model has one layer)."""
+    def _uses_compiled(self) -> bool:
+        """Whether the learner is the compiled engine's (``engine`` "numba", or "auto"
+        when numba is installed and the model has one layer)."""
         if self.engine == "auto":
-            return _HAVE_NUMBA and self.num_layers == 1
+            return HAVE_NUMBA and self.num_layers == 1 and has_compiled_form(self.cell)
         return self.engine == "numba"
 
     def _build(self) -> None:
         seed = self.seed
         # weights drawn in float32 (the same draw whatever the engine), learned in float64
-        layer = _CELLS[self.cell](self._n_in, self.hidden_size, self.num_layers, seed=seed)
+        layer = cell_class(self.cell)(self._n_in, self.hidden_size, self.num_layers, seed=seed)
         head = Readout(self.hidden_size, self._outputs(), seed=None if seed is None else seed + 1)
         model = RecurrentModel(layer, head).double()
         horizon = self._horizon()
         k2 = max(self.k2, self.k1 + (horizon or 0))
-        if self._uses_tiny():
-            from ._tiny_engine import TinyLearner
+        if self._uses_compiled():
+            from ..engines.compiled.learner import CompiledLearner
 
-            self._tiny = True
-            self._learner = TinyLearner(
+            self._compiled = True
+            self._learner = CompiledLearner(
                 model, k1=self.k1, k2=k2, lr=self.lr, clip=self.clip, horizon=horizon,
                 horizon_column=0, target_kind=self._target_kind(),
             )
@@ -148,7 +155,7 @@ class RNNEstimator:
 
     def _push(self, v: np.ndarray, target=None) -> np.ndarray:
         """One learner step on input ``v`` (float64); the prediction made before learning."""
-        if self._tiny:
+        if self._compiled:
             return self._learner.push(v, target)
         tg = None
         if target is not None:
@@ -158,7 +165,7 @@ class RNNEstimator:
 
     def _peek(self, v: np.ndarray) -> np.ndarray:
         """The model's output for input ``v`` from the live state; nothing changes."""
-        if self._tiny:
+        if self._compiled:
             return self._learner.peek(v)
         with torch.no_grad():
             y, _ = self._learner.model(torch.from_numpy(v).view(1, 1, -1), self._learner.state())
@@ -166,14 +173,16 @@ class RNNEstimator:
 
     def _weights(self) -> dict:
         """Copies of the weights (numpy, float64) under the torch model's names."""
-        if self._tiny:
+        if self._compiled:
             return self._learner.weights()
         return {k: v.detach().numpy().copy() for k, v in self._learner.model.state_dict().items()}
 
     def _live_state(self) -> np.ndarray:
         """A copy of the live state, ``h`` then ``c`` (zeros without a cell state)."""
-        if self._tiny:
-            h, c = self._learner.state()
+        if self._compiled:
+            parts = self._learner.state()
+            h = parts[0]
+            c = parts[1] if len(parts) > 1 else np.zeros_like(h)
         else:
             state = self._learner.state()
             h = state.h.numpy().ravel()

@@ -1,10 +1,12 @@
 """Online scaling for the river estimators (private): running mean and variance.
 
-Welford's running statistics, and ``(value - mean) / std`` by them, where ``std`` is the
-sample standard deviation (1 while fewer than two values were seen, or when they are
-all equal). :class:`RunningScaler` scales one value (plain floats: a few hundred ns per
-call); :class:`ColumnScaler` puts a feature dict's values in their columns and scales
-them in one compiled call (absent columns give 0, their running mean after scaling).
+``(value - mean) / std`` by running statistics, where ``std`` is the sample standard
+deviation (1 while fewer than two values were seen, or when they are all equal).
+:class:`RunningScaler` scales one value on :class:`~streamrnn.utils.RunningMoments` (the
+one running mean / variance); :class:`ColumnScaler` puts a feature dict's values in
+their columns and scales them in one compiled call (absent columns give 0, their running
+mean after scaling): its Welford loop is the one compiled copy of the same statistics,
+tested against :class:`~streamrnn.utils.RunningMoments` (``tests/river``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from .._moments import RunningMoments
 
 try:
     from numba import njit
@@ -24,30 +28,32 @@ __all__ = ["ColumnScaler", "RunningScaler"]
 
 
 class RunningScaler:
-    """Running mean and variance of a stream of values (Welford), and scaling by them.
+    """Scaling one value by the running statistics of the values seen (the target scaler).
+
+    The statistics are a :class:`~streamrnn.utils.RunningMoments` of one channel; the
+    scale is its sample standard deviation, 1 while fewer than two values were seen or
+    when they are all equal.
 
     Examples
     --------
     >>> s = RunningScaler()
     >>> [round(s.update_scale(v), 3) for v in (1.0, 3.0, 5.0)]
     [0.0, 0.707, 1.0]
-    >>> s.unscale(s.scale_value(4.0))
-    4.0
+    >>> s.mean, s.std, s.unscale(s.scale_value(4.0))
+    (3.0, 2.0, 4.0)
     """
 
     def __init__(self) -> None:
-        self.n = 0.0
+        self.moments = RunningMoments(1)
         self.mean = 0.0
-        self.m2 = 0.0
         self.std = 1.0  # kept current by update
 
     def update(self, value: float) -> None:
         """Fold ``value`` into the statistics."""
-        self.n = n = self.n + 1.0
-        delta = value - self.mean
-        self.mean = mean = self.mean + delta / n
-        self.m2 = m2 = self.m2 + delta * (value - mean)
-        std = math.sqrt(m2 / (n - 1.0)) if n > 1.0 else 1.0
+        moments = self.moments
+        moments.add(0, value)
+        self.mean = moments.mean[0]
+        std = moments.std(0, ddof=1)
         self.std = std if std > 0 else 1.0
 
     def scale_value(self, value: float) -> float:

@@ -47,7 +47,10 @@ class RNNRegressor(RNNEstimator, base.Regressor):
     num_layers : int
         Stacked recurrent layers.
     cell : str
-        "lstm", "gru" or "rnn".
+        A registered cell whose inputs are features only: "lstm", "gru", "rnn",
+        "mingru", "minlstm" (:func:`streamrnn.cells.registered`). Cells with a compiled
+        form (the first three) learn on the compiled engine; the others on
+        :class:`~streamrnn.OnlineLearner`.
     k1, k2 : int
         TBPTT: learn every ``k1`` samples through the last ``k2`` samples.
     lr : float
@@ -71,8 +74,11 @@ class RNNRegressor(RNNEstimator, base.Regressor):
     >>> from streamrnn.river import RNNRegressor
     >>> data = [({"x": float(i % 7)}, float((i + 1) % 7)) for i in range(300)]
     >>> model = RNNRegressor(seed=0)
-    >>> evaluate.progressive_val_score(data, model, metrics.MAE())  # doctest: +ELLIPSIS
-    MAE: ...
+    >>> evaluate.progressive_val_score(data, model, metrics.MAE())
+    MAE: 0.767161
+
+    (Predicting the current ``x`` scores an MAE of 1.7; the running mean of the
+    targets, 1.73.)
     """
 
     def __init__(
@@ -124,8 +130,8 @@ class RNNClassifier(RNNEstimator, base.Classifier):
     >>> from streamrnn.river import RNNClassifier
     >>> data = [({"x": float(i % 3)}, "abc"[(i + 1) % 3]) for i in range(300)]
     >>> model = RNNClassifier(seed=0)
-    >>> evaluate.progressive_val_score(data, model, metrics.Accuracy())  # doctest: +ELLIPSIS
-    Accuracy: ...
+    >>> evaluate.progressive_val_score(data, model, metrics.Accuracy())
+    Accuracy: 81.94%
     >>> sorted(model.predict_proba_one({"x": 0.0}))
     ['a', 'b', 'c']
     """
@@ -208,10 +214,11 @@ class RNNForecaster(RNNEstimator, Forecaster):
     >>> from streamrnn.river import RNNForecaster
     >>> model = RNNForecaster(seed=0)
     >>> evaluate.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=3)
-    ... # doctest: +ELLIPSIS
-    +1 MAE: ...
-    +2 MAE: ...
-    +3 MAE: ...
+    +1 MAE: 31.427326
+    +2 MAE: 31.912612
+    +3 MAE: 32.588006
+
+    (The last value as the forecast scores 25.9, 41.0 and 50.1 at the same horizons.)
     >>> len(model.forecast(horizon=5))
     5
     """
@@ -276,7 +283,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
                 if xs[i]:
                     self._features_in(xs[i], learn=False, out=rows[i])
         dys, ys = self._dy_scaler, self._y_scaler
-        if self._tiny:
+        if self._compiled:
             out = self._learner.forecast(rows, self._last_pred, self._last_y, dys.mean, dys.std,
                                          ys.mean, ys.std, self.scale, horizon).tolist()
         else:
@@ -287,7 +294,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
         return out
 
     def _forecast_torch(self, rows: np.ndarray, horizon: int) -> list:
-        # The rollout of TinyLearner.forecast, in torch (the reference it is tested against).
+        # The rollout of CompiledLearner.forecast, in torch (the reference it is tested against).
         model, level, out = self._learner.model, self._last_y, []
         pred, state = self._last_pred, None
         dys, ys = self._dy_scaler, self._y_scaler

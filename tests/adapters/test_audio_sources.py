@@ -12,11 +12,11 @@ import sys
 import threading
 import time
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _data import DATA
 
 from streamrnn.adapters.audio import (
     AudioFeatures,
@@ -28,7 +28,7 @@ from streamrnn.adapters.audio import (
     write_wav,
 )
 
-FSDD = Path("/work/shared/data/fsdd")
+FSDD = DATA / "fsdd"
 FULL = {1: 128, 2: 32768, 3: 8388608, 4: 2147483648}
 
 
@@ -128,19 +128,33 @@ def test_soundfile_source_refuses_a_non_audio_file(tmp_path):
         SoundFileSource(tmp_path / "x.flac")
 
 
-def test_realtime_pacing(tmp_path):
-    """Each 20 ms chunk is released when a live microphone would have finished it."""
+def test_realtime_pacing(tmp_path, monkeypatch):
+    """Each 20 ms chunk is released when a live microphone would have finished it.
+
+    Time is a fake clock (no wall-clock assertion): the source must sleep until each
+    chunk's end, and a source without ``realtime`` must not sleep at all.
+    """
+    import streamrnn.adapters.audio._files as files
+
     write_wav(tmp_path / "r.wav", np.zeros(1600), 8000)  # 200 ms
+    now = [100.0]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += max(seconds, 0.0)
+
+    monkeypatch.setattr(files.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(files.time, "sleep", sleep)
     src = WavSource(tmp_path / "r.wav", chunk_ms=20, realtime=True)
-    start = time.perf_counter()
-    arrivals = [time.perf_counter() - start for _ in src]
+    start = now[0]
+    arrivals = [now[0] - start for _ in src]
     assert len(arrivals) == 10
     for i, t in enumerate(arrivals):
-        assert t >= 0.020 * (i + 1) - 0.002
-    assert arrivals[-1] < 0.2 + 0.5  # generous: a loaded CI machine may oversleep
-    fast = time.perf_counter()
+        assert t == pytest.approx(0.020 * (i + 1), abs=1e-9)
+    sleeps.clear()
     list(WavSource(tmp_path / "r.wav", chunk_ms=20))
-    assert time.perf_counter() - fast < 0.15  # not paced
+    assert sleeps == []  # not paced
 
 
 # --------------------------------------------------------------------------- raw PCM
@@ -258,7 +272,7 @@ def test_file_to_features_matches_offline(tmp_path):
     torch.testing.assert_close(streamed, fe.offline(src.read()), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not FSDD.is_dir(), reason="FSDD not present at /work/shared/data/fsdd")
+@pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not present at {FSDD}")
 @pytest.mark.parametrize("name", ["0_george_0.wav", "7_jackson_12.wav", "9_yweweler_49.wav"])
 def test_fsdd_recording(name):
     path = FSDD / name

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamrnn.adapters.sensor import MQTTSource, SensorAdapter
+from streamrnn.adapters.sensor import Invalid, MQTTSource, SensorAdapter
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason='MQTT tests need "paho-mqtt>=2"')
 MOSQUITTO = shutil.which("mosquitto") or (
@@ -275,8 +275,11 @@ def test_malformed_payloads_are_counted_or_raised(broker):
         got = _collect(source, 2, 5.0)
         pub.close()
     assert [t for _, t, _ in got] == [1.0, 2.0]
-    assert got[0][2] == {"hum": 2.0}
-    assert source.counts["malformed"] == 2 and source.counts["invalid_value"] == 1
+    assert got[0][2] == {"temp": Invalid("hot"), "hum": 2.0}  # parsed once, judged later
+    assert source.counts["malformed"] == 2
+    ad = SensorAdapter(["temp", "hum"], 1.0, invalid_policy="mask")
+    ad.push([(t, v) for _, t, v in got])
+    assert ad.counts["invalid"] == 1
     with MQTTSource("127.0.0.1", broker.port, "bad/#", on_error="raise") as source:
         pub = Publisher(broker.port, "pub-bad2")
         pub.client.publish("bad/y", b"{broken", qos=1)

@@ -549,7 +549,7 @@ class TestBadInput:
             (lambda: CharCodec("", unknown=None), "at least one character"),
             (lambda: CharCodec("a\ud800"), "lone surrogate U\\+D800"),
             (lambda: HFCodec("gpt2"), "tokenizer must be a tokenizers.Tokenizer, got str"),
-            (lambda: HFCodec(_wordpiece(), max_pending=0), "max_pending must be an int >= 1"),
+            (lambda: HFCodec(_wordpiece(), max_pending=0), "max_pending must be a positive int"),
             (lambda: HFCodec(_wordpiece(), skip_special_tokens=1), "must be a bool, got 1"),
         ],
     )

@@ -189,7 +189,8 @@ def test_bad_horizon(tmp_path, capsys):
     ("kwargs", "match"),
     [
         ({"horizon": 0}, "horizon must be a positive int, got 0"),
-        ({"horizon": 2, "cell": "lstmx"}, r"cell must be one of \['gru', 'lstm', 'rnn'\]"),
+        ({"horizon": 2, "cell": "lstmx"},
+         r"cell must be one of 'gru' \| 'lstm' \| 'rnn', got 'lstmx'"),
         ({"horizon": 2, "loss": "hinge"}, "loss must be one of"),
         ({"horizon": 2, "num_inputs": -1}, "num_inputs must be an int >= 0, got -1"),
         ({"horizon": 2, "z_clip": math.inf}, "z_clip must be a positive finite number"),

@@ -19,8 +19,6 @@ from hypothesis import strategies as st
 
 from streamrnn.adapters.audio import WavSource, write_wav
 from streamrnn.apps.speech import DigitRecognizer, demo_path, listen_main
-from streamrnn.apps.speech._fast import FastLSTMKernel
-from streamrnn.apps.speech._kernel import LSTMKernel
 
 
 @pytest.fixture(scope="module")
@@ -220,18 +218,3 @@ def test_fast_path_equals_the_reference_computation(demo):
         heard_end = d.time_s - d.latency_ms / 1000
         assert clip["word_start_s"] < heard_end < clip["end_s"] + win_s
 
-
-def test_fast_kernel_and_torch_stream_give_the_same_detections(demo, monkeypatch):
-    """The compiled kernel and the general path (a torch ``Stream`` over the model, what a
-    GRU or any other cell runs) find the same digits at the same frames."""
-    x, sr, clips = demo
-    fast = DigitRecognizer.load()
-    assert fast._kernel is not None
-    monkeypatch.setattr(FastLSTMKernel, "supports", staticmethod(lambda model: False))
-    monkeypatch.setattr(LSTMKernel, "supports", staticmethod(lambda model: False))
-    general = DigitRecognizer.load()
-    assert general._kernel is None and general._stream is not None
-    want = stream(fast, x, sr // 50)
-    got = stream(general, x, sr // 50)
-    assert [d.digit for d in got] == [d.digit for d in want] == expected_digits(clips)
-    assert [d.time_s for d in got] == [d.time_s for d in want]

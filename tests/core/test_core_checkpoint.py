@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import streamrnn
 
 FEATURES, HIDDEN = 3, 4
-FORMAT, VERSION = "streamrnn.StreamBank", "1"
+FORMAT, VERSION = "streamrnn.StreamBank", "2"
 
 scalar_keys = st.one_of(st.text(max_size=5), st.integers(-(2**62), 2**62))
 keys_strategy = st.one_of(
@@ -305,3 +305,32 @@ def test_save_to_a_relative_path_in_the_working_folder(tmp_path, monkeypatch):
     restored.load("bank.safetensors")
     assert_banks_equal(bank, restored)
     assert sorted(os.listdir(tmp_path)) == ["bank.safetensors"]
+
+
+# -- files of the previous format version ----------------------------------------------
+V1 = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_version_1_file_still_loads_and_continues_as_if_never_stopped(kind):
+    # tests/data/bank_v1_*.safetensors were written by the code of commit 784c692 (state
+    # recorded as h and an optional c): the same model and pushes, replayed here (on
+    # today's engine, so equal to rounding: the file's states came from the torch kernels).
+    cls = {"lstm": streamrnn.LSTM, "gru": streamrnn.GRU}[kind]
+    model = cls(3, 4, num_layers=2, dtype=torch.float64, seed=5)
+    x = torch.randn(3, 6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    live = streamrnn.StreamBank(model, max_streams=8)
+    live.push({"a": x[0, :4], ("b", 2): x[1, :2], 7: x[2, :5]})
+    live.push({"a": x[0, 4:]})
+    loaded = streamrnn.StreamBank(model, max_streams=8)
+    loaded.load(V1 / f"bank_v1_{kind}.safetensors")
+    assert loaded.keys() == live.keys() == [("b", 2), 7, "a"]
+    for key in live.keys():
+        want, got = live.get_state(key), loaded.get_state(key)
+        assert got.parts == want.parts == (("h", "c") if kind == "lstm" else ("h",))
+        for part in want.parts:
+            torch.testing.assert_close(got[part], want[part], rtol=0, atol=1e-12)
+    more = {"a": x[1, 2:], ("b", 2): x[1, 2:], 7: x[2, 5:]}
+    got, want = loaded.push(more), live.push(more)
+    for key in more:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-12)

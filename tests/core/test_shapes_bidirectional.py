@@ -90,7 +90,7 @@ def test_a_bidirectional_model_on_a_live_stream_is_a_clear_error(motion):
         OnlineLearner(model)
     with pytest.raises(ValueError, match=hint):
         model(motion[None, :5], model.fwd.initial_state(1))
-    with pytest.raises(ValueError, match="lookahead must be a non-negative int, got -1"):
+    with pytest.raises(ValueError, match="lookahead must be an int >= 0, got -1"):
         Lookahead(model, lookahead=-1)
     with pytest.raises(ValueError, match="model must be a Bidirectional, got GRU"):
         Lookahead(GRU(6, 8), lookahead=2)

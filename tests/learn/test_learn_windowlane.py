@@ -101,7 +101,7 @@ def play(learner, schedule, x, y) -> list:
         elif op == "flush":
             learner.flush()
         elif op == "state" and "a" in learner:  # reads the live state the lane holds back
-            out.extend(learner.state(key="a"))
+            out.extend(learner.state(key="a").values())
         out.append(dict(learner.counts))
     learner.flush()
     return out

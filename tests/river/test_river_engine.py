@@ -1,4 +1,4 @@
-"""The tiny engine (compiled kernels) against the torch learner it replaces: parity.
+"""The compiled engine's learner against the torch learner: parity.
 
 Same weights in, the same predictions, live states, weights and counters out after many
 steps (float64, to 1e-10), for random cells, sizes, TBPTT(k1, k2), series and targets;
@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamrnn.cells import GRU, LSTM, RNN
+from streamrnn.engines.compiled.learner import CompiledLearner as TinyLearner
+from streamrnn.engines.compiled.learner import learner_eligible as tiny_eligible
 from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
 from streamrnn.river import RNNClassifier, RNNForecaster, RNNRegressor
-from streamrnn.river._tiny_cells import expm1_into
-from streamrnn.river._tiny_engine import TinyLearner, tiny_eligible
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 TOL = 1e-10
@@ -48,11 +48,9 @@ def _assert_same(tiny, ref):
     weights = tiny.weights()
     for name, value in ref.model.state_dict().items():
         np.testing.assert_allclose(weights[name], value.numpy(), rtol=0, atol=TOL, err_msg=name)
-    h, c = tiny.state()
     state = ref.state()
-    np.testing.assert_allclose(h, state.h.numpy().ravel(), rtol=0, atol=TOL)
-    if state.c is not None:
-        np.testing.assert_allclose(c, state.c.numpy().ravel(), rtol=0, atol=TOL)
+    for part, value in zip(state.parts, tiny.state(), strict=True):
+        np.testing.assert_allclose(value, state[part].numpy().ravel(), rtol=0, atol=TOL)
     assert tiny.counts == {k: ref.counts[k] for k in tiny.counts}
     if ref.last_loss is not None:
         assert math.isclose(tiny.last_loss, ref.last_loss, rel_tol=1e-9, abs_tol=TOL)
@@ -146,22 +144,30 @@ def test_pickled_mid_stream_continues_identically():
 def test_eligibility():
     assert tiny_eligible(_model("gru", 2, 4, 1, 0))
     two = RecurrentModel(LSTM(2, 4, num_layers=2, seed=0), Readout(4, 1, seed=1))
-    relu = RecurrentModel(RNN(2, 4, nonlinearity="relu", seed=0), Readout(4, 1, seed=1))
-    assert not tiny_eligible(two) and not tiny_eligible(relu)
-    with pytest.raises(ValueError, match="tiny engine"):
+    nobias = RecurrentModel(LSTM(2, 4, bias=False, seed=0), Readout(4, 1, seed=1))
+    assert not tiny_eligible(two) and not tiny_eligible(nobias)
+    with pytest.raises(ValueError, match="compiled learner"):
         TinyLearner(two, k1=1, k2=1, lr=1e-2, clip=1.0)
 
 
-def test_expm1_is_within_two_ulps():
-    x = np.concatenate([np.linspace(-40, 40, 20_001), np.linspace(-1e-6, 1e-6, 1001),
-                        [0.0, 1e-300, -1e-300, 700.0, -700.0]])
-    out = np.empty_like(x)
-    expm1_into(x, out, x.size, np.empty(x.size, dtype=np.int64))
-    want = np.expm1(x)
-    assert (np.abs(out - want) <= 2 * np.spacing(np.abs(want)) + 1e-300).all()
-    odd = np.empty(3)
-    expm1_into(np.array([np.nan, np.inf, -np.inf]), odd, 3, np.empty(3, dtype=np.int64))
-    assert np.isnan(odd[0]) and odd[1] > 1e307 and odd[2] == -1.0
+@pytest.mark.parametrize("window", [(1, 1), (2, 5)])
+def test_relu_rnn_learns_as_the_torch_learner(window):
+    # The relu RNN's compiled form has a backward pass too (the old engine had tanh only).
+    def relu_model():
+        return RecurrentModel(RNN(3, 5, nonlinearity="relu", seed=2),
+                              Readout(5, 1, seed=3)).double()
+
+    k1, k2 = window
+    tiny = TinyLearner(relu_model(), k1=k1, k2=k2, lr=2e-2, clip=1.0)
+    ref = OnlineLearner(relu_model(), k1=k1, k2=k2, clip=1.0,
+                        optimizer=lambda p: torch.optim.Adam(p, lr=2e-2, fused=True))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        x, target = rng.normal(size=3), rng.normal(size=1)
+        got = tiny.push(x, target).copy()
+        want = ref.push(torch.from_numpy(x), torch.from_numpy(target)).numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+    _assert_same(tiny, ref)
 
 
 @pytest.mark.parametrize("rows, resets", [
@@ -245,18 +251,6 @@ def test_wrong_shapes_and_targets_are_named():
         classes.push(np.zeros(3), 2)
 
 
-def test_kernels_are_recompiled_when_the_cells_change():
-    # numba's cache does not track calls across files; see _tiny_kernels.CELLS_DIGEST.
-    import hashlib
-    from pathlib import Path
-
-    from streamrnn.river import _tiny_cells, _tiny_kernels
-
-    digest = hashlib.sha256(Path(_tiny_cells.__file__).read_bytes()).hexdigest()[:16]
-    assert _tiny_kernels.CELLS_DIGEST == digest, (
-        f"_tiny_cells.py changed: set CELLS_DIGEST = {digest!r} in _tiny_kernels.py")
-
-
 def test_without_numba_auto_falls_back_to_torch():
     import subprocess
     import sys
@@ -266,7 +260,7 @@ def test_without_numba_auto_falls_back_to_torch():
         "from streamrnn.river import RNNForecaster\n"
         "m = RNNForecaster(seed=0, hidden_size=4)\n"
         "for y in range(12): m.learn_one(float(y), {'a': float(y % 3)})\n"
-        "assert not m._tiny and len(m.forecast(2, [{'a': 1.0}, {'a': 2.0}])) == 2\n"
+        "assert not m._compiled and len(m.forecast(2, [{'a': 1.0}, {'a': 2.0}])) == 2\n"
         "try:\n"
         "    RNNForecaster(engine='numba')\n"
         "except ValueError as e:\n"

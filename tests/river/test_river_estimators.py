@@ -1,6 +1,7 @@
 """river protocol: river's own estimator checks, purity, determinism, ecosystem."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -148,3 +149,21 @@ def test_bad_features_raise_and_change_nothing(engine):
 def test_bad_engine_is_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RNNForecaster(**kwargs)
+
+
+def test_any_registered_feature_cell_by_name_and_time_aware_cells_refused():
+    # A cell is found by its registered name; one without a compiled form learns on the
+    # torch engine (the same TBPTT), and a cell that reads elapsed time from its last
+    # input column has no place among river's feature columns.
+    from river import datasets
+
+    model = RNNForecaster(cell="mingru", hidden_size=8, seed=0)
+    assert not model._uses_compiled()
+    for _, y in itertools.islice(datasets.AirlinePassengers(), 40):
+        model.learn_one(y)
+    forecast = model.forecast(horizon=3)
+    assert len(forecast) == 3 and all(math.isfinite(v) for v in forecast)
+    with pytest.raises(ValueError, match="cell must be one of .*'mingru'.*got 'decaygru'"):
+        RNNForecaster(cell="decaygru")
+    with pytest.raises(ValueError, match="'minlstm' has none"):
+        RNNRegressor(cell="minlstm", engine="numba")

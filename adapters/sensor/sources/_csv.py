@@ -6,14 +6,10 @@ import csv
 import os
 import time
 
+from streamrnn.utils import check_bool
+
 from .._parse import to_seconds
-from ._base import (
-    RecordIterator,
-    bad_line,
-    check_source_args,
-    parse_fields,
-    stopped,
-)
+from ._base import RecordIterator, check_source_args, stopped
 
 __all__ = ["iter_csv"]
 
@@ -53,15 +49,16 @@ def iter_csv(
     stop : threading.Event or callable or None
         Following: stop once it is set / returns true and the file is drained.
     on_error : {"raise", "skip"}
-        A malformed line (wrong field count, bad timestamp, bad UTF-8), a non-numeric
-        field, or an empty file raises ``ValueError`` with the line number, or is
-        skipped (the field alone for a non-numeric field) and counted.
+        A malformed line (wrong field count, bad timestamp, bad UTF-8) or an empty file
+        raises ``ValueError`` with the line number, or is skipped and counted. A
+        non-numeric field is parsed (once) to an :class:`~streamrnn.adapters.sensor.Invalid`
+        naming its line and column, for the adapter's ``invalid_policy``.
 
     Returns
     -------
     RecordIterator
-        ``(timestamp, {column: float or None})``; empty cells are left out (a missing
-        value for the adapter's NaN policy) and counted in ``counts["empty_cells"]``.
+        ``(timestamp, {column: float or Invalid})``; empty cells are left out (the
+        channel is not observed then) and counted in ``counts["empty_cells"]``.
 
     Examples
     --------
@@ -72,9 +69,16 @@ def iter_csv(
     ...     _ = f.write("t,temp,hum\\n0,20.5,40\\n1.5,,41\\n2,oops,42\\n")
     >>> it = iter_csv(path, time_column="t", on_error="skip")
     >>> list(it)
-    [(0.0, {'temp': 20.5, 'hum': 40.0}), (1.5, {'hum': 41.0}), (2.0, {'hum': 42.0})]
-    >>> it.counts["invalid_value"], it.counts["empty_cells"]
-    (1, 1)
+    [(0.0, {'temp': 20.5, 'hum': 40.0}), (1.5, {'hum': 41.0}),
+     (2.0, {'temp': Invalid('oops'), 'hum': 42.0})]
+    >>> it.counts["empty_cells"]
+    1
+    >>> from streamrnn.adapters.sensor import SensorAdapter
+    >>> ad = SensorAdapter(["temp", "hum"], period=1.0, invalid_policy="raise")
+    >>> ad.push(iter_csv(path, time_column="t"))
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid_policy='raise': ...log.csv:4: field 'temp' must be a number, got 'oops'
     """
     if not isinstance(time_column, str):
         raise ValueError(f"time_column must be a column name, got {time_column!r}")
@@ -84,12 +88,12 @@ def iter_csv(
             raise ValueError(f"columns must be a list of column names, got {columns!r}")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
-    if not isinstance(follow, bool):
-        raise ValueError(f"follow must be a bool, got {follow!r}")
+    check_bool("follow", follow)
     check_source_args(on_error, poll, timeout, stop)
     path = os.fspath(path)
 
-    def run(counts: dict):
+    def run(src: RecordIterator):
+        counts = src.counts
         header = None
         for lineno, raw in _file_lines(path, follow, poll, timeout, stop, counts):
             if raw is None:  # the file was truncated: expect a header again
@@ -99,7 +103,7 @@ def iter_csv(
             try:
                 text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as err:
-                bad_line(f"{where}: not UTF-8 ({err.reason})", on_error, counts)
+                src.bad_line(f"{where}: not UTF-8 ({err.reason})")
                 continue
             if not text.strip():
                 counts["blank"] += 1
@@ -109,28 +113,24 @@ def iter_csv(
                 header = _csv_header(fields, time_column, columns, path)
                 continue
             if len(fields) != len(header[0]):
-                bad_line(
-                    f"{where}: expected {len(header[0])} fields, got {len(fields)}",
-                    on_error,
-                    counts,
-                )
+                src.bad_line(f"{where}: expected {len(header[0])} fields, got {len(fields)}")
                 continue
             row = dict(zip(header[0], fields, strict=True))
             try:
                 ts = to_seconds(row[time_column], name=f"{where}: column {time_column!r}")
             except ValueError as err:
-                bad_line(str(err), on_error, counts)
+                src.bad_line(str(err))
                 continue
             present = {c: row[c] for c in header[1] if row[c].strip()}
             if len(present) < len(header[1]):
                 counts["empty_cells"] += len(header[1]) - len(present)
-            values = parse_fields(present, where, on_error, counts)
+            values = src.values(present, where)
             counts["records"] += 1
             yield ts, values
         if header is None and not follow:
-            bad_line(f"{path} is empty: expected a header row", on_error, counts)
+            src.bad_line(f"{path} is empty: expected a header row")
 
-    return RecordIterator(run)
+    return RecordIterator(run, on_error=on_error)
 
 
 def _csv_header(fields, time_column, columns, path) -> tuple:

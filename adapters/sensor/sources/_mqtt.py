@@ -9,26 +9,16 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
-from .._parse import check_choice, check_number, parse_json_record
-from ._base import check_keys, parse_fields, stopped
+from streamrnn.utils import check_bool, check_number, check_positive_int
+
+from .._parse import parse_json_record
+from ._base import Source, check_keys, stopped
 
 __all__ = ["MQTTSource"]
 
-_COUNTS = (
-    "messages",
-    "records",
-    "duplicate",
-    "malformed",
-    "invalid_value",
-    "connects",
-    "refused",
-    "disconnects",
-)
-
-
-class MQTTSource:
+class MQTTSource(Source):
     """Records ``(topic, timestamp, {channel: value})`` from MQTT topics.
 
     A paho-mqtt (>= 2) client runs its network loop in a background thread
@@ -67,6 +57,10 @@ class MQTTSource:
         is raised in the thread iterating the source.
     dedup_window : int
         Timestamps remembered per topic for duplicate detection.
+    dedup_topics : int
+        Topics remembered for duplicate detection (least recently seen forgotten first,
+        counted in ``topics_forgotten``): memory stays bounded under endless new topics.
+        A redelivery on a forgotten topic is not recognised as a duplicate.
     max_queue : int
         Records buffered between the network thread and the reader; when full the
         network thread waits (back-pressure to the broker).
@@ -81,8 +75,8 @@ class MQTTSource:
     ----------
     counts : dict
         ``messages`` received, ``records`` delivered, ``duplicate``, ``malformed``,
-        ``invalid_value``, ``connects``, ``refused`` (connections or subscriptions the
-        broker refused), ``disconnects``.
+        ``connects``, ``refused`` (connections or subscriptions the
+        broker refused), ``disconnects``, ``topics_forgotten`` (see ``dedup_topics``).
 
     Examples
     --------
@@ -94,6 +88,9 @@ class MQTTSource:
 
     With a broker running: ``with src: for topic, t, values in src: ...``.
     """
+
+    COUNTS = ("messages", "records", "duplicate", "malformed", "connects", "refused",
+              "disconnects", "topics_forgotten")
 
     def __init__(
         self,
@@ -112,6 +109,7 @@ class MQTTSource:
         values_key: str | None = None,
         on_error: str = "skip",
         dedup_window: int = 4096,
+        dedup_topics: int = 10_000,
         max_queue: int = 100_000,
         poll: float = 0.1,
         timeout: float | None = None,
@@ -128,17 +126,16 @@ class MQTTSource:
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
         if client_id is not None and not isinstance(client_id, str):
             raise ValueError(f"client_id must be a str or None, got {client_id!r}")
-        if not isinstance(persistent, bool):
-            raise ValueError(f"persistent must be a bool, got {persistent!r}")
+        check_bool("persistent", persistent)
         if persistent and not client_id:
             raise ValueError("persistent=True needs a client_id, got None")
         for name, value in (
             ("keepalive", keepalive),
             ("dedup_window", dedup_window),
+            ("dedup_topics", dedup_topics),
             ("max_queue", max_queue),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         check_number("reconnect_min", reconnect_min, low=0.0, low_open=True)
         check_number("reconnect_max", reconnect_max, low=reconnect_min)
         check_number("connect_timeout", connect_timeout, low=0.0, low_open=True)
@@ -148,17 +145,18 @@ class MQTTSource:
         if stop is not None and not (callable(stop) or callable(getattr(stop, "is_set", None))):
             raise ValueError(f"stop must be a threading.Event or a callable, got {stop!r}")
         check_keys(time_key, values_key)
-        check_choice("on_error", on_error, ("raise", "skip"))
+        super().__init__(on_error=on_error)
         self.host, self.port, self.topics, self.qos = host, port, topics, qos
         self.client_id, self.persistent, self.keepalive = client_id, persistent, keepalive
         self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
         self.connect_timeout = connect_timeout
-        self.time_key, self.values_key, self.on_error = time_key, values_key, on_error
-        self.dedup_window, self.max_queue = dedup_window, max_queue
+        self.time_key, self.values_key = time_key, values_key
+        self.dedup_window, self.dedup_topics = dedup_window, dedup_topics
+        self.max_queue = max_queue
         self.poll, self.timeout, self.stop = poll, timeout, stop
-        self.counts = dict.fromkeys(_COUNTS, 0)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._seen: dict = {}
+        self._seen: OrderedDict = OrderedDict()  # topic -> (stamps, order), LRU first
+        self._seen_lock = threading.Lock()
         self._connected = threading.Event()  # connected and subscribed (SUBACK seen)
         self._sub_mid: int | None = None
         self._refused: list = []
@@ -302,16 +300,22 @@ class MQTTSource:
         try:
             text = message.payload.decode("utf-8")
             ts, raw = parse_json_record(text, time_key=self.time_key, values_key=self.values_key)
-            values = parse_fields(raw, where, self.on_error, self.counts)
+            values = self.values(raw, where)
         except (UnicodeDecodeError, ValueError) as err:
             if self.on_error == "raise":
                 self._queue.put(ValueError(f"{where}: {err}"))
             else:
                 self.counts["malformed"] += 1
             return
-        seen = self._seen.get(topic)
-        if seen is None:
-            seen = self._seen[topic] = (set(), deque())
+        with self._seen_lock:  # paho calls back on one thread; the lock keeps it so
+            seen = self._seen.get(topic)
+            if seen is None:
+                seen = self._seen[topic] = (set(), deque())
+                if len(self._seen) > self.dedup_topics:  # forget the least recent topic
+                    self._seen.popitem(last=False)
+                    self.counts["topics_forgotten"] += 1
+            else:
+                self._seen.move_to_end(topic)
         stamps, order = seen
         if ts in stamps:
             self.counts["duplicate"] += 1

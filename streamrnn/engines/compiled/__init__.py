@@ -1,0 +1,164 @@
+"""The compiled engine: numba kernels for small batches on the CPU.
+
+Torch spends microseconds of dispatch on every op, so one step of one stream costs tens
+of microseconds whatever the model's size. The compiled engine runs a whole chunk (every
+step, every layer, the head) in one call into machine code whose loops vectorise:
+
+- inference (:class:`CompiledEngine`): the built-in cells (RNN tanh / relu, LSTM, GRU),
+  1..N layers, float32 and float64, optionally preceded by a token embedding and
+  followed by a linear head (:class:`~streamrnn.RecurrentModel` with a
+  :class:`~streamrnn.Readout` or ``nn.Linear``), for :class:`~streamrnn.Stream`,
+  :class:`~streamrnn.StreamBank` and the recogniser;
+- learning (:class:`~streamrnn.engines.compiled.learner.CompiledLearner`): exact
+  single-stream TBPTT(k1, k2) with clipping and Adam, float64, for the river
+  estimators.
+
+Cells are found by their registered name in a table of compiled forms
+(:mod:`~streamrnn.engines.compiled.forms`); a cell without one runs on the torch
+engine. Results equal the torch engine's to float rounding (1e-5 in float32, 1e-10 in
+float64: ``tests/engines/test_engine_parity.py``). Kernels are compiled at first use
+and cached on disk.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ...state import State
+from ._pack import Packed, plan_for, weights_changed
+from .forms import CompiledForm, compiled_form, has_compiled_form, register_compiled
+
+try:  # numba is a dependency; without it the torch engine runs everything (the fallback)
+    from . import _builtin  # noqa: F401 - registers the built-in cells' forms
+except ImportError as err:
+    if "numba" not in str(err):
+        raise
+    HAVE_NUMBA = False
+else:
+    HAVE_NUMBA = True
+
+__all__ = ["HAVE_NUMBA", "CompiledEngine", "CompiledForm", "compiled_form",
+           "has_compiled_form", "register_compiled", "weights_changed"]
+
+
+@cache
+def _kernels(form: CompiledForm):
+    from ._infer import build
+
+    return build(form)
+
+
+class CompiledEngine:
+    """Steps a model in compiled kernels (CPU, no autograd), reading its current weights.
+
+    Use :meth:`for_model`, which gives ``None`` for a model the engine cannot run (a cell
+    without a compiled form, a model off the CPU or not float32 / float64, a head other
+    than :class:`~streamrnn.Readout` / ``nn.Linear``).
+
+    The engine keeps a packed copy of the weights and re-packs it when they change (see
+    :mod:`streamrnn.engines.compiled._pack`): a model trained between two steps, or given
+    other weights by ``load_state_dict``, is stepped with its weights of that moment.
+
+    Shape
+    -----
+    x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``; state parts ``(L, B, H)``.
+
+    Examples
+    --------
+    >>> import torch, streamrnn
+    >>> model = streamrnn.RecurrentModel(streamrnn.LSTM(3, 8, seed=0),
+    ...                                  streamrnn.Readout(8, 2, seed=1))
+    >>> engine = CompiledEngine.for_model(model)
+    >>> x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
+    >>> y, state = engine.run(x, model.initial_state(2))
+    >>> with torch.no_grad():
+    ...     y_ref, state_ref = model(x)
+    >>> torch.allclose(y, y_ref, atol=1e-6), torch.allclose(state.c, state_ref.c, atol=1e-6)
+    (True, True)
+    >>> CompiledEngine.for_model(model.double()) is not None  # float64 too
+    True
+    """
+
+    name = "compiled"
+
+    def __init__(self, model, packed: Packed) -> None:
+        self.model = model
+        self.packed = packed
+        self.tokens = packed.plan.embedding is not None
+        self.parts = packed.plan.form.parts
+        self.output_size = packed.output_size
+        self.np_dtype = packed.np_dtype
+        self.run_values, self.run_tokens, self.run_batch = _kernels(packed.plan.form)
+        self._no_x = np.zeros((0, 0, 0), dtype=self.np_dtype)
+        self._no_ids = np.zeros((0, 0), dtype=np.int64)
+
+    @classmethod
+    def for_model(cls, model) -> CompiledEngine | None:
+        """The engine for ``model``, or ``None`` if it must run on torch."""
+        plan = plan_for(model) if HAVE_NUMBA else None
+        return None if plan is None else cls(model, Packed(model, plan))
+
+    @staticmethod
+    def finite(x: np.ndarray) -> bool:
+        """Whether every value of the float array ``x`` is finite (a compiled loop: no
+        temporary, unlike ``torch.isfinite``)."""
+        from ._math import all_finite
+
+        return all_finite(x)
+
+    def ready(self) -> bool:
+        """Whether the model still fits the engine; re-packs changed weights."""
+        return self.packed.current()
+
+    def step_rows(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
+                  bad: np.ndarray) -> int:
+        """Step the streams at ``rows`` of the state ``parts`` (numpy, in place).
+
+        ``x`` is ``(B, T, F)`` values (or ``(T, F)``, ``(F,)`` for one stream) or ``(B, T)``
+        ids; ``y`` receives ``(B, T, O)``. Returns -1 (nothing changed) for a non-finite
+        input, else the number of streams whose new state is not finite (``bad``).
+        Call :meth:`ready` first.
+        """
+        p = self.packed
+        if self.tokens:
+            return self.run_tokens(p.weights, p.meta, p.embedding, x, parts, rows, y, bad)
+        return self.run_values(p.weights, p.meta, x, parts, rows, y, bad)
+
+    def step_batch(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
+                   bad: np.ndarray) -> int:
+        """:meth:`step_rows` for many streams at once: each layer's products are matrix
+        products over the batch (BLAS), which read each weight once for all streams.
+
+        Shape
+        -----
+        x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``.
+        """
+        p = self.packed
+        if self.tokens:
+            return self.run_batch(p.weights, p.meta, p.embedding, self._no_x, x, parts, rows,
+                                  y, bad)
+        return self.run_batch(p.weights, p.meta, p.embedding, x, self._no_ids, parts, rows, y,
+                              bad)
+
+    def run(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One chunk for B streams from ``state``; returns the outputs and the new state
+        (``ValueError`` for a non-finite input). One stream runs :meth:`step_rows`, more
+        :meth:`step_batch`."""
+        if not self.ready():
+            raise ValueError("the model no longer fits the compiled engine (moved or cast?)")
+        parts = tuple(state[k].detach().cpu().numpy().copy() for k in self.parts)
+        batch, steps = x.shape[0], x.shape[1]
+        y = np.empty((batch, steps, self.output_size), dtype=self.np_dtype)
+        if steps:
+            run = self.step_rows if batch == 1 else self.step_batch
+            code = run(np.ascontiguousarray(x.detach().numpy()), parts,
+                                  np.arange(batch, dtype=np.int64), y,
+                                  np.zeros(batch, dtype=np.uint8))
+            if code < 0:
+                raise ValueError("x has a non-finite value (NaN or inf)")
+        return torch.from_numpy(y), State(**{k: torch.from_numpy(a)
+                                             for k, a in zip(self.parts, parts, strict=True)})

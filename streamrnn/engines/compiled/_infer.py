@@ -1,0 +1,218 @@
+"""The inference kernels of the compiled engine, built per compiled form (private).
+
+``run_values(weights, meta, x, parts, rows, y, bad)`` and
+``run_tokens(weights, meta, embedding, ids, parts, rows, y, bad)`` step B streams through
+a chunk of T steps: for each stream (``rows[b]``, its slot in the state ``parts``, a tuple
+of P arrays ``(L, S, H)``)
+and each layer, the inputs of all T steps are projected in one pass over
+``weight_ih^T`` (:func:`._math.project`), then each step adds ``weight_hh^T h``
+(:func:`._math.add_rows`) and calls the form's pointwise ``step``; the top layer's
+``h`` goes through the head (if any) into ``y`` ``(B, T, O)``. The new states are
+written in place. ``x`` may also be ``(T, F)`` or ``(F,)`` (one stream), ``y`` then
+``(T, O)`` or ``(O,)``.
+
+Returns -1, with nothing changed, when ``x`` holds a NaN or inf; else the number of
+streams whose new state is not finite (flagged in ``bad``, their state written anyway:
+the caller resets them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.extending import overload
+
+from ._jit import OPTIONS, helper, kernel, stamp
+from ._math import add_rows, bits_for, project
+
+__all__ = ["build"]
+
+
+def as3d(a):
+    """``a`` as ``(B, T, F)``: a ``(T, F)`` chunk or ``(F,)`` step of one stream."""
+    return a.reshape((1,) * (3 - a.ndim) + a.shape)
+
+
+@overload(as3d, jit_options=OPTIONS)
+def _as3d(a):
+    if a.ndim == 1:
+        return lambda a: a.reshape((1, 1, a.shape[0]))
+    if a.ndim == 2:
+        return lambda a: a.reshape((1, a.shape[0], a.shape[1]))
+    return lambda a: a
+
+
+def as2d(a):
+    """``a`` as ``(B, T)``: the ids of one stream ``(T,)``."""
+    return a.reshape((1,) * (2 - a.ndim) + a.shape)
+
+
+@overload(as2d, jit_options=OPTIONS)
+def _as2d(a):
+    if a.ndim == 1:
+        return lambda a: a.reshape((1, a.shape[0]))
+    return lambda a: a
+
+
+def build(form):
+    """The two inference kernels of ``form`` (compiled at first call, cached on disk)."""
+    step, gates, acts, n_parts = form.step, form.gates, form.acts, len(form.parts)
+    key = stamp(step)
+
+    @helper
+    def layers(w, meta, xin, parts, row, y):
+        # One stream (slot ``row``) through every layer and the head; state in place.
+        n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
+        g = gates * hid
+        t_len = xin.shape[0]
+        proj = np.empty((t_len, g), w.dtype)
+        seq = np.empty((t_len, hid), w.dtype)
+        gh = np.empty(g, w.dtype)
+        act = np.empty(acts * hid, w.dtype)
+        bits = bits_for(w, g)
+        s_in = np.empty((n_parts, hid), w.dtype)
+        s_out = np.empty((n_parts, hid), w.dtype)
+        inp = xin
+        for layer in range(n_layers):
+            at = meta[4 + layer]
+            n_in = in0 if layer == 0 else hid
+            w_ih = w[at : at + n_in * g].reshape((n_in, g))
+            at += n_in * g
+            w_hh = w[at : at + hid * g].reshape((hid, g))
+            at += hid * g
+            b_ih, b_hh = w[at : at + g], w[at + g : at + 2 * g]
+            project(w_ih, b_ih, inp, proj)
+            for p in range(n_parts):
+                s_in[p] = parts[p][layer, row]
+            for t in range(t_len):
+                gh[:] = b_hh
+                add_rows(w_hh, s_in[0], gh)
+                step(proj[t], gh, s_in, s_out, act, bits)
+                seq[t] = s_out[0]
+                s_in, s_out = s_out, s_in
+            for p in range(n_parts):
+                parts[p][layer, row] = s_in[p]
+            inp = seq
+        if n_out == 0:
+            y[:, :] = seq
+            return
+        at = meta[4 + n_layers]
+        pad = (n_out + 7) // 8 * 8
+        w_o = w[at : at + hid * pad].reshape((hid, pad))
+        b_o = w[at + hid * pad : at + hid * pad + pad]
+        acc = np.empty(pad, w.dtype)
+        for t in range(t_len):
+            acc[:] = b_o
+            add_rows(w_o, seq[t], acc)
+            y[t] = acc[:n_out]
+
+    @helper
+    def finite_rows(parts, rows, bad):
+        n_bad = 0
+        for b in range(rows.shape[0]):
+            ok = True
+            for p in range(n_parts):
+                block = parts[p]
+                for layer in range(block.shape[0]):
+                    for v in block[layer, rows[b]]:
+                        ok = ok and np.isfinite(v)
+            bad[b] = not ok
+            n_bad += not ok
+        return n_bad
+
+    @kernel
+    def run_values(w, meta, x, parts, rows, y, bad):
+        key  # noqa: B018 - the sources' digest: part of the cache key
+        x3, y3 = as3d(x), as3d(y)
+        for v in x3.ravel():
+            if not np.isfinite(v):
+                return -1
+        for b in range(x3.shape[0]):
+            layers(w, meta, x3[b], parts, rows[b], y3[b])
+        return finite_rows(parts, rows, bad)
+
+    @kernel
+    def run_tokens(w, meta, emb, ids, parts, rows, y, bad):
+        key  # noqa: B018
+        i2, y3 = as2d(ids), as3d(y)
+        xin = np.empty((i2.shape[1], emb.shape[1]), w.dtype)
+        for b in range(i2.shape[0]):
+            for t in range(i2.shape[1]):
+                xin[t] = emb[i2[b, t]]
+            layers(w, meta, xin, parts, rows[b], y3[b])
+        return finite_rows(parts, rows, bad)
+
+    @helper
+    def batch_layers(w, meta, xin, parts, rows, y):
+        # B streams at once: each layer's products as matrix products (BLAS), the
+        # pointwise step row by row. xin (B, T, In0), y (B, T, O).
+        n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
+        g = gates * hid
+        batch, t_len = xin.shape[0], xin.shape[1]
+        proj = np.empty((batch * t_len, g), w.dtype)
+        seq = np.empty((batch, t_len, hid), w.dtype)
+        gh = np.empty((batch, g), w.dtype)
+        hb = np.empty((batch, hid), w.dtype)
+        act = np.empty(acts * hid, w.dtype)
+        bits = bits_for(w, g)
+        s_in = np.empty((batch, n_parts, hid), w.dtype)
+        s_out = np.empty((batch, n_parts, hid), w.dtype)
+        inp = xin.reshape((batch * t_len, in0))
+        for layer in range(n_layers):
+            at = meta[4 + layer]
+            n_in = in0 if layer == 0 else hid
+            w_ih = w[at : at + n_in * g].reshape((n_in, g))
+            at += n_in * g
+            w_hh = w[at : at + hid * g].reshape((hid, g))
+            at += hid * g
+            b_ih, b_hh = w[at : at + g], w[at + g : at + 2 * g]
+            np.dot(inp, w_ih, proj)
+            for b in range(batch):
+                for p in range(n_parts):
+                    s_in[b, p] = parts[p][layer, rows[b]]
+            for t in range(t_len):
+                for b in range(batch):
+                    hb[b] = s_in[b, 0]
+                np.dot(hb, w_hh, gh)
+                for b in range(batch):
+                    gi = proj[b * t_len + t]
+                    gi += b_ih
+                    ghb = gh[b]
+                    ghb += b_hh
+                    step(gi, ghb, s_in[b], s_out[b], act, bits)
+                    seq[b, t] = s_out[b, 0]
+                s_in, s_out = s_out, s_in
+            for b in range(batch):
+                for p in range(n_parts):
+                    parts[p][layer, rows[b]] = s_in[b, p]
+            inp = seq.reshape((batch * t_len, hid))
+        y2 = y.reshape((batch * t_len, y.shape[2]))
+        if n_out == 0:
+            y2[:, :] = inp
+            return
+        at = meta[4 + n_layers]
+        pad = (n_out + 7) // 8 * 8
+        w_o = w[at : at + hid * pad].reshape((hid, pad))
+        b_o = w[at + hid * pad : at + hid * pad + pad]
+        out = np.empty((y2.shape[0], pad), w.dtype)
+        np.dot(inp, w_o, out)
+        for r in range(y2.shape[0]):
+            y2[r] = out[r, :n_out] + b_o[:n_out]
+
+    @kernel
+    def run_batch(w, meta, emb, x, ids, parts, rows, y, bad):
+        key  # noqa: B018
+        if emb.shape[0]:
+            xin = np.empty((ids.shape[0], ids.shape[1], emb.shape[1]), w.dtype)
+            for b in range(ids.shape[0]):
+                for t in range(ids.shape[1]):
+                    xin[b, t] = emb[ids[b, t]]
+            batch_layers(w, meta, xin, parts, rows, y)
+        else:
+            for v in x.ravel():
+                if not np.isfinite(v):
+                    return -1
+            batch_layers(w, meta, x, parts, rows, y)
+        return finite_rows(parts, rows, bad)
+
+    return run_values, run_tokens, run_batch
+

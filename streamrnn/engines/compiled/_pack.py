@@ -1,0 +1,184 @@
+"""A model as the compiled engine sees it: its plan and its packed weights (private).
+
+:func:`plan_for` reads a model into a :class:`Plan` (the cell's compiled form, each
+layer's weights, the head, the embedding), or ``None`` when the compiled engine cannot
+run it. :class:`Packed` keeps the weights in the kernels' layout, one flat array of the
+model's dtype, with ``weight_ih`` and ``weight_hh`` transposed (their products are sums
+of rows, :func:`._math.add_rows`):
+
+    per layer   weight_ih^T (In, G*H), weight_hh^T (H, G*H), bias_ih (G*H), bias_hh (G*H)
+    then        head weight^T (H, P), head bias (P), zero-padded to P = O rounded up to 8
+                (whole vectors in the head's loop)
+
+and ``meta`` (int64): ``L, H, In0, O, offset of each layer..., offset of the head``
+(``O = 0``: no head). The embedding is read in place (its rows are what a step needs).
+
+The copy follows the model: :meth:`Packed.current` re-packs when a parameter was
+replaced (``load_state_dict(assign=True)``, ``module.weight = ...``) or the model moved
+(``.to()``, ``.double()``: the storage of its first tensor changed), when a parameter was
+changed in place by torch (every in-place torch op bumps the tensor's version counter:
+optimizer steps, ``load_state_dict``, ``copy_``, ``nn.init``), when its gradient was
+replaced (what ``zero_grad`` and ``backward`` do in a training loop; this also covers
+fused optimizers, whose steps bump no version), or when :func:`weights_changed` was
+called. Writes that bypass all of these (through ``.data`` or a numpy view of a
+parameter, or ``p.data = ...``) are seen after :func:`weights_changed`.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ...heads import Readout, RecurrentModel
+from .forms import CompiledForm, compiled_form
+
+__all__ = ["Packed", "Plan", "plan_for", "weights_changed"]
+
+_EPOCH = [0]
+_version = operator.attrgetter("_version")
+_grad = operator.attrgetter("grad")
+_data_ptr = Tensor.data_ptr
+
+
+def weights_changed() -> None:
+    """Tell every compiled engine to re-read its model's weights at its next step."""
+    _EPOCH[0] += 1
+
+
+@dataclass
+class Plan:
+    """What the compiled engine runs: the cell's form and the model's tensors."""
+
+    cell: nn.Module
+    form: CompiledForm
+    layers: list  # per layer (w_ih, w_hh, b_ih | None, b_hh | None)
+    head: tuple | None  # (weight (O, H), bias (O,) | None)
+    embedding: Tensor | None  # (V, E)
+    dtype: torch.dtype
+
+    @property
+    def tensors(self) -> list[Tensor]:
+        out = [t for layer in self.layers for t in layer if t is not None]
+        if self.head is not None:
+            out += [t for t in self.head if t is not None]
+        if self.embedding is not None:
+            out.append(self.embedding)
+        return out
+
+
+def plan_for(model) -> Plan | None:
+    """The compiled engine's plan for ``model``, or ``None`` if it runs on torch."""
+    head = embedding = None
+    if type(model) is RecurrentModel:
+        cell = model.cell
+        if model.head is not None:
+            lin = model.head.linear if type(model.head) is Readout else model.head
+            if type(lin) is not nn.Linear:
+                return None
+            head = (lin.weight, lin.bias)
+        if model.embedding is not None:
+            emb = model.embedding
+            if type(emb) is not nn.Embedding or emb.max_norm is not None:
+                return None
+            embedding = emb.weight
+    else:
+        cell = model
+    form = compiled_form(cell)
+    layers = None if form is None else form.weights(cell)
+    if not layers:
+        return None
+    plan = Plan(cell, form, layers, head, embedding, layers[0][1].dtype)
+    tensors = plan.tensors
+    if plan.dtype not in (torch.float32, torch.float64) or any(
+            t.dtype != plan.dtype or t.device.type != "cpu" for t in tensors):
+        return None
+    hid, gh = layers[0][1].shape[1], layers[0][1].shape[0]
+    if gh != form.gates * hid or (head is not None and head[0].shape[1] != hid):
+        return None
+    return plan
+
+
+class Packed:
+    """The weights of ``model`` in the kernels' layout, re-packed when the model changes.
+
+    Attributes ``weights`` (flat), ``meta`` (int64) and ``embedding`` (``(V, E)`` or
+    ``(0, 0)``) are what the kernels take; read them after :meth:`current`.
+    """
+
+    def __init__(self, model, plan: Plan) -> None:
+        self.model = model
+        self.plan = plan
+        self.hidden = plan.layers[0][1].shape[1]
+        self.num_layers = len(plan.layers)
+        self.output_size = plan.head[0].shape[0] if plan.head is not None else self.hidden
+        self.np_dtype = np.float32 if plan.dtype == torch.float32 else np.float64
+        self.embedding = np.zeros((0, 0), dtype=self.np_dtype)
+        self._use(plan)
+        self._pack()
+
+    def _use(self, plan: Plan) -> None:
+        self.plan = plan
+        self._tensors = plan.tensors
+        self._cell = plan.cell
+        self._dropout = bool(getattr(plan.cell, "dropout", 0.0)) and len(plan.layers) > 1
+        # where each tensor lives (module._parameters, name): a replaced one is noticed
+        wanted = {id(t) for t in self._tensors}
+        self._slots = [(m._parameters, n) for m in self.model.modules()
+                       for n, t in m._parameters.items() if id(t) in wanted]
+
+    def _key_now(self) -> tuple:
+        # (~1 us for ten parameters: this runs at every step)
+        ts = [d[n] for d, n in self._slots]
+        return (_EPOCH[0], _data_ptr(ts[0]), *map(id, ts), *map(_version, ts),
+                *map(id, map(_grad, ts)))
+
+    def current(self) -> bool:
+        """Re-pack if the model changed; ``False`` if it no longer fits this engine (moved
+        to another device or dtype, dropout switched on, ...): run it on torch."""
+        if self._dropout and self._cell.training:
+            return False  # dropout between layers draws masks: torch's job
+        if self._key_now() == self._key:
+            return True
+        fresh = plan_for(self.model)
+        old = self.plan
+        if fresh is None or fresh.form is not old.form or fresh.dtype != old.dtype or [
+                tuple(t.shape) for t in fresh.tensors] != [tuple(t.shape) for t in old.tensors]:
+            return False
+        self._use(fresh)
+        self._pack()
+        return True
+
+    def _pack(self) -> None:
+        plan = self.plan
+        hid, gh = self.hidden, plan.layers[0][1].shape[0]
+        chunks, offsets, at = [], [], 0
+        with torch.no_grad():
+            for w_ih, w_hh, b_ih, b_hh in plan.layers:
+                offsets.append(at)
+                chunks += [w_ih.t(), w_hh.t()]
+                chunks += [torch.zeros(gh, dtype=plan.dtype) if b is None else b
+                           for b in (b_ih, b_hh)]
+                at += (w_ih.shape[1] + hid + 2) * gh
+            offsets.append(at)
+            n_out = 0
+            if plan.head is not None:
+                w, b = plan.head
+                n_out = w.shape[0]
+                pad = -(-n_out // 8) * 8
+                w_t = torch.zeros(hid, pad, dtype=plan.dtype)
+                w_t[:, :n_out] = w.t()
+                b_pad = torch.zeros(pad, dtype=plan.dtype)
+                if b is not None:
+                    b_pad[:n_out] = b
+                chunks += [w_t, b_pad]
+            flat = torch.cat([c.detach().reshape(-1) for c in chunks])
+        self.weights = flat.numpy()
+        in0 = plan.layers[0][0].shape[1]
+        self.meta = np.array([len(plan.layers), hid, in0, n_out, *offsets], dtype=np.int64)
+        if plan.embedding is not None:
+            self.embedding = plan.embedding.detach().numpy()
+        self._key = self._key_now()
