@@ -185,7 +185,10 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
                 win = slice(w, w + args.window)
                 hidden, state = model.cell(xb[:, win], state)
                 logits = model.head(hidden)  # = model(x, state)
-                loss = F.cross_entropy(logits.reshape(-1, len(LABELS)), yb[:, win].reshape(-1))
+                loss = F.cross_entropy(
+                    logits.reshape(-1, len(LABELS)), yb[:, win].reshape(-1),
+                    label_smoothing=args.smooth,
+                )  # fmt: skip
                 if adversary is not None and (wb[:, win] >= 0).any():
                     guess = adversary(Reverse.apply(hidden, args.adversary))
                     loss = loss + F.cross_entropy(
@@ -327,8 +330,8 @@ def _ms(values: list[float]) -> str:
 def recipe(args) -> dict:
     """The training settings, as stored in a model's header and in the results file."""
     keys = (
-        "epochs", "cell", "hidden", "layers", "dropout", "ema", "adversary", "cepstra", "lr",
-        "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
+        "epochs", "cell", "hidden", "layers", "dropout", "ema", "smooth", "adversary", "cepstra",
+        "lr", "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
         "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask",
     )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
@@ -404,6 +407,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--layers", type=int, default=1)
     add("--dropout", type=float, default=0.0, help="between layers, while training")
     add("--ema", type=float, default=0.0, help="keep an EMA of the weights (decay; 0: off)")
+    add("--smooth", type=float, default=0.0, help="label smoothing of the frame loss")
     add("--adversary", type=float, default=0.0, help="speaker-adversarial weight (0: off)")
     add("--cepstra", type=int, default=0, help="train on this many cepstra (0: log-mel)")
     add("--epochs", type=int, default=14)
@@ -443,6 +447,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--cepstra must be in [0, {FEATURES['n_mels']}], got {args.cepstra}")
     if not 0.0 <= args.ema < 1.0:
         p.error(f"--ema must be a decay in [0, 1), got {args.ema}")
+    if not 0.0 <= args.smooth < 1.0:
+        p.error(f"--smooth must be a label-smoothing weight in [0, 1), got {args.smooth}")
     if not (math.isfinite(args.adversary) and 0.0 <= args.adversary <= 10.0):
         p.error(f"--adversary must be in [0, 10], got {args.adversary}")
     if not 0.0 <= args.dropout < 1.0:
