@@ -167,6 +167,8 @@ def test_augment_refuses_bad_settings(scripts, kw, match):
         (["--folds", "--cepstra", "41"], "--cepstra must be in"),
         (["--final", "--seeds", "0", "1"], "--final trains one model"),
         (["--folds", "--speed", "2", "1"], "speed must be"),
+        (["--folds", "--smooth", "1"], "--smooth must be"),
+        (["--folds", "--ema", "-0.1"], "--ema must be"),
     ],
 )
 def test_command_line_refuses_bad_settings(scripts, capsys, argv, match):
