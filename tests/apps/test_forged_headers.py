@@ -107,7 +107,7 @@ def _forge_speech(src, dst, *, features=None, cell=None, drop=None, raw=None):
         ({"features": {"n_mels": 10**6}}, "n_mels must be <= 2048"),
         ({"cell": {"hidden_size": 8192}}, "hidden_size 8192"),
         ({"cell": {"hidden_size": 10**9}}, "'hidden_size' must be an int in"),
-        ({"cell": {"num_layers": 100_000}}, "'num_layers' must be an int in"),
+        ({"cell": {"num_layers": 10**9}}, "'num_layers' must be an int in"),  # > the values
         ({"cell": {"type": "Transformer"}}, "'cell' must be an LSTM, GRU or RNN"),
         ({"drop": "head.linear.bias"}, "must describe a RecurrentModel"),
         ({"raw": {"features": "[1, 2]"}}, "'features' must be a mapping"),

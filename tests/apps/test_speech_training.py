@@ -1,0 +1,179 @@
+"""The digit recogniser's training recipe (``examples/train_digits.py``, ``digits_data.py``):
+the folded front end is exact, augmentation keeps the word labels on the word, the
+command line refuses bad settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchaudio.functional import create_dct
+
+import streamrnn
+from streamrnn.adapters.audio import AudioFeatures
+from streamrnn.apps.speech import word_bounds
+from streamrnn.heads import Readout, RecurrentModel
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    """``train_digits`` and ``digits_data``, imported as the script imports them."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return importlib.import_module("train_digits"), importlib.import_module("digits_data")
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+def _tone_clip(digit: int = 3) -> dict:
+    """A 1 s clip: silence, a 0.3 s voiced-like burst at 0.4-0.7 s, silence."""
+    t = np.arange(8000) / 8000
+    x = np.zeros(8000)
+    burst = (t >= 0.4) & (t < 0.7)
+    x[burst] = 0.2 * np.sin(2 * np.pi * 300 * t[burst]) + 0.1 * np.sin(2 * np.pi * 1200 * t[burst])
+    audio = x.astype(np.float32)
+    fe = AudioFeatures(8000, n_mels=40, win_length=200, hop_length=80, f_min=100.0)
+    return {"audio": audio, "bounds": word_bounds(audio, fe), "digit": digit, "speaker": "a"}
+
+
+# ------------------------------------------------------------------ the folded front end
+
+
+@pytest.mark.parametrize("cell", [streamrnn.LSTM, streamrnn.GRU])
+@pytest.mark.parametrize("cepstra", [0, 13])
+def test_folded_model_on_raw_logmel_equals_the_trained_model(scripts, cell, cepstra):
+    """Standardisation and the cepstral projection are folded into the first layer: the
+    shipped model on raw log-mel computes what the trained one did on its inputs."""
+    td, _ = scripts
+    gen = torch.Generator().manual_seed(0)
+    proj = create_dct(cepstra, 40, "ortho").T.contiguous() if cepstra else None
+    model = RecurrentModel(cell(cepstra or 40, 16, 2, seed=0), Readout(16, 11, seed=1)).eval()
+    mean, std = torch.randn(40, generator=gen) - 5.0, torch.rand(40, generator=gen) + 0.5
+    x = torch.randn(3, 25, 40, generator=gen) * 2.0 - 5.0
+    z = (x - mean) / std
+    with torch.no_grad():
+        want = model(z @ proj.T if cepstra else z)[0]
+        folded = td.fold_front(model, mean, std, proj)
+        got = folded(x)[0]
+    assert folded.input_size == 40 and type(folded.cell) is cell
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ augmentation and labels
+
+
+@pytest.mark.parametrize("speed, tempo", [(1.0, 1.0), (0.85, 1.0), (1.15, 1.0), (1.0, 0.8),
+                                          (1.1, 1.2)])  # fmt: skip
+def test_speed_and_tempo_move_the_word_bounds_with_the_word(scripts, speed, tempo):
+    """The labels follow the audio: the scaled bounds are where endpointing finds the word
+    in the perturbed clip (to a frame or two)."""
+    _, dd = scripts
+    clip = _tone_clip()
+    audio, (start, end) = dd.at_speed(clip, speed, tempo)
+    rate = round(8000 * speed) / 8000
+    assert len(audio) == pytest.approx(len(clip["audio"]) / rate / tempo, abs=2)
+    fe = AudioFeatures(8000, n_mels=40, win_length=200, hop_length=80, f_min=100.0)
+    found = word_bounds(audio.astype(np.float32), fe)
+    assert found[0] == pytest.approx(start, abs=0.025)
+    assert found[1] == pytest.approx(end, abs=0.025)
+
+
+def test_tempo_keeps_the_pitch(scripts):
+    _, dd = scripts
+    t = np.arange(8000) / 8000
+    tone = (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+    for tempo in (0.8, 1.25):
+        y = dd.stretch(tone, tempo)
+        assert len(y) == round(8000 / tempo)
+        mid = y[len(y) // 4 : 3 * len(y) // 4]  # away from the edges
+        peak = np.fft.rfftfreq(len(mid), 1 / 8000)[np.argmax(np.abs(np.fft.rfft(mid)))]
+        assert abs(peak - 500) <= 8000 / len(mid)  # the FFT bin width
+
+
+def test_frame_labels_mark_the_word_and_its_speaker(scripts):
+    _, dd = scripts
+    hop, win, sr = 80, 200, 8000
+    start, end = 2000.0, 4000.0  # samples
+    y, who = dd.frame_labels(100, [(start, end, 7, "b")], speakers=["a", "b"])
+    centres = np.arange(100) * hop + win / 2
+    word = (centres >= start) & (centres <= end + 0.05 * sr)
+    late = word & (centres >= start + 0.4 * (end - start))
+    assert (y[late] == 7).all() and (y[word & ~late] == -100).all()
+    assert (y[~word] == dd.BLANK).all()
+    assert (who[word] == 1).all() and (who[~word] == -100).all()
+
+
+def test_compose_labels_only_digits_it_placed(scripts):
+    _, dd = scripts
+    clips = [_tone_clip(d) for d in (1, 2, 3, 4)]
+    aug = dd.Augment(speed=(0.9, 1.1), tempo=(0.9, 1.1), babble=0.5)
+    seqs = dd.compose(clips, [0, 1, 2, 3], np.random.default_rng(0), aug)
+    placed = [e for _, events in seqs for e in events]
+    assert sorted(e[2] for e in placed) == [1, 2, 3, 4]  # each clip once
+    for x, events in seqs:
+        assert len(x) == round(dd.SEQ_S * dd.SR) and np.isfinite(x).all()
+        for start, end, _, _ in events:
+            assert 0 <= start < end <= len(x)
+
+
+def test_spec_augment_masks_whole_bands_and_frames_and_is_seeded(scripts):
+    _, dd = scripts
+    x = torch.ones(8, 300, 40)
+    freq = dd.Augment(freq_masks=2, freq_mask=5, time_masks=0.0, time_mask=0)
+    a, b = x.clone(), x.clone()
+    dd.spec_augment(a, freq, torch.Generator().manual_seed(3))
+    dd.spec_augment(b, freq, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    for row in a:  # zeros (the training mean) fill whole bands, at most 2 x 5 of them
+        bands = (row == 0).all(0)
+        assert torch.equal(row == 0, bands.expand_as(row)) and bands.sum() <= 10
+    assert (a == 0).any()
+    time = dd.Augment(freq_masks=0, freq_mask=0, time_masks=2.0, time_mask=10)
+    dd.spec_augment(x, time, torch.Generator().manual_seed(3))
+    for row in x:  # zeros fill whole frames
+        frames = (row == 0).all(1)
+        assert torch.equal(row == 0, frames[:, None].expand_as(row))
+    assert (x == 0).any()
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"speed": (1.2, 0.9)}, "speed must be"),
+        ({"tempo": (0.3, 1.0)}, "tempo must be"),
+        ({"tilt_db": -1.0}, "tilt_db must be"),
+        ({"babble": 1.5}, "babble must be"),
+        ({"freq_mask": 50}, "freq_mask must be"),
+    ],
+)
+def test_augment_refuses_bad_settings(scripts, kw, match):
+    _, dd = scripts
+    with pytest.raises(ValueError, match=match):
+        dd.Augment(**kw)
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        ([], "choose --folds"),
+        (["--folds", "--layers", "4"], "--layers must be in"),
+        (["--folds", "--cepstra", "41"], "--cepstra must be in"),
+        (["--final", "--seeds", "0", "1"], "--final trains one model"),
+        (["--folds", "--speed", "2", "1"], "speed must be"),
+        (["--folds", "--smooth", "1"], "--smooth must be"),
+        (["--folds", "--ema", "-0.1"], "--ema must be"),
+    ],
+)
+def test_command_line_refuses_bad_settings(scripts, capsys, argv, match):
+    td, _ = scripts
+    with pytest.raises(SystemExit) as exc:
+        td.parse_args(argv)
+    assert exc.value.code == 2
+    assert match in capsys.readouterr().err
