@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["MAX_KEY_DEPTH", "SlotTable", "check_key", "is_key"]
+__all__ = ["MAX_KEY_DEPTH", "SlotTable", "check_key", "is_key", "show_key"]
 
 #: Deepest tuple nesting a key may have ((("a", 1), 2) has depth 2).
 MAX_KEY_DEPTH = 8
@@ -35,6 +35,22 @@ def is_key(key, depth: int = 0) -> bool:
     return False
 
 
+def show_key(key) -> str:
+    """``repr(key)`` for a message: at most 80 characters, and a short stand-in where the
+    repr itself fails (a tuple nested too deep for Python's repr raises RecursionError).
+
+    Examples
+    --------
+    >>> show_key(("room", 2)), len(show_key("x" * 200))
+    ("('room', 2)", 80)
+    """
+    try:
+        shown = repr(key)
+    except RecursionError:
+        shown = f"<{type(key).__name__} nested too deep to show>"
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def check_key(key, name: str = "key") -> None:
     """Raise ``ValueError`` naming ``name`` unless ``key`` is a stream key.
 
@@ -47,12 +63,9 @@ def check_key(key, name: str = "key") -> None:
     ValueError: key must be a str, an int, or a tuple of them (nested at most 8 deep), got float 2.5
     """
     if not is_key(key):
-        shown = repr(key)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
         raise ValueError(
             f"{name} must be a str, an int, or a tuple of them (nested at most "
-            f"{MAX_KEY_DEPTH} deep), got {type(key).__name__} {shown}"
+            f"{MAX_KEY_DEPTH} deep), got {type(key).__name__} {show_key(key)}"
         )
 
 
@@ -205,7 +218,8 @@ class SlotTable:
         """The slot of a live key; ``ValueError`` if it is not one."""
         if not is_key(key):
             raise ValueError(
-                f"key {key!r} is not a live stream (keys are str, int, or tuples of them; "
+                f"key {show_key(key)} is not a live stream (keys are str, int, or tuples "
+                f"of them nested at most {MAX_KEY_DEPTH} deep; "
                 f"got {type(key).__name__})"
             )
         try:
