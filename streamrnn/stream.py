@@ -197,15 +197,16 @@ class Stream:
         return y[0] if one_step else y
 
     def _run(self, x: Tensor) -> Tensor:
-        # Validated input (T, F) or ids (T,); slices of at most max_chunk steps.
+        # Validated input (T, F) or ids (T,); slices of at most max_chunk steps. A state
+        # that overflows in a slice runs on to the chunk's end, as in one pass (every
+        # step gets its output row), and is reset once, at the end.
         steps = x.shape[0]
         parts = []
+        finite = True
         for start in range(0, max(steps, 1), self.max_chunk):
-            done = self._runner.run(x[start : start + self.max_chunk])
-            y, finite = done  # (the input was validated: never None)
+            y, ok = self._runner.run(x[start : start + self.max_chunk])  # validated: not None
             parts.append(y)
-            if not finite:
-                break
+            finite = finite and ok
         self._commit(finite, steps)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
