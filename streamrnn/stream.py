@@ -207,10 +207,10 @@ class Stream:
             y, ok = self._runner.run(x[start : start + self.max_chunk])  # validated: not None
             parts.append(y)
             finite = finite and ok
-        self._commit(finite, steps)
+        self._commit(finite, steps, stacklevel=4)  # warn at push's caller
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def _commit(self, finite: bool, steps: int) -> None:
+    def _commit(self, finite: bool, steps: int, stacklevel: int = 3) -> None:
         """Count the steps; reset and report a state that overflowed to NaN / inf."""
         self.steps += steps
         if finite:
@@ -221,5 +221,5 @@ class Stream:
             "the stream's state became non-finite (numeric overflow); it was reset to the "
             "initial state and counted in counts['nonfinite_resets']",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )

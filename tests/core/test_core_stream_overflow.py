@@ -32,6 +32,8 @@ def chunk() -> torch.Tensor:
     return x
 
 
+WARNING = (r"^the stream's state became non-finite \(numeric overflow\); it was reset to the "
+           r"initial state and counted in counts\['nonfinite_resets'\]$")
 FORMS = {"tensor": lambda x: x, "numpy": lambda x: x.numpy(), "list": lambda x: x.tolist()}
 
 
@@ -45,8 +47,9 @@ def test_an_overflow_gives_every_step_its_row_counts_one_reset_and_restarts(form
     assert not bool(torch.isfinite(want).all())  # the case is real: it overflows
 
     stream = streamrnn.Stream(model, max_chunk=max_chunk)
-    with pytest.warns(RuntimeWarning, match="non-finite"):
+    with pytest.warns(RuntimeWarning, match=WARNING) as caught:
         got = stream.push(FORMS[form](chunk()))
+    assert [w.filename for w in caught] == [__file__]  # it points at the push
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
     assert stream.counts == {"nonfinite_resets": 1} and stream.steps == 7
     initial = model.initial_state(1)
@@ -55,6 +58,9 @@ def test_an_overflow_gives_every_step_its_row_counts_one_reset_and_restarts(form
     # from zero (engines may differ by float rounding)
     torch.testing.assert_close(stream.push(x), streamrnn.Stream(model).push(x),
                                rtol=0, atol=1e-6)
+    with pytest.warns(RuntimeWarning, match=WARNING):
+        stream.push(FORMS[form](chunk()))
+    assert stream.counts == {"nonfinite_resets": 2} and stream.steps == 18
 
 
 @pytest.mark.parametrize("form", list(FORMS))
@@ -74,3 +80,14 @@ def test_max_chunk_bounds_the_steps_of_every_engine_call(form):
     got = stream.push(FORMS[form](x))
     assert calls == [3, 3, 3, 1]
     torch.testing.assert_close(got, streamrnn.Stream(model).push(x), rtol=0, atol=1e-6)
+
+
+def test_a_default_stream_keeps_no_graph_and_bad_settings_are_named():
+    model = streamrnn.GRU(F, H, seed=0)
+    y = streamrnn.Stream(model).push(torch.ones(2, F))
+    assert not y.requires_grad and y.grad_fn is None
+    for bad in (2.5, "3", 0, True):
+        with pytest.raises(ValueError, match=f"max_chunk must be a positive int, got {bad!r}"):
+            streamrnn.Stream(model, max_chunk=bad)
+    with pytest.raises(ValueError, match="object has no 'input_size'"):
+        streamrnn.Stream(object())
