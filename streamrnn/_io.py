@@ -46,6 +46,8 @@ import safetensors.torch
 import xxhash
 from torch import Tensor
 
+from ._slots import MAX_KEY_DEPTH, show_key
+
 __all__ = [
     "MAX_HEADER_BYTES",
     "FileHeader",
@@ -87,10 +89,17 @@ def encode_key(key):
     return key
 
 
-def decode_key(value):
-    """Inverse of :func:`encode_key`."""
+def decode_key(value, depth: int = 0):
+    """Inverse of :func:`encode_key`; ``ValueError`` for a tag that is not ``{"t": [...]}``
+    or tags nested deeper than a key may be (the key rule itself is the caller's)."""
     if isinstance(value, dict):
-        return tuple(decode_key(v) for v in value["t"])
+        parts = value.get("t")
+        if len(value) != 1 or type(parts) is not list or depth >= MAX_KEY_DEPTH:
+            raise ValueError(
+                f"a stored key must be a str, an int or {{'t': [keys]}} nested at most "
+                f"{MAX_KEY_DEPTH} deep, got {show_key(value)}"
+            )
+        return tuple(decode_key(v, depth + 1) for v in parts)
     return value
 
 
