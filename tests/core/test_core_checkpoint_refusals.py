@@ -115,3 +115,31 @@ def test_an_extra_part_is_not_taken_for_a_state():
     bank.load_state_dict(sd)
     assert bank.get_state("a").parts == ("h",)
     assert torch.equal(bank.get_state("a").h, warm_bank().get_state("a").h)
+
+
+class Bare(torch.nn.Module):
+    """The bare model protocol (input_size, initial_state, forward), no ``config()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = make_model("GRU", F, H, 1, dtype=torch.float64, seed=4)
+        self.input_size = F
+
+    def initial_state(self, batch_size, *, device=None, dtype=None):
+        return self.inner.initial_state(batch_size, device=device, dtype=dtype)
+
+    def forward(self, x, state=None):
+        return self.inner(x, state)
+
+
+def test_a_model_without_config_round_trips_and_a_file_names_its_model_type(tmp_path):
+    bank = streamrnn.StreamBank(Bare(), max_streams=4)
+    bank.push({"a": torch.ones(2, F, dtype=torch.float64)})
+    path = tmp_path / "bare.safetensors"
+    bank.save(path)
+    again = streamrnn.StreamBank(Bare(), max_streams=4)
+    again.load(path)
+    assert again.keys() == ["a"] and torch.equal(again.get_state("a").h, bank.get_state("a").h)
+    gru = streamrnn.StreamBank(make_model("GRU", F, H, 1, dtype=torch.float64, seed=4))
+    with pytest.raises(ValueError, match="type: file has 'Bare', model has 'GRU'"):
+        gru.load(path)
