@@ -10,6 +10,8 @@ returned only the rows up to the overflowing slice before.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -49,7 +51,8 @@ def test_an_overflow_gives_every_step_its_row_counts_one_reset_and_restarts(form
     stream = streamrnn.Stream(model, max_chunk=max_chunk)
     with pytest.warns(RuntimeWarning, match=WARNING) as caught:
         got = stream.push(FORMS[form](chunk()))
-    assert [w.filename for w in caught] == [__file__]  # it points at the push
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampolines add stack frames
+        assert [w.filename for w in caught] == [__file__]  # it points at the push
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
     assert stream.counts == {"nonfinite_resets": 1} and stream.steps == 7
     initial = model.initial_state(1)
