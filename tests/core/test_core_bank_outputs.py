@@ -76,3 +76,14 @@ def test_push_many_names_what_is_wrong():
         with pytest.raises(ValueError, match=message):
             bank.push_many(keys, x)
     assert len(bank) == 0
+
+
+def test_a_fresh_bank_keeps_no_graph_and_an_empty_push_is_an_empty_mapping():
+    bank = values_bank()
+    assert bank.last_reset == [] and bank.grad is False
+    out = bank.push({})
+    assert len(out) == 0 and list(out) == [] and dict(out) == {}
+    y = bank.push({"a": torch.ones(2, F)})["a"]
+    assert not y.requires_grad and y.grad_fn is None
+    with pytest.raises(ValueError, match=r"^chunks must be a dict \{key: chunk\}, got list$"):
+        bank.push([torch.ones(2, F)])

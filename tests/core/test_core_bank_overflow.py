@@ -51,6 +51,17 @@ def test_an_overflowing_stream_is_reset_and_reported_and_the_others_go_on(engine
                                        rtol=1e-6, atol=1e-6)
     bank.push({k: torch.rand(1, F) for k in calm_keys})
     assert bank.last_reset == [] and bank.counts["nonfinite_resets"] == 1
+    bank.push({"loud": loud, **calm_x})  # in slot order: the rows are one slice
+    assert bank.last_reset == ["loud"] and bank.counts["nonfinite_resets"] == 2
+    assert torch.equal(bank.get_state("loud").h, initial.h)
+
+
+def test_overflows_in_chunks_of_two_lengths_are_all_reported():
+    bank = streamrnn.StreamBank(overflowing_model())
+    bank.push({"calm": torch.rand(2, F), "loud3": torch.full((3, F), 3e38),
+               "loud4": torch.full((4, F), 3e38)})  # ragged: one call per length
+    assert sorted(bank.last_reset) == ["loud3", "loud4"]
+    assert bank.counts["nonfinite_resets"] == 2
 
 
 def test_empty_chunks_give_outputs_of_the_heads_size():
