@@ -47,6 +47,8 @@ def model_config(model) -> dict:
 def config_from_v1(config: dict) -> dict:
     """A version-1 file's configuration in today's terms: it recorded the state as
     ``{num_layers, hidden_size, cell}``, i.e. parts ``h`` (and ``c``) of shape ``(H,)``."""
+    if not isinstance(config, dict) or not isinstance(config.get("state", {}), dict):
+        return config  # not a configuration: check_config refuses it
     state = dict(config.get("state", {}))
     if "parts" not in state and "hidden_size" in state:
         size = [state.pop("hidden_size")]
@@ -79,14 +81,25 @@ def bank_state_dict(bank) -> dict:
 def load_bank_state_dict(bank, state_dict: dict) -> None:
     """Replace every stream with those of ``state_dict``; refuses (``ValueError``,
     nothing changed) one that does not fit."""
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
     version = state_dict.get("version")
     if state_dict.get("format") != _FORMAT or version not in (1, _VERSION):
         raise ValueError(
             f"state_dict must be a {_FORMAT} version {_VERSION} (or 1) state, got "
             f"{state_dict.get('format')!r} version {version!r}"
         )
+    for field, kind in (("config", dict), ("keys", list), ("counts", dict), ("tensors", dict)):
+        if type(state_dict.get(field)) is not kind:
+            raise ValueError(f"state_dict[{field!r}] must be a {kind.__name__}, got "
+                             f"{type(state_dict.get(field)).__name__}")
     config = state_dict["config"]
     check_config(config_from_v1(config) if version == 1 else config, bank._config)
+    counts = state_dict["counts"]
+    for name, value in counts.items():
+        if name not in bank.counts or type(value) is not int or value < 0:
+            raise ValueError(f"state_dict['counts'] must map {sorted(bank.counts)} to "
+                             f"counts (int >= 0), got {name!r}: {value!r}")
     keys = [decode_key(k) for k in state_dict["keys"]]
     for key in keys:
         check_key(key, "a key in the state")
@@ -111,7 +124,7 @@ def load_bank_state_dict(bank, state_dict: dict) -> None:
     if n:
         bank._slots.restore(keys, np.arange(1, n + 1), n)
         bank._state.rows(0, n).copy_(state.to(device=bank._device, dtype=bank._dtype))
-    bank.counts.update(state_dict["counts"])
+    bank.counts.update(counts)
 
 def save_bank(bank, path: str | os.PathLike) -> None:
     """Write every stream's state to a safetensors file, atomically (no pickle)."""

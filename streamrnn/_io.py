@@ -58,6 +58,7 @@ from ._read import (  # the reader, re-exported: one module to import files from
     read_state_file,
     read_tensors,
 )
+from ._slots import MAX_KEY_DEPTH, show_key
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -90,10 +91,17 @@ def encode_key(key):
     return key
 
 
-def decode_key(value):
-    """Inverse of :func:`encode_key`."""
+def decode_key(value, depth: int = 0):
+    """Inverse of :func:`encode_key`; ``ValueError`` for a tag that is not ``{"t": [...]}``
+    or tags nested deeper than a key may be (the key rule itself is the caller's)."""
     if isinstance(value, dict):
-        return tuple(decode_key(v) for v in value["t"])
+        parts = value.get("t")
+        if len(value) != 1 or type(parts) is not list or depth >= MAX_KEY_DEPTH:
+            raise ValueError(
+                f"a stored key must be a str, an int or {{'t': [keys]}} nested at most "
+                f"{MAX_KEY_DEPTH} deep, got {show_key(value)}"
+            )
+        return tuple(decode_key(v, depth + 1) for v in parts)
     return value
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["MAX_KEY_DEPTH", "SlotTable", "check_key", "is_key", "key_from_json"]
+__all__ = ["MAX_KEY_DEPTH", "SlotTable", "check_key", "is_key", "key_from_json", "show_key"]
 
 #: Deepest tuple nesting a key may have ((("a", 1), 2) has depth 2).
 MAX_KEY_DEPTH = 8
@@ -36,6 +36,22 @@ def is_key(key, depth: int = 0) -> bool:
     return False
 
 
+def show_key(key) -> str:
+    """``repr(key)`` for a message: at most 80 characters, and a short stand-in where the
+    repr itself fails (a tuple nested too deep for Python's repr raises RecursionError).
+
+    Examples
+    --------
+    >>> show_key(("room", 2)), len(show_key("x" * 200))
+    ("('room', 2)", 80)
+    """
+    try:
+        shown = repr(key)
+    except RecursionError:
+        shown = f"<{type(key).__name__} nested too deep to show>"
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def check_key(key, name: str = "key") -> None:
     """Raise ``ValueError`` naming ``name`` unless ``key`` is a stream key.
 
@@ -52,9 +68,7 @@ def check_key(key, name: str = "key") -> None:
 
 
 def _not_a_key(name: str, key, kind: type | None = None) -> ValueError:
-    shown = repr(key)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
+    shown = show_key(key)
     return ValueError(
         f"{name} must be a str, an int, or a tuple of them (nested at most "
         f"{MAX_KEY_DEPTH} deep), got {(kind or type(key)).__name__} {shown}"
@@ -270,7 +284,8 @@ class SlotTable:
         """The slot of a live key; ``ValueError`` if it is not one."""
         if not self.is_key(key):
             raise ValueError(
-                f"key {key!r} is not a live stream (keys are str, int, or tuples of them; "
+                f"key {show_key(key)} is not a live stream (keys are str, int, or tuples "
+                f"of them nested at most {MAX_KEY_DEPTH} deep; "
                 f"got {type(key).__name__})"
             )
         try:

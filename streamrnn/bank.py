@@ -22,7 +22,7 @@ from ._checks import (
     num_tokens,
     plain_tensor,
 )
-from ._slots import SlotTable
+from ._slots import SlotTable, show_key
 from .engines import RowStepper
 from .state import State
 from .stream import check_model
@@ -186,6 +186,7 @@ class StreamBank:
         if not chunks:
             return BankOutputs([], [])
         keys = list(chunks)
+        self._slots.validate(keys)  # keys first: the chunks' errors name them
         values = list(chunks.values())
         x = self._stack_uniform(values)
         if x is not None:
@@ -278,7 +279,7 @@ class StreamBank:
             if len(keys) != x.shape[0]:
                 raise ValueError(
                     f"keys must be {x.shape[0]} distinct keys (one per row of x), got "
-                    f"{len(keys)} keys of which {len(set(map(repr, keys)))} distinct"
+                    f"{len(keys)} keys of which {len(set(map(show_key, keys)))} distinct"
                 )
             self._slots.validate(keys)
             x = x.to(self._device)

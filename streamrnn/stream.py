@@ -197,19 +197,20 @@ class Stream:
         return y[0] if one_step else y
 
     def _run(self, x: Tensor) -> Tensor:
-        # Validated input (T, F) or ids (T,); slices of at most max_chunk steps.
+        # Validated input (T, F) or ids (T,); slices of at most max_chunk steps. A state
+        # that overflows in a slice runs on to the chunk's end, as in one pass (every
+        # step gets its output row), and is reset once, at the end.
         steps = x.shape[0]
         parts = []
+        finite = True
         for start in range(0, max(steps, 1), self.max_chunk):
-            done = self._runner.run(x[start : start + self.max_chunk])
-            y, finite = done  # (the input was validated: never None)
+            y, ok = self._runner.run(x[start : start + self.max_chunk])  # validated: not None
             parts.append(y)
-            if not finite:
-                break
-        self._commit(finite, steps)
+            finite = finite and ok
+        self._commit(finite, steps, stacklevel=4)  # warn at push's caller
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def _commit(self, finite: bool, steps: int) -> None:
+    def _commit(self, finite: bool, steps: int, stacklevel: int = 3) -> None:
         """Count the steps; reset and report a state that overflowed to NaN / inf."""
         self.steps += steps
         if finite:
@@ -220,5 +221,5 @@ class Stream:
             "the stream's state became non-finite (numeric overflow); it was reset to the "
             "initial state and counted in counts['nonfinite_resets']",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )

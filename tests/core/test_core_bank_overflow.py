@@ -1,0 +1,72 @@
+"""A bank stream whose state overflows is reset and reported on every engine and layout:
+compiled (few streams), torch (grad=True, or more than COMPILED_MAX_BATCH streams),
+uniform and ragged pushes. The other streams of the push keep their new states.
+
+Written to kill surviving mutants of ``StreamBank._step`` / ``_output_size``
+(docs/mutation.md): the torch engine's overflow path and the ragged report were untested.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import streamrnn
+from streamrnn.engines import COMPILED_MAX_BATCH
+
+F, H = 3, 4
+
+
+def overflowing_model() -> streamrnn.RNN:
+    model = streamrnn.RNN(F, H, nonlinearity="relu", seed=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()  # positive weights: a huge positive input only grows
+    return model
+
+
+@pytest.mark.parametrize("layout", ["uniform", "ragged"])
+@pytest.mark.parametrize("engine", ["compiled", "torch grad", "torch batch"])
+def test_an_overflowing_stream_is_reset_and_reported_and_the_others_go_on(engine, layout):
+    model = overflowing_model()
+    bank = streamrnn.StreamBank(model, grad=engine == "torch grad")
+    calm_keys = list(range(COMPILED_MAX_BATCH + 2 if engine == "torch batch" else 2))
+    length = 3 if layout == "uniform" else 2
+    calm_x = {k: torch.rand(length, F) for k in calm_keys}
+    loud = torch.full((3, F), 3e38)  # finite input, overflowing state
+    alone = {k: streamrnn.Stream(model) for k in calm_keys}
+    bank.push({"loud": torch.ones(1, F), **calm_x})  # every key live, "loud" first
+    with torch.no_grad():
+        for k in calm_keys:
+            alone[k].push(calm_x[k])
+    bank.push({**calm_x, "loud": loud})
+    assert bank.last_reset == ["loud"]
+    assert bank.counts["nonfinite_resets"] == 1
+    initial = model.initial_state(1)
+    assert torch.equal(bank.get_state("loud").h, initial.h)
+    with torch.no_grad():
+        for k in calm_keys:
+            alone[k].push(calm_x[k])
+            torch.testing.assert_close(bank.get_state(k).h, alone[k].state.h,
+                                       rtol=1e-6, atol=1e-6)
+    bank.push({k: torch.rand(1, F) for k in calm_keys})
+    assert bank.last_reset == [] and bank.counts["nonfinite_resets"] == 1
+    bank.push({"loud": loud, **calm_x})  # in slot order: the rows are one slice
+    assert bank.last_reset == ["loud"] and bank.counts["nonfinite_resets"] == 2
+    assert torch.equal(bank.get_state("loud").h, initial.h)
+
+
+def test_overflows_in_chunks_of_two_lengths_are_all_reported():
+    bank = streamrnn.StreamBank(overflowing_model())
+    bank.push({"calm": torch.rand(2, F), "loud3": torch.full((3, F), 3e38),
+               "loud4": torch.full((4, F), 3e38)})  # ragged: one call per length
+    assert sorted(bank.last_reset) == ["loud3", "loud4"]
+    assert bank.counts["nonfinite_resets"] == 2
+
+
+def test_empty_chunks_give_outputs_of_the_heads_size():
+    lm = streamrnn.RecurrentModel(streamrnn.LSTM(3, 8, seed=0), streamrnn.Readout(8, 5, seed=1))
+    bank = streamrnn.StreamBank(lm)
+    out = bank.push({"a": torch.zeros(0, 3), "b": torch.zeros(0, 3)})
+    assert out["a"].shape == (0, 5) and out.tensor.shape == (2, 0, 5)
+    assert bank.push_many(["a", "b"], torch.zeros(2, 0, 3)).shape == (2, 0, 5)
