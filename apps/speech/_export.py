@@ -279,7 +279,7 @@ def export_onnx(recognizer, path, *, opset: int | None = None,
     >>> export_onnx(DigitRecognizer.load(), path)
     >>> meta = read_metadata(path)
     >>> meta["state"], meta["chunk_samples"], meta["lead_frames"]
-    ({'pcm': ['B', 160], 'skip': ['B'], 'h': [1, 'B', 128], 'c': [1, 'B', 128]}, 160, 2)
+    ({'pcm': ['B', 160], 'skip': ['B'], 'h': [1, 'B', 256]}, 160, 2)
     >>> session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     >>> post, energy, *state = session.run(None, {"pcm": np.zeros((1, 480), np.float32),
     ...                                           **initial_feeds(meta, 1)})
