@@ -55,7 +55,7 @@ from streamrnn.export import OnnxModel, read_metadata, to_onnx
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_audio_e2e import _signal, silero_onnx  # noqa: E402
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"  # ../shared beside the checkout
+FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"  # beside the checkout
 
 
 def _medians(fns: list, repeats: int) -> list[float]:
