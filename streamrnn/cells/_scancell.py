@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..state import State
 from ._scan import gate_terms, gated_scan
-from .base import Cell
+from .base import Cell, uniform_, zero_state
 
 __all__ = ["ScanCell"]
 
@@ -78,12 +78,8 @@ class ScanCell(Cell):
                 layer.reset_parameters()
             return
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        with torch.no_grad():
-            for layer in self.layers:
-                bound = 1.0 / math.sqrt(layer.in_features)
-                for p in layer.parameters():
-                    draw = torch.empty(p.shape, dtype=p.dtype)
-                    p.copy_(draw.uniform_(-bound, bound, generator=gen))
+        for layer in self.layers:
+            uniform_(layer.parameters(), 1.0 / math.sqrt(layer.in_features), gen)
 
     def config(self) -> dict:
         """The flat keyword configuration; ``type(self)(**config)`` rebuilds the shape."""
@@ -105,14 +101,8 @@ class ScanCell(Cell):
         -----
         ``h``: ``(L, B, H)``.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
-        ref = self.layers[0].weight
-        return State(h=torch.zeros(
-            self.num_layers, batch_size, self.hidden_size,
-            device=ref.device if device is None else device,
-            dtype=ref.dtype if dtype is None else dtype,
-        ))
+        shape = (self.num_layers, self.hidden_size)
+        return zero_state(("h",), batch_size, shape, self.layers[0].weight, device, dtype)
 
     @property
     def state_parts(self) -> tuple[str, ...]:

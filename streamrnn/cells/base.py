@@ -159,6 +159,40 @@ class Cell(nn.Module):
                 raise ValueError(f"{name}.{part} must have dtype {want.dtype}, got {got.dtype}")
 
 
+def zero_state(
+    parts: tuple[str, ...],
+    batch_size: int,
+    shape: tuple[int, ...],
+    ref: Tensor,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> State:
+    """The zero state of ``batch_size`` streams: each of ``parts`` a zero tensor
+    ``(L, B, *shape)`` on ``ref``'s device and dtype unless ``device`` / ``dtype`` say
+    otherwise; what the cells' :meth:`Cell.initial_state` returns.
+
+    Shape
+    -----
+    every part ``(shape[0], batch_size, *shape[1:])``.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+        raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
+    device = ref.device if device is None else device
+    dtype = ref.dtype if dtype is None else dtype
+    full = (shape[0], batch_size, *shape[1:])
+    return State(**{part: torch.zeros(full, device=device, dtype=dtype) for part in parts})
+
+
+def uniform_(params, bound: float, generator: torch.Generator | None) -> None:
+    """Re-draw each of ``params`` in place from U(-bound, bound) with ``generator`` (a
+    CPU generator; ``None``: torch's global RNG), drawn on the CPU in the parameter's
+    dtype so one seed gives the same weights on every device."""
+    with torch.no_grad():
+        for p in params:
+            draw = torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator)
+            p.copy_(draw)
+
+
 def _dtype_of(module: nn.Module) -> torch.dtype:
     for p in module.parameters():
         return p.dtype

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..state import State
 from ._kernels import CELL_KERNELS, FUSED_FROM_BATCH, fused, one_step
-from .base import Cell, register
+from .base import Cell, register, uniform_, zero_state
 
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentLayer"]
 
@@ -102,11 +102,7 @@ class RecurrentLayer(Cell):
             self.rnn.reset_parameters()
             return
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        with torch.no_grad():
-            for p in self.rnn.parameters():
-                draw = torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=gen)
-                p.copy_(draw)
+        uniform_(self.rnn.parameters(), 1.0 / math.sqrt(self.hidden_size), gen)
 
     # -- configuration -------------------------------------------------------------
     def config(self) -> dict:
@@ -147,16 +143,9 @@ class RecurrentLayer(Cell):
         -----
         ``h`` (and ``c``): ``(L, B, H)``.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
-        ref = self.rnn.weight_hh_l0
-        shape = (self.num_layers, batch_size, self.hidden_size)
-        device = ref.device if device is None else device
-        dtype = ref.dtype if dtype is None else dtype
-        h = torch.zeros(shape, device=device, dtype=dtype)
-        if self.has_cell_state:
-            return State(h=h, c=torch.zeros(shape, device=device, dtype=dtype))
-        return State(h=h)
+        parts = ("h", "c") if self.has_cell_state else ("h",)
+        shape = (self.num_layers, self.hidden_size)
+        return zero_state(parts, batch_size, shape, self.rnn.weight_hh_l0, device, dtype)
 
     @property
     def state_parts(self) -> tuple[str, ...]:

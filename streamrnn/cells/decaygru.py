@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..state import State
-from .base import Cell, register
+from .base import Cell, register, uniform_, zero_state
 
 __all__ = ["DecayGRU"]
 
@@ -137,10 +137,8 @@ class DecayGRU(Cell):
         when ``seed`` is ``None``."""
         gen = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
         bound = 1.0 / math.sqrt(self.hidden_size)
+        uniform_(self.rnn.parameters(), bound, gen)
         with torch.no_grad():
-            for p in self.rnn.parameters():
-                draw = torch.empty(p.shape, dtype=p.dtype)
-                p.copy_(draw.uniform_(-bound, bound, generator=gen))
             u = torch.rand(self.decay_rate.shape, generator=gen, dtype=torch.float64)
             self.decay_rate.copy_(torch.exp(-u * math.log(1000.0)))  # 1 / tau, tau in [1, 1e3]
             self.decay_bias.zero_()
@@ -165,14 +163,8 @@ class DecayGRU(Cell):
         -----
         ``h``: ``(L, B, H)``.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
-        ref = self.decay_rate
-        return State(h=torch.zeros(
-            self.num_layers, batch_size, self.hidden_size,
-            device=ref.device if device is None else device,
-            dtype=ref.dtype if dtype is None else dtype,
-        ))
+        shape = (self.num_layers, self.hidden_size)
+        return zero_state(("h",), batch_size, shape, self.decay_rate, device, dtype)
 
     @property
     def state_parts(self) -> tuple[str, ...]:
