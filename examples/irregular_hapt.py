@@ -42,13 +42,14 @@ Run::
 from __future__ import annotations
 
 import argparse
-import gzip
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+# run as a script, this folder is on sys.path: the HAPT reader is hapt_activity's
+from hapt_activity import CHANNELS, load
 
 import streamrnn
 from streamrnn import OnlineLearner, Readout, RecurrentModel
@@ -58,32 +59,8 @@ from streamrnn.adapters.sensor.deltas import TimeDeltas
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sensors" / "hapt"
 TEST_USERS = (26, 27, 28, 29, 30)
-CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 BASE, GRID, CLASSES = 0.02, 0.08, 12  # 50 Hz samples, 12.5 Hz grid
 MODELS = ("grid GRU", "grid GRU + mask/age", "DecayGRU on Δt", "GRU on events + Δt")
-
-
-def load(data: Path) -> list[dict]:
-    """Every session: user, signals ``(T, 6)``, labels ``(T,)`` (-1: none)."""
-    raw = data / "RawData"
-    segments: dict = {}
-    for line in (raw / "labels.txt").read_text().split("\n"):
-        if line.strip():
-            exp, user, act, start, end = (int(v) for v in line.split())
-            segments.setdefault((exp, user), []).append((act, start, end))
-    sessions = []
-    for acc in sorted(raw.glob("acc_exp*_user*.txt.gz")):
-        exp, user = (int(v) for v in re.findall(r"\d+", acc.name))
-        with gzip.open(acc, "rt") as fa, gzip.open(raw / acc.name.replace("acc", "gyro"),
-                                                  "rt") as fg:
-            x = np.concatenate([np.loadtxt(fa), np.loadtxt(fg)], axis=1)
-        y = np.full(len(x), -1, dtype=np.int64)
-        for act, start, end in segments.get((exp, user), []):
-            y[start - 1:end] = act - 1  # 1-based, inclusive
-        sessions.append({"user": user, "exp": exp, "x": x, "y": y})
-    if not sessions:
-        raise SystemExit(f"no HAPT sessions under {raw} (pass --data)")
-    return sessions
 
 
 def irregular(session: dict, keep: float, seed: int) -> np.ndarray:
