@@ -13,6 +13,7 @@ import torch
 from .._checkpoint import model_config
 from .._checks import as_chunk, as_id_chunk, model_device, model_dtype, num_tokens
 from .._io import atomic_write_text
+from .._validate import check_positive_float, check_positive_int
 from ..bank import BankOutputs
 from ..stream import check_model
 from ._replay import ReplayLog
@@ -28,16 +29,8 @@ except ImportError as err:  # pragma: no cover - the extra is not installed
 
 __all__ = ["ShardedBank"]
 
-#: How a ShardedBank starts Ray when none is running (call ``ray.init`` to choose).
+#: How a ShardedBank or ShardedLearner starts Ray when none runs (``ray.init`` to choose).
 RAY_START = {"include_dashboard": False, "object_store_memory": 512 * 2**20}
-
-
-def _positive_int(name: str, value, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
 
 
 class ShardedBank:
@@ -123,13 +116,12 @@ class ShardedBank:
         timeout: float = 120.0,
     ) -> None:
         check_model(model)
-        _positive_int("num_shards", num_shards)
-        _positive_int("max_streams_per_shard", max_streams_per_shard)
-        _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
-        _positive_int("max_replay_bytes", max_replay_bytes)
-        if isinstance(cpus_per_shard, bool) or not isinstance(cpus_per_shard, int | float) \
-                or not cpus_per_shard > 0:
-            raise ValueError(f"cpus_per_shard must be a number > 0, got {cpus_per_shard!r}")
+        check_positive_int("num_shards", num_shards)
+        check_positive_int("max_streams_per_shard", max_streams_per_shard)
+        check_positive_int("checkpoint_every", checkpoint_every, none_ok=True)
+        check_positive_int("max_replay_bytes", max_replay_bytes)
+        check_positive_float("cpus_per_shard", cpus_per_shard)
+        check_positive_float("timeout", timeout)
         if model_device(model).type != "cpu":
             raise ValueError(f"model must be on the CPU, got {model_device(model)}")
         self.num_shards = num_shards

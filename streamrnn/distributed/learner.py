@@ -9,8 +9,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._validate import check_positive_float, check_positive_int
 from ..learn.learner import OnlineLearner
 from ._route import Router
+from .bank import RAY_START
 
 try:
     import ray
@@ -137,13 +139,14 @@ class ShardedLearner:
                  k1: int = 8, k2: int | None = None, clip: float | None = 1.0,
                  max_streams_per_shard: int = 100_000, cpus_per_shard: float = 1.0,
                  timeout: float = 120.0) -> None:
-        if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
-            raise ValueError(f"num_shards must be a positive int, got {num_shards!r}")
+        check_positive_int("num_shards", num_shards)
+        check_positive_float("cpus_per_shard", cpus_per_shard)
+        check_positive_float("timeout", timeout)
         # the shard learners validate the rest; this one fails here, not in the actors
         OnlineLearner(model, optimizer=optimizer, lr=lr, k1=k1, k2=k2, clip=clip,
                       max_streams=max_streams_per_shard)
         if not ray.is_initialized():
-            ray.init(include_dashboard=False, object_store_memory=512 * 2**20)
+            ray.init(**RAY_START)
         self.num_shards = num_shards
         self._router = Router(num_shards)
         self._keys: list | None = None

@@ -1,6 +1,6 @@
 """The online learner's stepper: pushes cut at window ends, and the TBPTT update (private).
 
-See :mod:`streamrnn.learn.learner` for the semantics this implements. The stepper holds
+See :mod:`streamrnn.learn` for the semantics this implements. The stepper holds
 the learner's parts it works with (the model, the :class:`~._windows.Windows` rule, the
 :class:`~._store.StreamRows`, the :class:`~._update.Updater`) and its two lanes: one
 step of one stream takes :class:`~._lane.OneStepLane`, whole k1 == k2 windows pushed

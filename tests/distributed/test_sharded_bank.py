@@ -187,3 +187,18 @@ def test_save_with_n_shards_load_with_m(bank, tmp_path):
         load_snapshot(str(tmp_path), wrong, Router(2), 100)
     with pytest.raises(ValueError, match="at most|would hold"):
         load_snapshot(str(tmp_path), model_config(MODEL), Router(1), 2)
+
+
+@pytest.mark.parametrize(("name", "value", "rule"), [
+    ("num_shards", 0, "a positive int"),
+    ("num_shards", True, "a positive int"),
+    ("max_streams_per_shard", 2.0, "a positive int"),
+    ("checkpoint_every", 0, "a positive int or None"),
+    ("max_replay_bytes", -1, "a positive int"),
+    ("cpus_per_shard", float("inf"), "a positive finite number"),
+    ("timeout", float("nan"), "a positive finite number"),
+    ("timeout", 0, "a positive finite number"),
+])
+def test_bad_configuration_is_refused_before_any_shard_starts(name, value, rule):
+    with pytest.raises(ValueError, match=f"^{name} must be {rule}, got {value!r}$"):
+        ShardedBank(MODEL, **{name: value})

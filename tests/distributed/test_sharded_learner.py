@@ -44,3 +44,15 @@ def test_sharded_learner_equals_one_learner(optimizer, lr, clip):
             sharded.push_many(keys[::-1], x, t)
     finally:
         sharded.close()
+
+
+@pytest.mark.parametrize(("name", "value", "rule"), [
+    ("num_shards", 0, "a positive int"),
+    ("cpus_per_shard", -1.0, "a positive finite number"),
+    ("timeout", float("inf"), "a positive finite number"),
+    ("k1", 0, "a positive int"),
+])
+def test_bad_configuration_is_refused_before_any_shard_starts(name, value, rule):
+    model = RecurrentModel(GRU(2, 4, seed=0), Readout(4, 1, seed=1))
+    with pytest.raises(ValueError, match=f"^{name} must be {rule}, got {value!r}$"):
+        ShardedLearner(model, **{name: value})
