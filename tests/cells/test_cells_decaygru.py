@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tbptt import RecordingSGD, check_learner_against_reference, series
+from _tbptt import RecordingSGD, check_learner_against_reference, series, stacked
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,7 +163,8 @@ def test_k1_below_k2_gradients_equal_brute_force(k1, k2, layers, batch):
     learner = OnlineLearner(model, optimizer=RecordingSGD, lr=0.05, k1=k1, k2=k2, clip=None)
     zeros = [torch.zeros(batch, H, dtype=torch.float64) for _ in range(layers)]
     check_learner_against_reference(
-        learner, lambda w, xt, hs: decaygru_step(w, layers, xt, hs), zeros, x, y, k1, k2, 0.05)
+        learner, stacked(lambda w, xt, hs: decaygru_step(w, layers, xt, hs)), zeros, x, y,
+        k1, k2, 0.05)
 
 
 def test_bad_input_is_refused_and_changes_nothing():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _tbptt import RecordingSGD, check_learner_against_reference, series
+from _tbptt import RecordingSGD, check_learner_against_reference, series, stacked
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -143,7 +143,8 @@ def test_k1_below_k2_gradients_equal_brute_force(kind, k1, k2, layers, batch):
                             k2=k2, clip=None)
     zeros = [torch.zeros(batch, H, dtype=torch.float64) for _ in range(layers)]
     check_learner_against_reference(
-        learner, lambda w, xt, hs: cell_step(kind, w, layers, xt, hs), zeros, x, y, k1, k2, 0.05)
+        learner, stacked(lambda w, xt, hs: cell_step(kind, w, layers, xt, hs)), zeros, x, y,
+        k1, k2, 0.05)
 
 
 @pytest.mark.parametrize("kind", CELLS)

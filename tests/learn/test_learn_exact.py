@@ -10,10 +10,17 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from _data import approval, shakespeare
+from _tbptt import (
+    RecordingSGD,
+    assert_same_updates,
+    check_learner_against_reference,
+    recorded_gradients,
+    reference_tbptt,
+    stacked,
+)
 from torch import nn
 
 from streamrnn.cells import GRU, LSTM
@@ -122,73 +129,20 @@ def lstm_step(w: dict, layers: int, x: torch.Tensor, h: list, c: list):
     return h2, c2
 
 
-def readout(w: dict, h_top: torch.Tensor) -> torch.Tensor:
-    return h_top @ w["head.linear.weight"].T + w["head.linear.bias"]
+def lstm(layers: int):
+    """The LSTM model (stacked layers, ``head.linear``) as a step for the shared reference;
+    its state is ``(h, c)``, per-layer lists."""
+    return stacked(lambda w, xt, s: lstm_step(w, layers, xt, *s), top=lambda s: s[0][-1])
 
 
-def reference_tbptt(w0: dict, layers: int, hidden: int, x, y, k1, k2, lr, terms_at):
-    """TBPTT(k1, k2) by brute force: live states from a plain loop; at each window end n,
-    recompute steps [n-k2, n) from the live state that entered step n-k2 (detached), take
-    the loss of the terms ``terms_at(n)`` (mean squared error over all of them), autograd
-    the gradient, SGD step. Returns the live predictions and each update's gradients."""
-    w = {k: v.clone() for k, v in w0.items()}
-    batch, steps = x.shape[:2]
-    zeros = [torch.zeros(batch, hidden, dtype=x.dtype) for _ in range(layers)]
-    live = [(zeros, zeros)]  # live[t]: the state entering step t
-    preds, grads = [], []
-    for t in range(steps):
-        with torch.no_grad():
-            h, c = lstm_step(w, layers, x[:, t], *live[t])
-            preds.append(readout(w, h[-1]))
-        live.append((h, c))
-        n = t + 1
-        if n % k1:
-            continue
-        terms = terms_at(n)
-        if not terms:
-            continue
-        params = {k: v.clone().requires_grad_(True) for k, v in w.items()}
-        start = max(0, n - k2)
-        h, c = [s.detach() for s in live[start][0]], [s.detach() for s in live[start][1]]
-        out = {}
-        for j in range(start, n):
-            h, c = lstm_step(params, layers, x[:, j], h, c)
-            out[j] = readout(params, h[-1])
-        pred = torch.stack([torch.stack([out[j][b] for j in terms]) for b in range(batch)])
-        target = torch.stack([torch.stack([y[b, j] for j in terms]) for b in range(batch)])
-        loss = ((pred - target) ** 2).mean()
-        g = torch.autograd.grad(loss, list(params.values()))
-        grads.append(dict(zip(params, g, strict=True)))
-        w = {k: (v - lr * gk).detach() for (k, v), gk in zip(w.items(), g, strict=True)}
-    return torch.stack(preds, 1), grads
-
-
-class RecordingSGD(torch.optim.SGD):
-    """SGD that keeps a copy of the gradients of every step it takes."""
-
-    def __init__(self, params, lr):
-        params = list(params)
-        super().__init__(params, lr=lr)
-        self.records = []
-
-    def step(self, closure=None):
-        self.records.append([p.grad.clone() for p in self.param_groups[0]["params"]])
-        return super().step(closure)
+def lstm_zeros(batch: int, hidden: int, layers: int) -> tuple[list, list]:
+    zeros = [torch.zeros(batch, hidden, dtype=torch.float64) for _ in range(layers)]
+    return zeros, zeros
 
 
 def model64(features: int, hidden: int, layers: int) -> RecurrentModel:
     return RecurrentModel(LSTM(features, hidden, num_layers=layers, seed=5, dtype=torch.float64),
                           Readout(hidden, 1, seed=6, dtype=torch.float64))
-
-
-def splits(steps: int, seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    cuts, pos = [], 0
-    while pos < steps:
-        size = int(rng.choice([0, 1, 2, 3, 7, 11]))
-        cuts.append(min(size, steps - pos))
-        pos += cuts[-1]
-    return cuts
 
 
 @pytest.mark.parametrize("k1,k2,layers,batch", [(3, 7, 1, 1), (4, 12, 2, 2), (5, 5, 2, 2),
@@ -200,22 +154,8 @@ def test_k1_below_k2_gradients_equal_brute_force(k1, k2, layers, batch):
     hidden, lr = 6, 0.05
     learner = OnlineLearner(model64(3, hidden, layers), optimizer=RecordingSGD, lr=lr,
                             k1=k1, k2=k2, clip=None)
-    names = [k for k, _ in learner.model.named_parameters()]
-    w0 = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
-    want_pred, want_grads = reference_tbptt(
-        w0, layers, hidden, x, y, k1, k2, lr, lambda n: list(range(n - k1, n)))
-    keys = list(range(batch))
-    got_pred, pos = [], 0
-    for size in splits(80, seed=k1 * 10 + k2):  # chunks of 0 to 11 steps, across windows
-        got_pred.append(learner.push_many(keys, x[:, pos:pos + size], y[:, pos:pos + size]))
-        pos += size
-    learner.flush()
-    got_grads = [dict(zip(names, g, strict=True)) for g in learner.optimizer.records]
-    assert len(got_grads) == len(want_grads) == 80 // k1
-    for got, want in zip(got_grads, want_grads, strict=True):
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-10)
-    torch.testing.assert_close(torch.cat(got_pred, 1), want_pred, rtol=0, atol=1e-10)
+    check_learner_against_reference(learner, lstm(layers), lstm_zeros(batch, hidden, layers),
+                                    x, y, k1, k2, lr)
 
 
 @pytest.mark.parametrize("delay", [0, 2, 5])
@@ -227,25 +167,22 @@ def test_late_targets_equal_brute_force(delay):
     x, y = series[None, :64, :3], series[None, 1:65, 6:]
     learner = OnlineLearner(model64(3, hidden, 1), optimizer=RecordingSGD, lr=lr,
                             k1=k1, k2=k2, clip=None)
-    names = [k for k, _ in learner.model.named_parameters()]
-    w0 = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
 
     def terms_at(n):  # learned by the update at n: arrived at count t + delay + 1 in (n-k1, n]
         return [t for t in range(n) if n - k1 < t + delay + 1 <= n]
 
-    want_pred, want_grads = reference_tbptt(w0, 1, hidden, x, y, k1, k2, lr, terms_at)
+    want_pred, want_grads = reference_tbptt(
+        lstm(1), dict(learner.model.named_parameters()), lstm_zeros(1, hidden, 1), x, y, k1,
+        k2, lr, terms_at)
     got_pred = []
     for t in range(64):
         got_pred.append(learner.step(x[0, t]))
         if t - delay >= 0:
             assert learner.learn(t - delay, y[0, t - delay])
     learner.flush()
-    got_grads = [dict(zip(names, g, strict=True)) for g in learner.optimizer.records]
     assert learner.counts["late_dropped"] == 0
-    assert len(got_grads) == len(want_grads) == 64 // k1 - (delay + 1 > k1)
-    for got, want in zip(got_grads, want_grads, strict=True):
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-10)
+    assert len(want_grads) == 64 // k1 - (delay + 1 > k1)
+    assert_same_updates(recorded_gradients(learner), want_grads)
     torch.testing.assert_close(torch.stack(got_pred)[None], want_pred, rtol=0, atol=1e-10)
 
 

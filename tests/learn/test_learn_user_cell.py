@@ -16,9 +16,15 @@ from the reference, which keeps whole ``State`` values.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from _tbptt import (
+    RecordingSGD,
+    assert_same_updates,
+    chunk_sizes,
+    recorded_gradients,
+    reference_tbptt,
+)
 from _user_cell import MemoryCell
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -44,59 +50,13 @@ def series(batch: int, steps: int, features: int, seed: int = 0) -> torch.Tensor
     return torch.sin(t / 3 + phase) + 0.5 * torch.sin(t / 7 + 2 * phase)
 
 
-def splits(steps: int, seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    cuts, pos = [], 0
-    while pos < steps:
-        cuts.append(min(int(rng.choice([0, 1, 2, 3, 5, 9])), steps - pos))
-        pos += cuts[-1]
-    return cuts
-
-
-class RecordingSGD(torch.optim.SGD):
-    """SGD that keeps a copy of the gradients of every step it takes."""
-
-    def __init__(self, params, lr):
-        super().__init__(list(params), lr=lr)
-        self.records = []
-
-    def step(self, closure=None):
-        self.records.append([p.grad.clone() for p in self.param_groups[0]["params"]])
-        return super().step(closure)
-
-
-def reference_tbptt(net, x, y, k1, k2, lr, terms_at):
-    """TBPTT(k1, k2) by brute force with the model's own one-step forward: live states
-    (whole ``State`` values, every part) from a plain loop; at each window end n,
-    recompute steps [n-k2, n) one by one from the live state that entered step n-k2
-    (detached) with fresh leaf weights, take the mean squared error of the terms
-    ``terms_at(n)``, autograd the gradient, SGD step by hand. Returns the predictions
-    and each update's gradients."""
-    w = {k: v.detach().clone() for k, v in net.named_parameters()}
-    live = [None]  # live[t]: the state entering step t (None: the initial state)
-    preds, grads = [], []
-    for t in range(x.shape[1]):
-        with torch.no_grad():
-            out, state = functional_call(net, w, (x[:, t:t + 1], live[t]))
-        preds.append(out[:, 0])
-        live.append(state)
-        n = t + 1
-        terms = terms_at(n) if n % k1 == 0 else []
-        if not terms:
-            continue
-        leaves = {k: v.clone().requires_grad_(True) for k, v in w.items()}
-        start = max(0, n - k2)
-        state = None if live[start] is None else live[start].detach()
-        outs = []
-        for j in range(start, n):
-            out, state = functional_call(net, leaves, (x[:, j:j + 1], state))
-            outs.append(out[:, 0])
-        pred = torch.stack([outs[j - start] for j in terms], 1)
-        loss = ((pred - y[:, terms]) ** 2).mean()
-        g = torch.autograd.grad(loss, list(leaves.values()))
-        grads.append(dict(zip(leaves, g, strict=True)))
-        w = {k: (v - lr * gk).detach() for (k, v), gk in zip(w.items(), g, strict=True)}
-    return torch.stack(preds, 1), grads
+def model_step(net):
+    """The model's own one-step forward with given weights, as a step for the shared
+    reference (whole ``State`` values, every part; ``None``: the initial state)."""
+    def step(w: dict, xt: torch.Tensor, state):
+        out, state = functional_call(net, w, (xt[:, None], state))
+        return out[:, 0], state
+    return step
 
 
 CASES = [  # k1, k2, layers, batch, horizon
@@ -124,23 +84,20 @@ def test_gradients_and_predictions_equal_brute_force(k1, k2, layers, batch, hori
         def terms_at(n):
             return list(range(n - k1, n))
     net = model(x.shape[2], layers)
-    want_pred, want_grads = reference_tbptt(net, x, y, k1, k2, lr, terms_at)
+    want_pred, want_grads = reference_tbptt(model_step(net), dict(net.named_parameters()),
+                                            None, x, y, k1, k2, lr, terms_at)
     learner = OnlineLearner(model(x.shape[2], layers), optimizer=RecordingSGD, lr=lr, k1=k1,
                             k2=k2, clip=None, horizon=1 if horizon else None)
     keys, got_pred, pos = list(range(batch)), [], 0
-    for size in splits(steps, seed=k1 * 7 + k2):
+    for size in chunk_sizes(steps, seed=k1 * 7 + k2, sizes=(0, 1, 2, 3, 5, 9)):
         chunk = x[:, pos:pos + size]
         got_pred.append(learner.push_many(keys, chunk) if horizon else
                         learner.push_many(keys, chunk, y[:, pos:pos + size]))
         pos += size
     learner.flush()
-    names = [k for k, _ in learner.model.named_parameters()]
-    got_grads = [dict(zip(names, g, strict=True)) for g in learner.optimizer.records]
+    got_grads = recorded_gradients(learner)
     assert learner.counts["late_dropped"] == 0 and learner.counts["updates"] == len(want_grads)
-    assert len(got_grads) == len(want_grads) > 0
-    for got, want in zip(got_grads, want_grads, strict=True):
-        for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-10)
+    assert_same_updates(got_grads, want_grads)
     torch.testing.assert_close(torch.cat(got_pred, 1), want_pred, rtol=0, atol=1e-10)
     assert learner.state(key=0).parts == ("h", "m")
 
