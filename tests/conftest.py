@@ -1,4 +1,4 @@
-"""Tests are grouped by property in folders; their shared helpers (``_oracle``,
+"""Tests are grouped by property in folders; their shared helpers (``_oracle``, ``_tbptt``,
 ``_twins``, ``_data``) live here, importable from every folder."""
 
 import sys
