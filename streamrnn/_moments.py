@@ -34,6 +34,12 @@ class RunningMoments:
     -----
     :meth:`update`: ``(C,)``; :meth:`extend`: ``(T, C)`` -> means and variances ``(T, C)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> m = RunningMoments(2)

@@ -24,6 +24,10 @@ class BankOutputs(Mapping):
     -----
     ``out[key]``: ``(T, O)`` or ``(O,)``; ``tensor``: ``(N, T, O)`` or ``(N, O)``.
 
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+
     Examples
     --------
     >>> import torch

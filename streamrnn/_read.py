@@ -62,7 +62,12 @@ def _verify_checksum(f: BinaryIO, raw: bytes, value: str, where: str) -> None:
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """A tensor as the header declares it: safetensors dtype name and shape."""
+    """A tensor as the header declares it: safetensors dtype name and shape.
+
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+    """
 
     dtype: str
     shape: tuple[int, ...]
@@ -77,6 +82,10 @@ class FileHeader:
     """The header of a safetensors file: metadata (str -> str) and declared tensors.
 
     ``where`` names the file in error messages (``"path '...'"``, ``"checkpoint '...'"``).
+
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
     """
 
     path: str

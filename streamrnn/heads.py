@@ -74,6 +74,13 @@ class Readout(nn.Module):
     -----
     ``(B, T, H)`` -> ``(B, T, O)``; ``(B, H)`` -> ``(B, O)``.
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     >>> import torch
@@ -169,6 +176,13 @@ class RecurrentModel(nn.Module):
     Shape
     -----
     x: ``(B, T, F)`` (or token ids ``(B, T)``) -> y: ``(B, T, O)``; state ``(L, B, H)``.
+
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
 
     Examples
     --------

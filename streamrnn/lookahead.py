@@ -48,6 +48,13 @@ class Bidirectional(nn.Module):
     -----
     x: ``(B, T, F)`` -> ``(B, T, O)`` (O = Hf + Hb without a head).
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     >>> import torch
@@ -179,6 +186,12 @@ class Lookahead:
     Shape
     -----
     push: ``(T, F)`` -> ``(T', O)`` with T' the outputs that became ready.
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
 
     Examples
     --------

@@ -116,6 +116,13 @@ class ManyToOne(nn.Module):
     -----
     x: ``(B, T, F)`` -> ``(B, O)``; state ``(L, B, H)``.
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     >>> import torch
@@ -178,6 +185,12 @@ class PooledStream:
     Shape
     -----
     push: ``(T, F)`` -> None; readout: ``(O,)``.
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
 
     Examples
     --------
@@ -265,6 +278,13 @@ class Seq2Seq(nn.Module):
     Shape
     -----
     x: ``(B, T, F)`` -> y: ``(B, T, M, O)``; state: the encoder's ``(L, B, H)``.
+
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
 
     Examples
     --------

@@ -44,6 +44,12 @@ class State:
     -----
     Every part: ``(L, B, ...)`` with L layers and B streams; ``h`` is ``(L, B, H)``.
 
+    Threads
+    -------
+    A value of tensors: reading it from several threads is safe; its in-place methods
+    (``copy_``, ``scatter_``) are not locked, so do not run them while another thread
+    reads or writes the same State.
+
     Examples
     --------
     >>> import torch

@@ -66,6 +66,12 @@ class Stream:
     push: ``(T, F)`` -> ``(T, O)``; one step ``(F,)`` -> ``(O,)``; a token model's ids
     ``(T,)`` -> ``(T, O)``, one id -> ``(O,)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import torch, streamrnn

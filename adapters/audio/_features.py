@@ -130,6 +130,12 @@ class AudioFeatures:
     offline torchaudio on a whole signal). Small ops gain nothing from threads and lose
     much when cores are contended: a live pipeline does well to ``torch.set_num_threads(1)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import numpy as np, torch

@@ -118,6 +118,10 @@ class WavSource(ChunkSource):
     -----
     each chunk ``(T,)`` float32 for mono, ``(T, C)`` otherwise, ``T <= chunk_frames``.
 
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
+
     Examples
     --------
     >>> import os, tempfile
@@ -235,6 +239,10 @@ class SoundFileSource(ChunkSource):
     Shape
     -----
     each chunk ``(T,)`` float32 for mono, ``(T, C)`` otherwise.
+
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
 
     Examples
     --------

@@ -84,6 +84,10 @@ class RawPCMSource(_RawConfig):
     -----
     each chunk ``(T,)`` float32 for mono, ``(T, C)`` otherwise.
 
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
+
     Examples
     --------
     >>> import io
@@ -146,6 +150,10 @@ class TcpSource(_RawConfig):
     Shape
     -----
     each chunk ``(T,)`` float32 for mono, ``(T, C)`` otherwise.
+
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
 
     Examples
     --------
@@ -238,6 +246,10 @@ class MicrophoneSource(ChunkSource):
     Shape
     -----
     each chunk ``(T,)`` float32 for mono, ``(T, C)`` otherwise.
+
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
 
     Examples
     --------

@@ -116,6 +116,12 @@ class SensorAdapter:
     push: records -> ``(T, F)`` with ``F = C * (1 + mask + age) + 4 * calendar``;
     column order in :attr:`feature_names`.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> from streamrnn.adapters.sensor import SensorAdapter

@@ -36,6 +36,10 @@ class Invalid:
     ``invalid_policy`` then decides (raise naming ``where``, mask or hold) and counts it
     once (``counts["invalid"]``). Sources yield it as the value, never re-parsed.
 
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+
     Examples
     --------
     >>> from streamrnn.adapters.sensor import Invalid

@@ -81,6 +81,12 @@ class TimeDeltas:
     -----
     push: times ``(T,)``, values ``(T, F)`` -> ``(T', F + 1)``, ``T' <= T``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> td = TimeDeltas(features=2, unit=1.0, max_delta=10.0)

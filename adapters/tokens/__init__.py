@@ -70,6 +70,11 @@ class ByteCodec(TokenCodec):
     errors : {"replace", "strict"}
         Policy for invalid UTF-8, in text to encode and in ids to decode.
 
+    Threads
+    -------
+    Keeps nothing between calls (built once, then only read): safe to share between
+    threads.
+
     Examples
     --------
     >>> codec = ByteCodec()
@@ -149,6 +154,11 @@ class CharCodec(TokenCodec):
         The symbol of every id: ``symbols[i]`` is what id ``i`` decodes to.
     unknown_id : int or None
         0, or ``None`` when ``unknown=None``.
+
+    Threads
+    -------
+    Keeps nothing between calls (built once, then only read): safe to share between
+    threads.
 
     Examples
     --------

@@ -54,6 +54,11 @@ class TokenCodec:
         ``forced_cuts`` (streaming only, see :class:`HFCodec`). Each streaming encoder or
         decoder keeps its own counts.
 
+    Threads
+    -------
+    Keeps nothing between calls (built once, then only read): safe to share between
+    threads.
+
     Examples
     --------
     >>> from streamrnn.adapters.tokens import ByteCodec, TokenCodec
@@ -203,6 +208,12 @@ class StreamEncoder:
     counts : dict of str to int
         What this stream replaced or mapped (keys as in :class:`TokenCodec`).
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> from streamrnn.adapters.tokens import CharCodec
@@ -283,6 +294,12 @@ class StreamDecoder:
     ----------
     counts : dict of str to int
         What this stream replaced (keys as in :class:`TokenCodec`).
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
 
     Examples
     --------

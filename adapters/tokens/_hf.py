@@ -92,6 +92,11 @@ class HFCodec(TokenCodec):
         Id of the model's ``unk_token`` if it declares one (BPE, WordPiece, WordLevel);
         its occurrences in encoded ids are counted in ``counts["unknown"]``.
 
+    Threads
+    -------
+    Keeps nothing between calls (built once, then only read): safe to share between
+    threads.
+
     Examples
     --------
     >>> from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -55,6 +55,12 @@ class ForecastBank:
     -----
     push: ``{key: y}`` (one new grid value per stream) -> ``{key: forecast}``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import numpy as np

@@ -98,6 +98,12 @@ class OnlineForecaster:
     push: values ``(T, 1 + num_inputs)``, observed ``(T, 1 + num_inputs)``, extra
     ``(T, num_extra)``, index ``(T,)`` -> forecasts ``(T,)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import numpy as np

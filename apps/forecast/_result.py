@@ -50,6 +50,10 @@ class ForecastResult:
     ``snarimax``. ``weights`` are the combination's weights for the horizon at the end.
     ``scored`` marks the forecasts every MAE is computed on (the same for all).
 
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+
     Examples
     --------
     >>> import os, tempfile

@@ -139,6 +139,12 @@ class CharLM:
     -----
     push: T tokens of text -> logits ``(T, V)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> from streamrnn.apps.lm import CharLM, build_model

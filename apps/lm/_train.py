@@ -89,6 +89,12 @@ class LMTrainer:
     -----
     training data ``(B, N)``; each push ``(B, T)`` ids with ``(B, T)`` next-id targets.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import os, tempfile, torch

@@ -149,6 +149,11 @@ async def run_server(config: ServeConfig, services: dict | None = None, *,
 class BackgroundServer:
     """A server on its own thread and event loop (for tests, notebooks and benchmarks).
 
+    Threads
+    -------
+    Start and stop it from one thread. The server runs on its own thread and event loop
+    and is reached only through its socket.
+
     Examples
     --------
     >>> import json, urllib.request

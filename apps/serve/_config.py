@@ -66,6 +66,10 @@ class ServeConfig:
         it waits for the socket (``None``: the system's, and 64 KiB); bounds the memory a
         slow reader holds.
 
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+
     Examples
     --------
     >>> ServeConfig(apps=("speech",), port=0).host

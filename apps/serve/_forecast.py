@@ -46,6 +46,12 @@ class ForecastService:
     the forecast of the value ``horizon`` rows later and the stream's running MAE next to
     the naive (last value) forecast's, scored on the same rows.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> svc = ForecastService(horizon=2, max_streams=4)

@@ -47,6 +47,12 @@ class SpeechService:
     bank : DigitBank
         Holds every stream; its ``max_streams`` bounds the service.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> svc = SpeechService(DigitBank.load(max_streams=4))

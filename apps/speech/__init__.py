@@ -133,6 +133,12 @@ class DigitRecognizer:
     push: pcm ``(samples,)`` (or bytes, ``(samples, channels)``) -> list of
     :class:`Detection`; features ``(T, F)`` -> logits ``(T, 11)`` inside.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import numpy as np

@@ -76,6 +76,10 @@ class StreamResult:
     detections : list of Detection
         The digits recognised in those frames.
 
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+
     Examples
     --------
     >>> import numpy as np
@@ -136,6 +140,12 @@ class DigitBank:
     -----
     accept: pcm ``(samples,)`` at the stream's rate (or int16 bytes) -> frames held;
     step -> ``{key: StreamResult}`` with features ``(T, F)`` and posteriors ``(T, 11)``.
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
 
     Examples
     --------

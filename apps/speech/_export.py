@@ -311,6 +311,12 @@ class OnnxDigitRecognizer:
     -----
     push: pcm ``(samples,)`` float32 at the model's rate -> list of :class:`Detection`.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import os, tempfile, soundfile

@@ -29,6 +29,10 @@ class Detection:
     latency_ms : float
         Emission time minus the end of the word as the energy endpointer saw it (>= 0).
 
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+
     Examples
     --------
     >>> d = Detection(7, 1.235, 40.0)

@@ -34,6 +34,13 @@ class Cell(nn.Module):
     -----
     x: ``(B, T, F)`` -> y: ``(B, T, O)``; every state part ``(L, B, ...)``.
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     A cell of a dozen lines: a leaky tanh unit that also keeps a running norm ``n``.

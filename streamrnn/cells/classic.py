@@ -40,6 +40,13 @@ class RecurrentLayer(Cell):
 
     Subclasses set ``_mode``; everything else (validation, the per-shape fast path,
     state handling, configuration) lives here.
+
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
     """
 
     _mode = ""
@@ -251,6 +258,13 @@ class LSTM(RecurrentLayer):
     -----
     x: ``(B, T, F)`` -> y: ``(B, T, H)``; state ``h`` and ``c``: ``(L, B, H)``.
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     >>> import torch
@@ -279,6 +293,13 @@ class GRU(RecurrentLayer):
     -----
     x: ``(B, T, F)`` -> y: ``(B, T, H)``; state ``h``: ``(L, B, H)``.
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     >>> import torch
@@ -301,6 +322,13 @@ class RNN(RecurrentLayer):
     Shape
     -----
     x: ``(B, T, F)`` -> y: ``(B, T, H)``; state ``h``: ``(L, B, H)``.
+
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
 
     Examples
     --------

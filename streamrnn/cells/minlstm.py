@@ -41,6 +41,13 @@ class MinLSTM(ScanCell):
     -----
     x: ``(B, T, F)`` -> y: ``(B, T, H)``; state ``h``: ``(L, B, H)``.
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     >>> import torch, streamrnn

@@ -86,6 +86,12 @@ class ShardedBank:
     push: ``{key: (T, F) or (F,)}`` -> ``{key: (T, O) or (O,)}``; push_many:
     ``(N, T, F)`` -> ``(N, T, O)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import torch, streamrnn

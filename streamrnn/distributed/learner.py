@@ -121,6 +121,12 @@ class ShardedLearner:
     -----
     push_many: ``(B, T, F)``, targets ``(B, T, O)`` -> ``(B, T, O)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import torch, streamrnn

@@ -55,6 +55,12 @@ class StreamRunner:
     engine : str
         The engine of the last chunk: "compiled" or "torch".
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import torch, streamrnn
@@ -159,6 +165,12 @@ class RowStepper:
         A model of the cell protocol.
     grad : bool
         Keep autograd graphs (torch engine only).
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
     """
 
     def __init__(self, model, *, grad: bool) -> None:

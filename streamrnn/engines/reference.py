@@ -32,6 +32,12 @@ class TorchEngine:
     -----
     x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``; state parts ``(L, B, ...)``.
 
+    Threads
+    -------
+    Like the module it runs: ``run`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs is not safe.
+
     Examples
     --------
     >>> import torch, streamrnn

@@ -64,7 +64,12 @@ class ValueInfo:
 
 @dataclass
 class Graph:
-    """Nodes, constants, inputs and outputs of one ONNX graph (or a subgraph)."""
+    """Nodes, constants, inputs and outputs of one ONNX graph (or a subgraph).
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked: build it from one thread.
+    """
 
     name: str
     nodes: list[Node] = field(default_factory=list)

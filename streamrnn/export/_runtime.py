@@ -121,6 +121,13 @@ class OnnxModel(Cell):
     -----
     x: ``(B, T, F)`` (or ids ``(B, T)``) -> y: ``(B, T, O)``; state parts ``(L, B, ...)``.
 
+    Threads
+    -------
+    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
+    comes out), so several threads may run it at once, each with its own state. Changing
+    the weights (training, ``load_state_dict``) while another thread runs it is not
+    safe.
+
     Examples
     --------
     >>> import os, tempfile, torch, streamrnn

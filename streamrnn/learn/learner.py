@@ -90,6 +90,13 @@ class OnlineLearner:
     ``(B, T)`` -> ``(B, T, O)``; targets ``(T, O)`` / ``(B, T, O)`` for values,
     ``(T,)`` / ``(B, T)`` for classes.
 
+    Threads
+    -------
+    Safe under concurrent calls: every public method holds the learner's lock (one
+    ``threading.RLock``), so calls from several threads run one after another, each
+    whole. A model or optimizer it shares with other objects is not guarded against
+    them.
+
     Examples
     --------
     >>> import torch

@@ -70,6 +70,12 @@ class RNNRegressor(RNNEstimator, base.Regressor):
     seed : int or None
         Seed of the weights.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> from river import datasets, evaluate, metrics
@@ -125,6 +131,12 @@ class RNNClassifier(RNNEstimator, base.Classifier):
     layer has this many logits, assigned to classes as first seen. A class beyond it is
     not learned and is counted in ``counts["ignored_classes"]``. Probabilities are a
     softmax over the classes seen so far.
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
 
     Examples
     --------
@@ -218,6 +230,12 @@ class RNNForecaster(RNNEstimator, Forecaster):
     (steps in a season, or ``None``); the defaults differ (``k1=2``, ``lr=2e-2``): a
     series gives one sample per step, so it learns from more frequent, larger updates
     (chosen on AirlinePassengers, TrumpApproval and co2; see ``benchmarks/bench_river.py``).
+
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
 
     Examples
     --------

@@ -101,6 +101,12 @@ class ExpertMix:
     predict: forecasts ``(K, N)`` (row k: expert k's forecasts of steps
     ``origin + first .. origin + first + N - 1``) -> combined ``(N,)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     Two experts forecast one step ahead; the second is always right:

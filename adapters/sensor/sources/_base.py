@@ -34,6 +34,10 @@ class Source:
         A malformed line or message raises ``ValueError`` naming it, or is skipped and
         counted in ``counts["malformed"]``.
 
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
+
     Examples
     --------
     >>> from streamrnn.adapters.sensor import Source
@@ -99,6 +103,10 @@ class RecordIterator(Source):
     that shrank and was re-read from its start) and ``too_long`` (lines over a socket
     source's ``max_line``, dropped). Use as a context manager, or call :meth:`close`, to
     release the file or socket early.
+
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
 
     Examples
     --------

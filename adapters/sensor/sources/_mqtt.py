@@ -78,6 +78,10 @@ class MQTTSource(Source):
         ``connects``, ``refused`` (connections or subscriptions the
         broker refused), ``disconnects``, ``topics_forgotten`` (see ``dedup_topics``).
 
+    Threads
+    -------
+    An iterator: iterate it from one thread at a time (not locked).
+
     Examples
     --------
     >>> from streamrnn.adapters.sensor import MQTTSource

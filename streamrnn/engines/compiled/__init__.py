@@ -67,6 +67,12 @@ class CompiledEngine:
     -----
     x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``; state parts ``(L, B, H)``.
 
+    Threads
+    -------
+    Not safe under concurrent calls, and not locked (a lock per call would cost more
+    than the call): use it from one thread at a time, or hold your own lock around each
+    call.
+
     Examples
     --------
     >>> import torch, streamrnn

@@ -75,6 +75,10 @@ class CompiledForm:
         ``weights(cell)`` -> per layer ``(weight_ih, weight_hh, bias_ih, bias_hh)``
         tensors, or ``None`` when this cell's configuration has no compiled form.
 
+    Threads
+    -------
+    Not changed after it is built: safe to read from several threads at once.
+
     Examples
     --------
     >>> import streamrnn
