@@ -143,3 +143,34 @@ def check_keys(keys, table) -> list:
         raise ValueError(f"keys must be distinct, got {len(keys)} keys of which "
                          f"{len(set(keys))} distinct")
     return list(keys)
+
+
+def live_slots(table, keys) -> np.ndarray:
+    """The slots of ``keys``, distinct live streams of ``table`` (``ValueError`` if not)."""
+    if not isinstance(keys, list | tuple):
+        raise ValueError(f"keys must be a list, got {type(keys).__name__}")
+    slots = np.array([table.slot(k) for k in keys], dtype=np.int64)
+    distinct = len(np.unique(slots))
+    if distinct != len(slots):
+        raise ValueError(f"keys must be distinct, got {len(keys)} keys of which {distinct} "
+                         "distinct")
+    return slots
+
+
+def as_step_indices(step_index, count: np.ndarray, keys) -> np.ndarray:
+    """``step_index`` as ``(N,)`` int64, each a step already pushed on its stream (of
+    ``count`` steps)."""
+    steps = np.asarray(step_index)
+    if not len(keys) and steps.size == 0:
+        return steps.astype(np.int64).reshape(0)
+    bad = ""
+    ok = steps.shape == (len(keys),) and steps.dtype.kind in "iu"
+    if ok:
+        out = (steps < 0) | (steps >= count)
+        ok = not out.any()
+        if not ok:
+            bad = f"; stream {keys[int(np.flatnonzero(out)[0])]!r} has no such step"
+    if not ok:
+        raise ValueError(f"step_index must be {len(keys)} ints, each a step already pushed "
+                         f"on its stream{bad}, got {str(step_index)[:200]}")
+    return steps.astype(np.int64)

@@ -198,6 +198,21 @@ class Stepper:
             return False
         return self.put_targets(np.array([slot]), np.array([step]), target.unsqueeze(0)) == 1
 
+    def late_targets(self, slots: np.ndarray, steps: np.ndarray, targets: Tensor) -> np.ndarray:
+        """:meth:`late_target` for the distinct streams at ``slots`` at once (their steps
+        ``steps``, targets ``(N, *target)``); returns which were taken."""
+        rows = self.rows
+        kept = steps >= self.windows.first_kept(rows.count[slots], rows.due[slots])
+        self.counts["late_dropped"] += len(steps) - int(kept.sum())
+        if not kept.all():
+            slots, steps = slots[kept], steps[kept]
+            targets = targets[torch.from_numpy(kept).to(targets.device)]
+        free = rows.tstat[slots, steps % self.windows.k2] == NONE
+        self.put_targets(slots, steps, targets)
+        taken = np.zeros(len(kept), dtype=bool)
+        taken[np.flatnonzero(kept)[free]] = True
+        return taken
+
     def put_targets(self, slots: np.ndarray, step: np.ndarray, vals: Tensor) -> int:
         """Targets of steps ``step`` of streams ``slots``; a step that has one is skipped
         and counted. Returns how many were taken."""

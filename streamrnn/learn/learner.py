@@ -15,7 +15,16 @@ import torch
 from torch import Tensor
 
 from ..state import State
-from ._checks import as_chunk_of, as_inputs, as_mask, as_targets, check_keys, check_targets
+from ._checks import (
+    as_chunk_of,
+    as_inputs,
+    as_mask,
+    as_step_indices,
+    as_targets,
+    check_keys,
+    check_targets,
+    live_slots,
+)
 from ._config import COUNTS, build, learner_config
 from ._core import Stepper
 from ._state import Checkpoint
@@ -299,6 +308,28 @@ class OnlineLearner:
             return self.stepper.late_target(slot, int(step_index), as_targets(
                 self._spec, target, (), name="target"))
 
+    def learn_many(self, keys, step_index, targets) -> np.ndarray:
+        """:meth:`learn` for N distinct streams in one call: the targets of steps
+        ``step_index[i]`` of streams ``keys[i]``. Takes exactly what N calls of
+        :meth:`learn` in key order take, with the same counts; returns ``(N,)`` bools, as
+        :meth:`learn` returns. A refused call (``ValueError``) takes none.
+
+        Shape
+        -----
+        step_index ``(N,)`` ints; targets ``(N, *target)`` (``(N,)`` when the target has
+        one value), or ``(N,)`` class ids.
+        """
+        if self.horizon is not None:
+            raise ValueError("learn() does not apply in horizon mode (targets come from inputs)")
+        with self._lock:
+            slots = live_slots(self.rows.table, keys)
+            steps = as_step_indices(step_index, self.rows.count[slots], keys)
+            if not len(slots):
+                return np.zeros(0, dtype=bool)
+            tg = as_targets(self._spec, targets, (len(keys),), name="targets")
+            return self.stepper.late_targets(slots, steps, tg)
+
+
     # -- learning ------------------------------------------------------------------
     def flush(self) -> None:
         """Perform the due updates now (otherwise they run before the next step)."""
@@ -370,7 +401,7 @@ class OnlineLearner:
             self.rows.table.release(self.rows.table.slot(key))
             self.stepper.forget_graph()
 
-    # -- checkpoints (all-or-nothing loads; see the module docstring) ---------------
+    # -- checkpoints (all-or-nothing loads; see the package docstring) --------------
     def state_dict(self) -> dict:
         """Weights, optimizer state, every stream and the counters (copies; JSON-able)."""
         with self._lock:

@@ -161,3 +161,78 @@ def test_the_loss_sees_its_terms_step_major_streams_in_slot_order(lane, mask):
         learner.flush()
     want = [10.0 * s + t for t in range(3) for s in range(3) if not mask or given[s, t]]
     assert seen == [want, want]
+
+
+# -- late targets of many streams in one call ----------------------------------------------
+def _state(learner) -> tuple:
+    """Everything learning reads and writes: weights, counts, each stream's state."""
+    return (weights(learner), dict(learner.counts),
+            {k: learner.state(key=k).h.clone() for k in learner.keys()})
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), k=st.sampled_from([(2, 2), (2, 5), (3, 7), (4, 4)]))
+def test_learn_many_equals_learn_called_key_by_key(data, k):
+    """Streams out of phase (different step counts), late, duplicate and fresh targets:
+    one learn_many call takes what learn calls key by key take, and the updates that
+    follow are bitwise the same."""
+    series = approval(60)[:, :3]
+    keys = ["a", "b", "c", "d"]
+    one, many = (OnlineLearner(model(3), k1=k[0], k2=k[1], optimizer=torch.optim.SGD,
+                               lr=0.05) for _ in range(2))
+    pos = dict.fromkeys(keys, 0)
+    for _ in range(data.draw(st.integers(3, 8), label="rounds")):
+        push = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=4,
+                                  unique=True), label="pushed")
+        size = data.draw(st.integers(0, 4), label="size")
+        x = torch.stack([series[pos[key]:pos[key] + size] for key in push])
+        for learner in (one, many):
+            learner.push_many(push, x)
+        for key in push:
+            pos[key] += size
+        live = [key for key in keys if pos[key] > 0]
+        if not live:
+            continue
+        chosen = data.draw(st.lists(st.sampled_from(live), max_size=len(live), unique=True),
+                           label="learned")
+        steps = [data.draw(st.integers(max(0, pos[key] - 8), pos[key] - 1), label="step")
+                 for key in chosen]
+        targets = torch.tensor([[0.1 * i - 0.3] for i in range(len(chosen))],
+                               dtype=torch.float64)
+        want = [one.learn(s, t, key=key) for key, s, t in zip(chosen, steps, targets,
+                                                              strict=True)]
+        got = many.learn_many(chosen, steps, targets)
+        assert got.dtype == bool and got.tolist() == want
+        assert one.counts == many.counts
+    for learner in (one, many):
+        learner.flush()
+    (w1, c1, s1), (w2, c2, s2) = _state(one), _state(many)
+    assert c1 == c2 and s1.keys() == s2.keys()
+    assert all(torch.equal(a, b) for a, b in zip(w1, w2, strict=True))
+    assert all(torch.equal(s1[key], s2[key]) for key in s1)
+
+
+def test_learn_many_refuses_bad_calls_and_takes_nothing():
+    learner = OnlineLearner(model(3), k1=4, k2=8)
+    learner.push_many(["a", "b"], approval(10)[None, :6, :3].expand(2, 6, 3).contiguous())
+    before = _state(learner)
+    bad = [
+        ((["a", "a"], [1, 2], [[0.0], [0.0]]), "keys must be distinct"),
+        ((["a", "zz"], [1, 2], [[0.0], [0.0]]), "key 'zz' is not a live stream"),
+        ((["a", "b"], [1, 6], [[0.0], [0.0]]), "stream 'b' has no such step"),
+        ((["a", "b"], [1, -1], [[0.0], [0.0]]), "stream 'b' has no such step"),
+        ((["a", "b"], [1.0, 2.0], [[0.0], [0.0]]), "step_index must be 2 ints"),
+        ((["a", "b"], [1], [[0.0], [0.0]]), "step_index must be 2 ints"),
+        ((["a", "b"], [1, 2], [[0.0], [float("nan")]]), "targets"),
+        ((["a", "b"], [1, 2], [[0.0, 1.0], [0.0, 1.0]]), r"targets must have shape \(2, 1\)"),
+        (("a", [1], [[0.0]]), "keys must be a list"),
+    ]
+    for args, message in bad:
+        with pytest.raises(ValueError, match=message):
+            learner.learn_many(*args)
+        assert learner.counts == before[1]
+    assert learner.learn_many([], [], []).tolist() == []
+    learner.flush()
+    assert learner.counts["updates"] == 0 and learner.counts["learned"] == 0
+    with pytest.raises(ValueError, match="horizon mode"):
+        OnlineLearner(model(3), k1=4, horizon=1, horizon_column=0).learn_many(["a"], [0], [[0.0]])
