@@ -6,29 +6,62 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streamrnn.utils import RunningMoments
-
 from ._model import OnlineForecaster
-from ._parts import FLOOR, MeanAbs, floored_std
+from ._parts import FLOOR
 
 __all__ = ["ForecastBank"]
 
 
-class _Track:
-    """One stream's running scales, moving averages and recent rows (as the forecaster's)."""
+_NONE = np.iinfo(np.int64).min  # an empty ring place: no grid index is this
 
-    __slots__ = ("scaler", "step_change", "change", "last_y", "ema", "recent", "index",
-                 "step")  # fmt: skip
 
-    def __init__(self) -> None:
-        self.scaler = RunningMoments(1)
-        self.step_change = MeanAbs(FLOOR)  # |y[t] - y[t - 1]|
-        self.change = MeanAbs(FLOOR)  # |y[t] - y[t - h]|: the target's scale
-        self.last_y: float | None = None
-        self.ema: np.ndarray | None = None
-        self.recent: dict = {}  # grid index -> (step, y, scale)
-        self.index = 0  # grid index of the next row
-        self.step = 0  # learner steps of this stream
+class _Rows:
+    """Every open stream's features state, one row per slot (what one
+    :class:`OnlineForecaster` keeps for its series): the running mean and variance of the
+    values, the running mean absolute 1-step and ``h``-step changes, the last value, the
+    moving averages, the grid index and learner step, and a ring of the last ``h + 1``
+    rows (grid index, step, value, scale)."""
+
+    def __init__(self, capacity: int, horizon: int, emas: int) -> None:
+        self.ring = horizon + 1  # rows k - h .. k: all a step reads (k - 1, k - h)
+        f8, i8 = np.float64, np.int64
+        self.n, self.mean, self.m2 = (np.zeros(capacity, f8) for _ in range(3))
+        self.step_n, self.step_mean = np.zeros(capacity, f8), np.zeros(capacity, f8)
+        self.change_n, self.change_mean = np.zeros(capacity, f8), np.zeros(capacity, f8)
+        self.last = np.zeros(capacity, f8)
+        self.ema = np.zeros((capacity, emas), f8)
+        self.seen = np.zeros(capacity, bool)  # a value arrived: last and ema are set
+        self.index, self.step = np.zeros(capacity, i8), np.zeros(capacity, i8)
+        self.r_index = np.full((capacity, self.ring), _NONE, i8)
+        self.r_step = np.zeros((capacity, self.ring), i8)
+        self.r_y = np.zeros((capacity, self.ring), f8)
+        self.r_s = np.zeros((capacity, self.ring), f8)
+
+    def clear(self, slot: int) -> None:
+        """A new stream at ``slot``."""
+        for name in ("n", "mean", "m2", "step_n", "step_mean", "change_n", "change_mean",
+                     "last", "ema", "seen", "index", "step", "r_step", "r_y", "r_s"):
+            getattr(self, name)[slot] = 0
+        self.r_index[slot] = _NONE
+
+    def row(self, slots: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where grid row ``k`` of each stream lives in the ring, and whether it is there."""
+        pos = k % self.ring
+        return pos, self.r_index[slots, pos] == k
+
+
+def _add(n: np.ndarray, mean: np.ndarray, slots: np.ndarray, x: np.ndarray,
+         m2: np.ndarray | None = None) -> None:
+    """Fold ``x[i]`` into the running mean (and ``m2``) of ``slots[i]``: exactly
+    :meth:`RunningMoments.add`, one value per stream."""
+    count = n[slots] + 1.0
+    n[slots] = count
+    old = mean[slots]
+    d = x - old
+    new = np.where(count == 1.0, x, old + d / count)
+    mean[slots] = new
+    if m2 is not None:
+        m2[slots] = np.where(count == 1.0, 0.0, m2[slots] + d * (x - new))
 
 
 class ForecastBank:
@@ -103,114 +136,125 @@ class ForecastBank:
         self.horizon = self.forecaster.horizon
         self.z_clip = self.forecaster.z_clip
         self._decay = self.forecaster._decay  # the moving averages' decays
-        self._tracks: dict = {}
+        self._slot_of: dict = {}  # open key -> its row
+        self._free = list(range(max_streams - 1, -1, -1))
+        self._rows = _Rows(max_streams, self.horizon, len(self._decay))
         self.counts = {"steps": 0, "targets": 0, "unmatched": 0, "resets": 0}
 
     # ------------------------------------------------------------------ streams
     def open(self, key) -> None:
         """Start stream ``key``; ``ValueError`` if it is open or the bank is full."""
-        if key in self._tracks:
+        if key in self._slot_of:
             raise ValueError(f"key {key!r} is open already")
-        if len(self._tracks) >= self.max_streams:
+        if not self._free:
             raise ValueError(f"max_streams = {self.max_streams} streams are open")
-        self._tracks[key] = _Track()
+        slot = self._slot_of[key] = self._free.pop()
+        self._rows.clear(slot)
 
     def close(self, key) -> None:
         """Forget stream ``key`` (its features and its state in the learner)."""
-        del self._tracks[key]
+        self._free.append(self._slot_of.pop(key))
         if key in self.learner.keys():
             self.learner.drop(key=key)
 
     def __contains__(self, key) -> bool:
-        return key in self._tracks
+        return key in self._slot_of
 
     def __len__(self) -> int:
-        return len(self._tracks)
+        return len(self._slot_of)
 
     def keys(self) -> list:
         """Open streams."""
-        return list(self._tracks)
+        return list(self._slot_of)
 
     # ------------------------------------------------------------------ rows
     def push(self, values: dict) -> dict:
         """One new grid value per stream: forecast ``y[t + h]`` for each (one batched
-        call), then learn from the targets they complete.
+        call), then learn from the targets they complete (one call for all streams).
 
         ``ValueError`` (nothing changed) for an unknown key or a value that is not a
         finite number.
         """
         keys = list(values)
-        ys = []
-        for key in keys:
-            if key not in self._tracks:
-                raise ValueError(f"values must be for open streams; {key!r} is not open")
-            v = values[key]
-            if isinstance(v, bool) or not isinstance(v, int | float | np.floating) or not (
-                    np.isfinite(v)):
-                raise ValueError(f"value for key {key!r} must be a finite number, got {v!r}")
-            ys.append(float(v))
         if not keys:
             return {}
-        feats = np.empty((len(keys), 1, 7))
-        scales = np.empty(len(keys))
-        for i, (key, y) in enumerate(zip(keys, ys, strict=True)):
-            scales[i] = self._features(self._tracks[key], y, feats[i, 0])
-        np.clip(feats, -self.z_clip, self.z_clip, out=feats)
+        slot_of = self._slot_of
+        for key, v in values.items():
+            if key not in slot_of:
+                raise ValueError(f"values must be for open streams; {key!r} is not open")
+            if isinstance(v, bool) or not isinstance(v, int | float | np.floating):
+                raise ValueError(f"value for key {key!r} must be a finite number, got {v!r}")
+        y = np.array(list(values.values()), dtype=np.float64)
+        if not np.isfinite(y).all():
+            key = keys[int(np.flatnonzero(~np.isfinite(y))[0])]
+            raise ValueError(f"value for key {key!r} must be a finite number, got "
+                             f"{values[key]!r}")
+        slots = np.array([slot_of[k] for k in keys], dtype=np.int64)
+        feats, scale = self._features(slots, y)
         x = torch.from_numpy(feats).to(torch.float32)
         delta = self.learner.push_many(keys, x)[:, 0, 0].double().numpy()
-        reset = set(self.learner.last_reset)
-        out = {}
-        for i, (key, y) in enumerate(zip(keys, ys, strict=True)):
-            out[key] = float(y + scales[i] * delta[i])
-            self._learn(key, self._tracks[key], y, reset)
+        self._learn(keys, slots, y, set(self.learner.last_reset))
         self.counts["steps"] += len(keys)
-        return out
+        return dict(zip(keys, (y + scale * delta).tolist(), strict=True))
 
-    def _features(self, tr: _Track, y: float, row: np.ndarray) -> float:
-        """The forecaster's features of one observed value (into ``row``); its scale."""
-        h = self.horizon
-        k = tr.index
-        tr.scaler.update(np.array([y]), np.array([True]))
-        prev = tr.recent.get(k - 1)
-        if prev is not None:
-            tr.step_change.update(abs(y - prev[1]))
-        back = tr.recent.get(k - h)
-        if back is not None:
-            tr.change.update(abs(y - back[1]))
-        mean = tr.scaler.mean[0]
-        s = tr.change.scale(mean)
-        last = y if tr.last_y is None else tr.last_y
-        row[0] = (y - mean) / floored_std(tr.scaler)[0]
-        row[1] = (y - last) / tr.step_change.scale(mean)
-        row[2] = 0.0 if back is None else (y - back[1]) / s
-        tr.ema = y + self._decay * (tr.ema - y) if tr.ema is not None else np.full(3, y)
-        row[3:6] = (y - tr.ema) / s
-        row[6] = 1.0
-        tr.recent[k] = (tr.step, y, s)
-        tr.last_y = y
-        return s
+    def _features(self, slots: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The forecaster's features of one observed value per stream, ``(N, 1, 7)``
+        (clipped), and each stream's scale ``(N,)``; records the rows."""
+        rows, h = self._rows, self.horizon
+        k = rows.index[slots]
+        _add(rows.n, rows.mean, slots, y, rows.m2)
+        pos, has_prev = rows.row(slots, k - 1)
+        if has_prev.any():
+            _add(rows.step_n, rows.step_mean, slots[has_prev],
+                 np.abs(y[has_prev] - rows.r_y[slots[has_prev], pos[has_prev]]))
+        back_pos, has_back = rows.row(slots, k - h)
+        back = rows.r_y[slots, back_pos]
+        if has_back.any():
+            _add(rows.change_n, rows.change_mean, slots[has_back],
+                 np.abs(y[has_back] - back[has_back]))
+        mean = rows.mean[slots]
+        floor = FLOOR * (np.abs(mean) + 1.0)
+        s = np.maximum(rows.change_mean[slots], floor)
+        seen = rows.seen[slots]
+        last = np.where(seen, rows.last[slots], y)
+        std = np.maximum(np.sqrt(rows.m2[slots] / rows.n[slots]), floor)
+        ema = np.where(seen[:, None], y[:, None] + self._decay * (rows.ema[slots] - y[:, None]),
+                       y[:, None])
+        feats = np.empty((len(slots), 1, 7))
+        feats[:, 0, 0] = (y - mean) / std
+        feats[:, 0, 1] = (y - last) / np.maximum(rows.step_mean[slots], floor)
+        feats[:, 0, 2] = np.where(has_back, (y - back) / s, 0.0)
+        feats[:, 0, 3:6] = (y[:, None] - ema) / s[:, None]
+        feats[:, 0, 6] = 1.0
+        np.clip(feats, -self.z_clip, self.z_clip, out=feats)
+        here = k % rows.ring
+        rows.r_index[slots, here], rows.r_step[slots, here] = k, rows.step[slots]
+        rows.r_y[slots, here], rows.r_s[slots, here] = y, s
+        rows.ema[slots], rows.last[slots], rows.seen[slots] = ema, y, True
+        return feats, s
 
-    def _learn(self, key, tr: _Track, y: float, reset: set) -> None:
-        h, k = self.horizon, tr.index
-        step = tr.step
-        tr.index += 1
-        tr.step += 1
-        if key in reset:  # the state went non-finite: step numbers restart at 0
-            self.counts["resets"] += 1
-            tr.recent.clear()
-            tr.step = 0
+    def _learn(self, keys: list, slots: np.ndarray, y: np.ndarray, reset: set) -> None:
+        """The targets the new values complete: ``y[t]`` against the row ``h`` back, as a
+        change in that row's scale (clipped), given to the learner for that row's step."""
+        rows, h = self._rows, self.horizon
+        k, step = rows.index[slots], rows.step[slots]
+        rows.index[slots] = k + 1
+        rows.step[slots] = step + 1
+        fresh = np.ones(len(keys), dtype=bool)
+        if reset:  # a state went non-finite: those streams' steps restart at 0
+            fresh = np.array([key not in reset for key in keys])
+            gone = slots[~fresh]
+            self.counts["resets"] += len(gone)
+            rows.r_index[gone] = _NONE
+            rows.step[gone] = 0
+        pos, has_base = rows.row(slots, k - h)
+        self.counts["unmatched"] += int((fresh & ~has_base & (step >= h)).sum())
+        take = np.flatnonzero(fresh & has_base)
+        if not len(take):
             return
-        base = tr.recent.get(k - h)
-        if base is None:
-            if step >= h:
-                self.counts["unmatched"] += 1
-        else:
-            z = self.z_clip
-            change = min(max((y - base[1]) / base[2], -z), z)
-            if self.learner.learn(base[0], torch.tensor([change], dtype=torch.float32),
-                                  key=key):
-                self.counts["targets"] += 1
-        keep = self.forecaster.k2 + h
-        if len(tr.recent) > 2 * keep:
-            for old in [j for j in tr.recent if j < k - keep]:
-                del tr.recent[old]
+        at, where = slots[take], pos[take]
+        z = self.z_clip
+        change = np.clip((y[take] - rows.r_y[at, where]) / rows.r_s[at, where], -z, z)
+        taken = self.learner.learn_many([keys[i] for i in take], rows.r_step[at, where],
+                                        torch.from_numpy(change).to(torch.float32))
+        self.counts["targets"] += int(taken.sum())
