@@ -15,6 +15,8 @@ Parts (``--parts``, all by default):
 - ``loss``: validation loss (nats / char) on the last 10% of tiny-shakespeare after
   ``--budget`` seconds of training each (1 thread, the same models and optimizer), with
   the windows each model got through; validation time is not counted in the budget.
+  ``--clock cpu`` counts the budget in the training thread's CPU time (what the README's
+  10-minute rows use: ``--budget 600 --clock cpu``), so a busy machine does not shorten it.
 - ``forecast``: online one-step-ahead MAE, prequential, through ``OnlineLearner``
   (hidden 32, 1 layer, TBPTT(4, 16), Adam lr 1e-2, clip 1: RNNForecaster's defaults) on
   bench_river's series (AirlinePassengers, TrumpApproval with its 6 exogenous columns,
