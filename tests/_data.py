@@ -7,6 +7,10 @@ The core's exactness and resume tests carry their own small data, so they never 
 - :func:`approval`: river's bundled TrumpApproval (1,001 daily rows; five pollsters, the
   date and FiveThirtyEight's average: 7 columns), z-scored.
 
+- :func:`demo_clips` / :func:`demo_digits`: the shipped speech demo's clip list and the
+  digits it says (from the FSDD file names ``{digit}_{speaker}_{take}.wav``: the labels,
+  never the model's output).
+
 Tests of accuracy on real data read ``../shared/data`` (:data:`DATA`) through
 :func:`require`: a missing file FAILS the test with a message that says where it was
 looked for (CI must have the data; a skip would pass without testing anything).
@@ -14,7 +18,9 @@ looked for (CI must have the data; a skip would pass without testing anything).
 
 from __future__ import annotations
 
+import json
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +72,14 @@ def approval(rows: int, dtype=torch.float64) -> torch.Tensor:
     if rows > len(whole):
         raise ValueError(f"TrumpApproval has {len(whole)} rows, asked for {rows}")
     return torch.tensor((whole[:rows] - whole.mean(0)) / whole.std(0), dtype=dtype)
+
+
+def demo_clips() -> list[dict]:
+    """The shipped speech demo's clips (FSDD file names, word bounds in seconds)."""
+    meta = resources.files("streamrnn.apps.speech").joinpath("data", "digits_demo.json")
+    return json.loads(meta.read_text())["clips"]
+
+
+def demo_digits(clips: list[dict] | None = None) -> list[int]:
+    """The digits the demo's clips (or ``clips``) say, read off their file names."""
+    return [int(c["file"].split("_")[0]) for c in (demo_clips() if clips is None else clips)]

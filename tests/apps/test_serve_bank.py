@@ -8,13 +8,12 @@ and for the demo also from its clip list (FSDD file names), never from the bank 
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soxr
+from _data import demo_digits
 
 from streamrnn.adapters.audio import WavSource
 from streamrnn.apps.speech import DigitBank, DigitRecognizer, demo_path
@@ -40,9 +39,6 @@ def _fsdd_sentence(names: list[str], pause_s: float = 0.35) -> np.ndarray:
 @pytest.fixture(scope="module")
 def signals():
     demo = WavSource(demo_path()).read()
-    meta = json.loads(
-        resources.files("streamrnn.apps.speech").joinpath("data", "digits_demo.json").read_text()
-    )
     words = ["3_jackson_5.wav", "8_nicolas_7.wav", "1_lucas_12.wav", "6_yweweler_3.wav"]
     rng = np.random.default_rng(0)
     noise = (0.01 * rng.standard_normal(12000)).astype(np.float32)
@@ -51,7 +47,7 @@ def signals():
         "demo16k": (soxr.resample(demo, 8000, 16000).astype(np.float32), 16000),
         "fsdd": (_fsdd_sentence(words), 8000),
         "noise": (noise, 8000),
-        "demo_digits": [int(c["file"].split("_")[0]) for c in meta["clips"]],
+        "demo_digits": demo_digits(),
     }
 
 

@@ -10,15 +10,14 @@ The expected digits come from the demo's clip list (FSDD file names), not from t
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _data import demo_clips, demo_digits
 
 from streamrnn.adapters.audio import WavSource, write_wav
 from streamrnn.apps.serve import BackgroundServer, ServeConfig
@@ -26,11 +25,6 @@ from streamrnn.apps.speech import demo_path
 
 SHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"  # git-ignored
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-def _demo_clips():
-    meta = resources.files("streamrnn.apps.speech").joinpath("data", "digits_demo.json")
-    return json.loads(meta.read_text())["clips"]
 
 
 def _browser(user_dir: str, audio: str | None = None):
@@ -67,12 +61,12 @@ def _wait(driver, script: str, ok, timeout: float):
 def _run_speech_page(seconds: float | None, shot: str | None) -> tuple[list[int], list[int]]:
     """The speech page with the demo's first ``seconds`` (all if None) as its microphone;
     returns (digits shown, digits expected)."""
-    clips = _demo_clips()
+    clips = demo_clips()
     x = WavSource(demo_path()).read()
     if seconds is not None:
         clips = [c for c in clips if c["end_s"] + 0.3 < seconds]
         x = x[: int(seconds * 8000)]
-    expected = [int(c["file"].split("_")[0]) for c in clips]
+    expected = demo_digits(clips)
     tmp = tempfile.mkdtemp(prefix="streamrnn-browser-")
     try:
         wav = str(Path(tmp) / "mic.wav")
@@ -107,7 +101,7 @@ def test_speech_page_shows_the_digits_spoken_into_the_microphone():
 @pytest.mark.slow
 def test_speech_page_whole_demo():
     shown, expected = _run_speech_page(None, "serve-speech.png")
-    assert shown == expected == [2, 7, 5, 0, 9]
+    assert shown == expected == demo_digits()
 
 
 def test_forecast_page_draws_and_updates():

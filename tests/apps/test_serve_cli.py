@@ -12,10 +12,10 @@ import signal
 import socket
 import subprocess
 import sys
-from importlib import resources
 
 import aiohttp
 import numpy as np
+from _data import demo_digits
 
 from streamrnn.adapters.audio import WavSource
 from streamrnn.apps.speech import demo_path
@@ -30,9 +30,7 @@ def _free_port() -> int:
 
 
 def test_the_command_serves_the_page_and_the_speech_socket():
-    clips = json.loads(resources.files("streamrnn.apps.speech").joinpath(
-        "data", "digits_demo.json").read_text())["clips"]
-    expected = [int(c["file"].split("_")[0]) for c in clips]
+    expected = demo_digits()
     pcm = np.round(WavSource(demo_path()).read() * 32767).astype("<i2").tobytes()
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-c", _MAIN, "serve", "--app", "speech",

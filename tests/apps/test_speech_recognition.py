@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soxr
 import torch
+from _data import demo_digits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,10 +36,6 @@ def recognizer():
     return DigitRecognizer.load()
 
 
-def expected_digits(clips) -> list[int]:
-    return [int(c["file"].split("_")[0]) for c in clips]
-
-
 def stream(rec: DigitRecognizer, x: np.ndarray, chunk: int, **push_kw):
     rec.reset()
     found = []
@@ -53,7 +50,7 @@ def stream(rec: DigitRecognizer, x: np.ndarray, chunk: int, **push_kw):
 def test_demo_digits_in_order_each_after_its_word(demo, recognizer):
     x, sr, clips = demo
     found = stream(recognizer, x, sr // 50)  # 20 ms chunks
-    assert [d.digit for d in found] == expected_digits(clips)
+    assert [d.digit for d in found] == demo_digits(clips)
     for d, clip in zip(found, clips, strict=True):
         # emitted after the word ended, and within half a second of it
         assert clip["word_end_s"] <= d.time_s <= clip["word_end_s"] + 0.5
@@ -135,7 +132,7 @@ def test_int16_bytes_give_the_same_digits(demo, recognizer):
     for i in range(0, len(pcm), 333):  # odd byte counts: half samples wait
         found += recognizer.push(pcm[i : i + 333])
     found += recognizer.flush()
-    assert [d.digit for d in found] == expected_digits(clips)
+    assert [d.digit for d in found] == demo_digits(clips)
 
 
 # ------------------------------------------------------------------ other sample rates
@@ -148,7 +145,7 @@ def test_16khz_copy_is_resampled_and_recognised(demo, tmp_path):
     rec = DigitRecognizer.load(input_rate=16000)
     source = WavSource(path, chunk_ms=20)
     found = stream(rec, source.read(), 320, sample_rate=16000)
-    assert [d.digit for d in found] == expected_digits(clips)
+    assert [d.digit for d in found] == demo_digits(clips)
     ref = stream(DigitRecognizer.load(), x, 160)
     assert all(abs(a.time_s - b.time_s) <= 0.03 for a, b in zip(found, ref, strict=True))
 
@@ -161,7 +158,7 @@ def test_listen_json_prints_one_valid_object_per_digit(demo, capsys):
     assert listen_main([demo_path(), "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     objs = [json.loads(line) for line in lines]
-    assert [o["digit"] for o in objs] == expected_digits(clips)
+    assert [o["digit"] for o in objs] == demo_digits(clips)
     for o in objs:
         assert set(o) == {"digit", "time_s", "latency_ms"}
         assert isinstance(o["time_s"], float) and isinstance(o["latency_ms"], float)
@@ -172,7 +169,7 @@ def test_listen_human_readable(demo, capsys):
     assert listen_main([demo_path()]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == len(clips) + 1
-    assert out[-1] == "digits: " + " ".join(map(str, expected_digits(clips)))
+    assert out[-1] == "digits: " + " ".join(map(str, demo_digits(clips)))
 
 
 def test_listen_stereo_16khz_file(demo, tmp_path, capsys):
@@ -182,7 +179,7 @@ def test_listen_stereo_16khz_file(demo, tmp_path, capsys):
     write_wav(path, np.stack([y, 0.5 * y], axis=1), 16000)
     assert listen_main([str(path), "--json"]) == 0
     digits = [json.loads(line)["digit"] for line in capsys.readouterr().out.splitlines()]
-    assert digits == expected_digits(clips)
+    assert digits == demo_digits(clips)
 
 
 # ------------------------------------------------------------------ the fast path is the reference
@@ -208,7 +205,7 @@ def test_fast_path_equals_the_reference_computation(demo):
         want = rec.model(torch.cat([silence, ref])[None])[0][0, len(silence) :].numpy()
     np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
     found = stream(rec, x, sr // 50)
-    assert [d.digit for d in found] == expected_digits(clips)
+    assert [d.digit for d in found] == demo_digits(clips)
     win_s = rec.features.win_length / rec.features.sample_rate
     for d, clip in zip(found, clips, strict=True):
         assert clip["word_end_s"] <= d.time_s <= clip["word_end_s"] + 0.5
