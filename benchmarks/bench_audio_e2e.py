@@ -14,8 +14,9 @@ in 20 ms chunks through
 - **ours, generic path**: the same front end and model through ``streamrnn.Stream``
   (which picks the compiled engine) + ``torch.softmax``, no decoder: what any recurrent
   model gets, and what the recogniser runs;
-- **ours, shipped**: ``DigitRecognizer.load()``, the shipped model (8 kHz input, 1 x 128
-  LSTM), on the same signal resampled to 8 kHz, in 20 ms chunks (for scale);
+- **ours, shipped**: ``DigitRecognizer.load()``, the shipped model (8 kHz input; its cell
+  is read from the model and printed), on the same signal resampled to 8 kHz, in 20 ms
+  chunks (for scale);
 - **silero-vad ONNX** (``silero_vad.onnx`` from the silero-vad wheel, run with
   onnxruntime as its ``OnnxWrapper`` does: 512-sample chunks with 64 samples of context,
   state ``(2, 1, 128)`` in and out, one intra- and inter-op thread).
@@ -153,7 +154,9 @@ def main() -> None:
         for f in frames:
             rec.logits(f)
 
-    shipped = DigitRecognizer.load()  # the shipped model: 8 kHz, 40 mels, 1 x 128 LSTM
+    shipped = DigitRecognizer.load()  # the shipped model (8 kHz, 40 mels)
+    cell = shipped.model.config()["cell"]
+    shipped_name = f"{cell['num_layers']}x{cell['hidden_size']} {cell['type']}"
     x8 = soxr.resample(x, SR, 8000).astype(np.float32)
     chunks8 = [x8[i : i + 160] for i in range(0, len(x8), 160)]
 
@@ -186,7 +189,7 @@ def main() -> None:
         ("  of which front end: AudioFeatures.push", front_end, len(chunks)),
         (f"  of which model: Stream ({rec._stream.engine} engine) + readout", model_only,
          len(chunks)),
-        ("ours, the shipped digit model (8 kHz, 1x128 LSTM)", ours_shipped, len(chunks8)),
+        (f"ours, the shipped digit model (8 kHz, {shipped_name})", ours_shipped, len(chunks8)),
         (f"silero-vad ONNX ({onnx_path.name}, 512-sample chunks)", silero, len(blocks)),
     ]
     print(f"signal {audio_s:g} s at {SR} Hz; ours in {CHUNK}-sample (20 ms) chunks, "
