@@ -317,7 +317,7 @@ def test_token_ids_out_of_range_in_a_file_are_refused(tmp_path):
     target.push(torch.tensor([0, 1]))
     path = tmp_path / "lm.safetensors"
     before = snapshot(target)
-    for name, bad in (("streams.xbuf", 5), ("streams.ybuf", -1)):
+    for name, bad in (("streams.xbuf", 5), ("streams.ybuf", -1), ("streams.ybuf", 5)):
         source.save(path)
         rewrite(path, _tensor(name, lambda t, bad=bad: t.fill_(bad)))
         with pytest.raises(ValueError, match=f"{name}.* must hold values in"):

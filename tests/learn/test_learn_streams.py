@@ -10,6 +10,7 @@ from enum import Enum
 
 import pytest
 import torch
+from _tbptt import RecordingSGD
 from _user_cell import MemoryCell
 from torch import nn
 
@@ -18,18 +19,6 @@ from streamrnn.heads import Readout, RecurrentModel
 from streamrnn.learn import OnlineLearner
 
 F64 = torch.float64
-
-
-class RecordingSGD(torch.optim.SGD):
-    """SGD that keeps a copy of the gradients of every step it takes."""
-
-    def __init__(self, params, lr):
-        super().__init__(list(params), lr=lr)
-        self.records = []
-
-    def step(self, closure=None):
-        self.records.append([p.grad.clone() for p in self.param_groups[0]["params"]])
-        return super().step(closure)
 
 
 CELLS = {"lstm": lambda: LSTM(2, 5, num_layers=2, seed=0, dtype=F64),
