@@ -50,6 +50,14 @@ def first_nonfinite(x: Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in bad[0])
 
 
+def shares_memory(y: Tensor, state) -> bool:
+    """Whether ``y`` lies in the memory of a part of ``state`` (one step of a bare
+    layer returns its new ``h`` as the output: kept as state, it must not be handed out).
+    """
+    ptr = y.untyped_storage().data_ptr()
+    return any(t.untyped_storage().data_ptr() == ptr for t in state.values())
+
+
 def plain_tensor(x: Tensor, name: str) -> Tensor:
     """``x`` as a plain value: a dense tensor with data, outside any autograd graph.
 

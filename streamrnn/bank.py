@@ -20,6 +20,7 @@ from ._checks import (
     model_dtype,
     num_tokens,
     plain_tensor,
+    shares_memory,
 )
 from ._outputs import BankOutputs
 from ._slots import SlotTable, show_key
@@ -288,6 +289,8 @@ class StreamBank:
         if isinstance(rows, slice):
             if rows.start == 0 and rows.stop == state.batch_size:
                 self._state = new  # every slot stepped: take the new tensors, no copy
+                if shares_memory(y, new):  # one step of a bare layer: y is the new h
+                    y = y.clone()  # (a later push writes the state in place)
             else:
                 state.rows(rows.start, rows.stop).copy_(new)
         else:
