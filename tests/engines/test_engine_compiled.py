@@ -6,6 +6,7 @@ torch engine is the one fallback without numba.
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -216,9 +217,12 @@ def test_the_cache_key_of_every_kernel_carries_a_digest_of_its_sources(tmp_path,
     import my_form
 
     before = _jit.stamp(my_form.step)
-    module.write_text("def step():\n    return 2\n")
+    module.write_text("def step():\n    return 22\n")  # another size: no stale .pyc
     _jit._file_digest.cache_clear()
-    assert _jit.stamp(my_form.step) != before
+    stale = _jit.stamp(my_form.step)  # new file, old code still running
+    assert stale != before
+    importlib.reload(my_form)  # a process that imports the edited file
+    assert _jit.stamp(my_form.step) not in (before, stale)
 
 
 # -- without numba, the torch engine runs everything --------------------------------------

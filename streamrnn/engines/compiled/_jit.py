@@ -8,19 +8,22 @@ reassociation, so sums run in the order written).
 numba keys a function's cache to the timestamp of its own file only: a kernel that calls a
 function from another file would keep running the old callee after that file changed
 (numba/numba#1833). The kernels here are therefore built by factories that take a
-*stamp* (:func:`stamp`: a digest of this package's sources and of the files that define
-the cell forms a kernel calls) as a closure variable, and numba puts closure variables
-into the cache key: any edit of a file a kernel depends on selects another cache entry.
-No digest is kept by hand.
+*stamp* (:func:`stamp`: a digest of this package's modules and of those that define the
+cell forms a kernel calls, their files and their code as imported) as a closure variable,
+and numba puts closure variables into the cache key: any edit of a file a kernel depends
+on selects another cache entry, and a process still running the code of before an edit
+does not store it under the new sources' key. No digest is kept by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 from numba import njit, types
 from numba.extending import overload, register_jitable
 
@@ -49,15 +52,59 @@ def _file_digest(path: str) -> bytes:
     return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
-def stamp(*functions) -> str:
-    """A digest of this package's sources and of the files defining ``functions``, and the
-    functions' names: kernels built around different functions get different keys even
-    where numba's pickling of their closures would not tell them apart."""
-    files = {str(p) for p in _HERE.glob("*.py")}
-    files.update(str(Path(inspect.getsourcefile(f)).resolve()) for f in functions)
+def _stable(value) -> str | None:
+    """``repr`` of a plain constant, the same in every process (set members sorted: their
+    order follows the per-process string hash); ``None`` for anything else."""
+    if isinstance(value, bool | int | float | complex | str | bytes | np.generic | type(None)):
+        return repr(value)
+    if isinstance(value, tuple | frozenset | set):
+        items = [_stable(v) for v in value]
+        if None in items:
+            return None
+        return repr(items if isinstance(value, tuple) else sorted(items))
+    if isinstance(value, dict):
+        items = [(_stable(k), _stable(v)) for k, v in value.items()]
+        return None if any(None in kv for kv in items) else repr(items)
+    return None
+
+
+def _code(code) -> bytes:
+    """The bytecode, names and constants of ``code`` and of the code nested in it."""
+    out = [code.co_code, repr((code.co_names, code.co_varnames)).encode()]
+    for c in code.co_consts:
+        out.append(_code(c) if inspect.iscode(c) else str(_stable(c)).encode())
+    return b"\0".join(out)
+
+
+def _loaded_digest(module) -> bytes:
+    """A digest of what ``module`` runs: its functions' code and its plain constants. A
+    file edited after its module was imported (a test run while the sources change) has a
+    new file digest but old code; without this part the old code would be cached under
+    the new sources' key, and every later process would load it."""
     h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(_file_digest(f))
+    for name, value in sorted(vars(module).items()):
+        value = getattr(value, "py_func", value)  # a numba dispatcher: its Python function
+        if inspect.isfunction(value) and value.__module__ == module.__name__:
+            h.update(f"{name}:".encode() + _code(value.__code__))
+        elif (text := _stable(value)) is not None:
+            h.update(f"{name}={text}".encode())
+    return h.digest()
+
+
+def stamp(*functions) -> str:
+    """A digest of this package's modules and of those defining ``functions`` (their files
+    and their code as imported), and the functions' names: kernels built around different
+    functions get different keys even where numba's pickling of their closures would not
+    tell them apart."""
+    package = __name__.rpartition(".")[0]
+    modules = {f"{package}.{p.stem}" for p in _HERE.glob("*.py") if p.stem != "__init__"}
+    modules.add(package)
+    modules.update(f.__module__ for f in functions)
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        module = importlib.import_module(name)
+        h.update(_file_digest(str(Path(module.__file__).resolve())))
+        h.update(_loaded_digest(module))
     names = ",".join(f"{f.__module__}.{f.__qualname__}" for f in functions)
     return f"{h.hexdigest()[:16]}:{names}"
 
