@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..state import State
-from ._kernels import CELL_KERNELS, FUSED_FROM_BATCH, fused, one_step
+from ._kernels import CELL_KERNELS, FUSED_FROM_BATCH, fused, one_step, packed_step, packs
 from .base import Cell, register, uniform_, zero_state
 
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentLayer"]
@@ -217,6 +217,9 @@ class RecurrentLayer(Cell):
         steps, batch = x.shape[t], x.shape[1 - t]
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
+        if steps == 1 and packs(self, batch):
+            h, state = packed_step(self, x.select(t, 0), state)
+            return h.unsqueeze(t), state
         if steps == 1 and batch < FUSED_FROM_BATCH:
             h, state = self._one_step(x.select(t, 0), state)
             return h.unsqueeze(t), state
