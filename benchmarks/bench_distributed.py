@@ -91,7 +91,7 @@ def throughput(n: int, repeats: int) -> None:
     print(f"2 shards / 1 shard: {med['1 shard'] / med['2 shards']:.2f}x; router overhead "
           f"per push (1 shard - in-process): {(med['1 shard'] - base) * 1e3:.1f} ms")
     ckpt = peers["2 shards, ckpt/100"]
-    seconds = _timed(lambda: ckpt._checkpoint_now(list(range(ckpt.num_shards))))
+    seconds = _timed(lambda: ckpt._calls.checkpoint(list(range(ckpt.num_shards))))
     size = sum(os.path.getsize(ckpt._path(s)) for s in range(ckpt.num_shards)) / 2**20
     print(f"checkpoint of 2 shards: {seconds:.2f} s for {size:.0f} MB")
     for bank in banks:

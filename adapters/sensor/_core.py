@@ -1,11 +1,12 @@
 """SensorAdapter: timestamped records -> fixed-rate, masked, normalised tensors (private).
 
 Public through :mod:`streamrnn.adapters.sensor`, whose docstring describes the rules.
+The adapter holds its parts: records wait in :class:`~._arrivals.Arrivals` until they
+are final, then the :class:`~._engine.Resampler` turns them into rows.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Mapping
 
@@ -14,8 +15,9 @@ from torch import Tensor
 
 from streamrnn.utils import check_bool, check_choice, check_number
 
+from ._arrivals import Arrivals
 from ._engine import Resampler
-from ._parse import Config, Invalid, check_channels, parse_records
+from ._parse import Config, check_channels, parse_records
 
 __all__ = ["SensorAdapter"]
 
@@ -266,10 +268,8 @@ class SensorAdapter:
         """Forget everything: timeline, buffered records, statistics and counts."""
         self.counts = dict.fromkeys(_COUNTS, 0)
         self._engine = Resampler(self._cfg, self.counts)
-        self._pending: dict = {}
-        self._heap: list = []
-        self._max_seen: float | None = None
-        self._closed: float | None = None
+        self._arrivals = Arrivals(self._engine, self.counts, lateness=self.lateness,
+                                  span=self._span, drop_invalid=self._drop_invalid)
         self.last_times = torch.zeros(0, dtype=torch.float64)
 
     def push(self, records) -> Tensor:
@@ -296,11 +296,12 @@ class SensorAdapter:
         """
         parsed = parse_records(records, self._index, self.nan_policy == "raise", self._limit,
                                self._raise_invalid)
+        arrivals = self._arrivals
         for ts, values, unknown in parsed:
-            self._accept(ts, values, unknown)
-        if self._max_seen is None:
+            arrivals.add(ts, values, unknown)
+        if arrivals.max_seen is None:
             return self._output(None)
-        return self._output(self._engine.emit(self._max_seen - self.lateness, final=False))
+        return self._output(self._engine.emit(arrivals.max_seen - self.lateness, final=False))
 
     def flush(self) -> Tensor:
         """End of data for now: emit every row up to the newest timestamp.
@@ -312,13 +313,10 @@ class SensorAdapter:
         -----
         ``(T, F)``.
         """
-        while self._heap:
-            ts = heapq.heappop(self._heap)
-            self._engine.add_final(ts, self._pending.pop(ts))
-        if self._max_seen is None:
+        newest = self._arrivals.close()
+        if newest is None:
             return self._output(None)
-        self._closed = self._max_seen
-        return self._output(self._engine.emit(self._max_seen, final=True))
+        return self._output(self._engine.emit(newest, final=True))
 
     def _output(self, block) -> Tensor:
         if block is None:
@@ -329,51 +327,6 @@ class SensorAdapter:
         self.counts["rows"] += rows.shape[0]
         return rows
 
-    def _accept(self, ts: float, values: dict, unknown: int) -> None:
-        counts = self.counts
-        counts["records"] += 1
-        counts["unknown_channel"] += unknown
-        clean = {}
-        for i, v in values.items():
-            if v is None:
-                counts["missing"] += 1
-            elif type(v) is Invalid:
-                counts["invalid"] += 1
-                if self._drop_invalid:  # masked: as if not reported
-                    continue
-                v = None
-            elif not math.isfinite(v):
-                counts["non_finite"] += 1
-                v = None
-            clean[i] = v
-        if not abs(ts) <= self._span:  # no grid there: dropped, counted
-            counts["out_of_range"] += 1
-            return
-        newest = self._max_seen
-        if (newest is not None and ts < newest - self.lateness) or (
-            self._closed is not None and ts <= self._closed
-        ):
-            counts["late"] += 1
-            return
-        if newest is not None and ts < newest:
-            counts["reordered"] += 1
-        slot = self._pending.get(ts)
-        if slot is None:
-            self._pending[ts] = clean
-            heapq.heappush(self._heap, ts)
-        else:
-            for i, v in clean.items():
-                if i in slot:
-                    counts["duplicate"] += 1
-                else:
-                    slot[i] = v
-        if newest is None or ts > newest:
-            self._max_seen = ts
-        watermark = self._max_seen - self.lateness
-        while self._heap and self._heap[0] < watermark:
-            t = heapq.heappop(self._heap)
-            self._engine.add_final(t, self._pending.pop(t))
-
     # -- checkpointing -------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to resume, as plain JSON-able values.
@@ -381,19 +334,13 @@ class SensorAdapter:
         ``load_state_dict`` of it into an adapter with the same configuration gives
         output identical to never having stopped.
         """
-        names = self.channels
         return {
             "format": _FORMAT,
             "version": _VERSION,
             "config": self._cfg.to_json(),
             "counts": dict(self.counts),
-            "max_seen": self._max_seen,
-            "closed": self._closed,
-            "pending": [
-                [ts, {names[i]: v for i, v in self._pending[ts].items()}]
-                for ts in sorted(self._pending)
-            ],
-            "engine": self._engine.state(names),
+            **self._arrivals.state(self.channels),  # max_seen, closed, pending
+            "engine": self._engine.state(self.channels),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -424,7 +371,8 @@ class SensorAdapter:
             newest, closed = state["max_seen"], state["closed"]
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"state is not a valid SensorAdapter state_dict: {err!r}") from err
-        self.counts, self._engine, self._pending = counts, engine, pending
-        self._heap = sorted(pending)
-        self._max_seen, self._closed = newest, closed
+        self.counts, self._engine = counts, engine
+        self._arrivals = Arrivals(engine, counts, lateness=self.lateness, span=self._span,
+                                  drop_invalid=self._drop_invalid, pending=pending,
+                                  max_seen=newest, closed=closed)
         self.last_times = torch.zeros(0, dtype=torch.float64)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 
 import numpy as np
 import torch
@@ -16,14 +15,14 @@ from .._io import atomic_write_text
 from .._validate import check_positive_float, check_positive_int
 from ..bank import BankOutputs
 from ..stream import check_model
+from ._calls import ShardCalls
 from ._replay import ReplayLog
 from ._route import Router
-from ._shard import NotRestored, ShardWorker
+from ._shard import ShardWorker
 from ._snapshot import load_snapshot, snapshot_manifest
 
 try:
     import ray
-    from ray.exceptions import RayActorError
 except ImportError as err:  # pragma: no cover - the extra is not installed
     raise ImportError('streamrnn.distributed needs Ray: pip install "streamrnn[ray]"') from err
 
@@ -134,7 +133,6 @@ class ShardedBank:
         self.max_streams_per_shard = max_streams_per_shard
         self.checkpoint_every = checkpoint_every
         self.timeout = float(timeout)
-        self.recoveries: list[float] = []
         self._dtype = model_dtype(model)
         self._features = model.input_size
         self._tokens = num_tokens(model)
@@ -143,7 +141,6 @@ class ShardedBank:
             else tempfile.mkdtemp(prefix="streamrnn-shards-")
         self._router = Router(num_shards)
         self._log = ReplayLog(num_shards, max_replay_bytes, checkpoint_every)
-        self._sent: list = [None] * num_shards  # per shard: the key list it last got
         if not ray.is_initialized():
             ray.init(**RAY_START)
         self._model_ref = ray.put(model)  # once; every shard (and restart) reads it
@@ -156,6 +153,8 @@ class ShardedBank:
                          path=self._path(s), threads=threads)
             for s in range(num_shards)
         ]
+        self._calls = ShardCalls(self._shards, self._log, self.timeout)
+        self.recoveries = self._calls.recoveries
         self._model = model
         try:
             ray.get([a.restore.remote(True) for a in self._shards], timeout=self.timeout)
@@ -193,7 +192,7 @@ class ShardedBank:
         ops = {s: ("push", ({k: xs[i] for k, i in zip(lists[s], positions[s].tolist(),
                                                           strict=True)},))
                for s in range(self.num_shards) if len(lists[s])}
-        results = self._call(ops)
+        results = self._calls.apply(ops)
         rows: list = [None] * len(keys)
         for s, (outs, _) in results.items():
             for i, y in zip(positions[s].tolist(), outs, strict=True):
@@ -220,7 +219,7 @@ class ShardedBank:
             if whole and self._log is not None:
                 part = part.copy()  # the caller may reuse x; the log keeps its own
             ops[s] = ("push_many", (lists[s], part))
-        results = self._call(ops)
+        results = self._calls.apply(ops)
         if whole:
             return torch.from_numpy(np.array(results[whole[0]][0]))
         first = next(iter(results.values()))[0]
@@ -270,78 +269,9 @@ class ShardedBank:
             row = int((~torch.isfinite(x)).nonzero()[0, 0])
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
 
-    # -- calling shards: sequence numbers, checkpoints, replay -----------------------
-    def _call(self, ops: dict) -> dict:
-        """Run one state-changing operation on each shard in ``ops``, concurrently."""
-        log = self._log
-        log.admit(ops, self._checkpoint_now)  # may checkpoint first; never drops
-        refs = {}
-        for s, (op, args) in ops.items():
-            seq, first = log.append(s, op, args)
-            wire = args
-            if op == "push_many" and args[0] is self._sent[s]:
-                wire = (None, args[1])  # the shard keeps the key list it last got
-            refs[s] = (seq, self._shards[s].apply.remote(seq, op, wire, first))
-        results, error = {}, None
-        for s, (seq, ref) in refs.items():
-            try:
-                result, done = ray.get(ref)
-            except (RayActorError, NotRestored):
-                result, done = self._recover(s), None
-            except Exception as err:  # the shard refused: it changed nothing
-                log.discard(s, seq)
-                error = error or err
-                continue
-            if done is not None:
-                log.checkpointed(s, done)
-            op, args = ops[s]
-            self._sent[s] = args[0] if op == "push_many" else None
-            results[s] = result
-        if error is not None:
-            raise error
-        return results
-
-    def _checkpoint_now(self, shards: list[int]) -> None:
-        done = ray.get([self._shards[s].checkpoint.remote() for s in shards])
-        for s, seq in zip(shards, done, strict=True):
-            self._log.checkpointed(s, seq)
-
-    def _recover(self, s: int):
-        """Restore shard ``s`` (restarted by Ray) from its checkpoint and replay every
-        operation after it; return the result of the last one."""
-        if self._log.every is None:
-            raise RuntimeError(f"shard {s} died and checkpoint_every is None: its streams "
-                               "are lost")
-        start = time.perf_counter()
-        self._sent[s] = None
-        while True:
-            try:
-                restored = ray.get(self._shards[s].restore.remote())
-                result = None
-                for entry in self._log.since(s, restored):
-                    result, _ = ray.get(self._shards[s].apply.remote(*entry, False))
-                self.recoveries.append(time.perf_counter() - start)
-                return result
-            except (RayActorError, NotRestored):
-                if time.perf_counter() - start > self.timeout:
-                    raise RuntimeError(f"shard {s} did not come back within "
-                                       f"{self.timeout} s") from None
-                time.sleep(0.05)
-
-    def _ask(self, method: str, *args) -> list:
-        """A read-only call to every shard (recovering a dead one first)."""
-        out = []
-        for s, shard in enumerate(self._shards):
-            try:
-                out.append(ray.get(getattr(shard, method).remote(*args)))
-            except (RayActorError, NotRestored):
-                self._recover(s)
-                out.append(ray.get(getattr(shard, method).remote(*args)))
-        return out
-
     # -- per-key operations --------------------------------------------------------
     def __len__(self) -> int:
-        return sum(i["len"] for i in self._ask("info"))
+        return sum(i["len"] for i in self._calls.ask("info"))
 
     def __contains__(self, key) -> bool:
         try:
@@ -354,30 +284,30 @@ class ShardedBank:
     def counts(self) -> dict:
         """Every shard's ``counts`` summed (``evicted``, ``nonfinite_resets``, ``steps``)."""
         total: dict = {}
-        for info in self._ask("info"):
+        for info in self._calls.ask("info"):
             for name, n in info["counts"].items():
                 total[name] = total.get(name, 0) + n
         return total
 
     def keys(self) -> list:
         """Live keys, shard by shard (least recently used first within a shard)."""
-        return [k for keys in self._ask("keys") for k in keys]
+        return [k for keys in self._calls.ask("keys") for k in keys]
 
     def offsets(self) -> dict:
         """Each live key's input offset: the steps its stream consumed since it entered."""
-        return {k: n for part in self._ask("offsets_of") for k, n in part.items()}
+        return {k: n for part in self._calls.ask("offsets_of") for k, n in part.items()}
 
     def reset(self, key) -> None:
         """Put one stream back to the initial state (``ValueError`` if not live)."""
-        self._call({self._router.shard_of(key): ("reset", (key,))})
+        self._calls.apply({self._router.shard_of(key): ("reset", (key,))})
 
     def drop(self, key) -> None:
         """Forget one stream (``ValueError`` if not live)."""
-        self._call({self._router.shard_of(key): ("drop", (key,))})
+        self._calls.apply({self._router.shard_of(key): ("drop", (key,))})
 
     def clear(self) -> None:
         """Drop every stream (counters are kept)."""
-        self._call({s: ("clear", ()) for s in range(self.num_shards)})
+        self._calls.apply({s: ("clear", ()) for s in range(self.num_shards)})
 
     def get_state(self, key):
         """A copy of one stream's state (B = 1)."""
@@ -402,9 +332,9 @@ class ShardedBank:
         a save that does not fit."""
         per_shard = load_snapshot(os.fspath(folder), self._config(), self._router,
                                   self.max_streams_per_shard)
-        self._call({s: ("load", per_shard[s]) for s in range(self.num_shards)})
+        self._calls.apply({s: ("load", per_shard[s]) for s in range(self.num_shards)})
         if self.checkpoint_every is not None:  # the loaded streams are the new base
-            self._checkpoint_now(list(range(self.num_shards)))
+            self._calls.checkpoint(list(range(self.num_shards)))
 
     def _config(self) -> dict:
         return model_config(self._model)
@@ -414,7 +344,7 @@ class ShardedBank:
         remove the temporary checkpoint folder. Ray itself keeps running."""
         for shard in self._shards:
             ray.kill(shard, no_restart=True)
-        self._shards = []
+        self._shards.clear()  # in place: the calls hold this list
         if self._own_dir:
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
 

@@ -90,6 +90,8 @@ The learner (``learner.py``) holds its parts, each in its own module:
 - ``_core``: :class:`Stepper`, pushes cut at window ends and the TBPTT update, with its
   two lanes (``_lane``: one step of one stream; ``_window``: whole k1 == k2 windows);
 - ``_update``: :class:`Updater`, loss, zero_grad, clip and optimizer step;
+- ``_inputs``: :class:`Inputs`, the arguments of each call (chunks, keys, targets,
+  masks, step indices) checked before anything changes;
 - ``_state`` and ``_load``: :class:`Checkpoint`, state_dict / save / load, validating a
   whole checkpoint into new objects before swapping them in.
 """

@@ -2,7 +2,8 @@
 
 :func:`build` checks every constructor argument (``ValueError`` naming the parameter, the
 rule and the value) and returns the validated settings with the parts made from them:
-the window rule, the input / target spec, the loss and the optimizer.
+the window rule, the input / target spec, the loss and the optimizer, the counters, the
+stream rows and the updater.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from .._checkpoint import model_config
 from .._checks import model_device, model_dtype
 from ..stream import check_model
 from ._checks import Spec
+from ._store import StreamRows
+from ._update import Updater
 from ._windows import Windows
 
 __all__ = ["COUNTS", "build", "learner_config"]
@@ -49,7 +52,9 @@ def build(model, *, loss, optimizer, lr, k1, k2, clip, horizon, horizon_column, 
     """The validated settings of an :class:`~streamrnn.learn.OnlineLearner` and the parts
     made from them: ``windows``, ``spec``, ``loss``, ``params``, ``optimizer``, ``columns``
     (the horizon target's input columns: None, a slice or an index tensor), ``out_shape``,
-    ``dtype``, ``device``, ``num_tokens``, ``target_kind``."""
+    ``dtype``, ``device``, ``num_tokens``, ``target_kind``; ``counts`` (every counter at
+    0), and the :class:`~._store.StreamRows` ``rows`` and :class:`~._update.Updater`
+    ``updater`` that share them."""
     check_model(model)
     k1 = _pos_int("k1", k1)
     k2 = _pos_int("k2", k1 if k2 is None else k2)
@@ -78,7 +83,7 @@ def build(model, *, loss, optimizer, lr, k1, k2, clip, horizon, horizon_column, 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"model {type(model).__name__} has no trainable parameters")
-    return {
+    c = {
         "windows": Windows(k1, k2), "clip": clip, "lr": lr, "horizon": horizon,
         "horizon_column": horizon_column, "horizon_path": horizon_path,
         "max_streams": max_streams, "dtype": dtype, "device": device,
@@ -89,7 +94,16 @@ def build(model, *, loss, optimizer, lr, k1, k2, clip, horizon, horizon_column, 
         "optimizer": _make_optimizer(optimizer, params, lr),
         "spec": Spec(features=model.input_size, num_tokens=num_tokens, dtype=dtype,
                      device=device, target_shape=target_shape, classes=classes),
+        "counts": dict.fromkeys(COUNTS, 0),
     }
+    c["rows"] = StreamRows(
+        model, c["windows"], max_streams=max_streams, in_shape=c["spec"].in_shape,
+        in_dtype=torch.int64 if num_tokens is not None else dtype,
+        target_shape=target_shape, target_dtype=torch.int64 if classes else dtype,
+        device=device, dtype=dtype, counts=c["counts"],
+    )
+    c["updater"] = Updater(params, c["optimizer"], c["loss"], clip, device, c["counts"])
+    return c
 
 
 def _infer_kind(loss, num_tokens) -> str:

@@ -15,21 +15,10 @@ import torch
 from torch import Tensor
 
 from ..state import State
-from ._checks import (
-    as_chunk_of,
-    as_inputs,
-    as_mask,
-    as_step_indices,
-    as_targets,
-    check_keys,
-    check_targets,
-    live_slots,
-)
-from ._config import COUNTS, build, learner_config
+from ._config import build, learner_config
 from ._core import Stepper
+from ._inputs import Inputs
 from ._state import Checkpoint
-from ._store import StreamRows
-from ._update import Updater
 
 __all__ = ["OnlineLearner"]
 
@@ -88,10 +77,9 @@ class OnlineLearner:
         Loss of the last update.
     last_reset : list
         Keys of the streams the last push reset because their state became non-finite.
-    rows, windows, updater, stepper, checkpoint
-        Its parts: streams on the slot table, the window rule, the update, the stepping
-        of pushes, the checkpoint codec (``streamrnn.learn._store``, ``._windows``,
-        ``._update``, ``._core``, ``._state``).
+    rows, windows, updater, stepper, checkpoint, inputs
+        Its parts (``streamrnn.learn._store``, ``._windows``, ``._update``, ``._core``,
+        ``._state``, ``._inputs``; the package docstring's Parts says what each does).
 
     Shape
     -----
@@ -153,18 +141,8 @@ class OnlineLearner:
                   target_kind=target_kind, max_streams=max_streams)
         self.model, self.lr, self.horizon_column = model, c["lr"], horizon_column
         self.target_kind, self.num_tokens = c["target_kind"], c["num_tokens"]
-        self.counts = dict.fromkeys(COUNTS, 0)
-        self._spec = spec = c["spec"]
-        self.windows = c["windows"]
-        self.rows = StreamRows(
-            model, self.windows, max_streams=c["max_streams"], in_shape=spec.in_shape,
-            in_dtype=torch.int64 if self.num_tokens is not None else c["dtype"],
-            target_shape=spec.target_shape,
-            target_dtype=torch.int64 if spec.classes else c["dtype"],
-            device=c["device"], dtype=c["dtype"], counts=self.counts,
-        )
-        self.updater = Updater(c["params"], c["optimizer"], c["loss"], c["clip"], c["device"],
-                               self.counts)
+        self.counts, self.windows, spec = c["counts"], c["windows"], c["spec"]
+        self.rows, self.updater = c["rows"], c["updater"]  # made with the counts
         self.stepper = Stepper(model=model, spec=spec, windows=self.windows, rows=self.rows,
                                updater=self.updater, counts=self.counts,
                                out_shape=c["out_shape"], horizon=c["horizon"],
@@ -172,6 +150,7 @@ class OnlineLearner:
         self.checkpoint = Checkpoint(model=model, rows=self.rows, updater=self.updater,
                                      stepper=self.stepper, counts=self.counts,
                                      config=self.config)
+        self.inputs = Inputs(spec=spec, rows=self.rows, horizon=c["horizon"])
         self._lock = threading.RLock()
 
     # -- configuration: each value is held once, by the part that uses it ----------
@@ -222,13 +201,8 @@ class OnlineLearner:
         ``(T, F)`` -> ``(T, O)``; one step ``(F,)`` -> ``(O,)``.
         """
         with self._lock:
-            self.rows.table.check_key(key)
-            x, one = as_chunk_of(self._spec, chunk)
-            tg = self._check_targets(targets, (x.shape[0],), one)
-            m = None if mask is None else as_mask(mask, (x.shape[0],),
-                                                  self._spec.device).unsqueeze(0)
-            y = self.stepper.push([key], x.unsqueeze(0),
-                                  None if tg is None else tg.unsqueeze(0), m)
+            x, tg, m, one = self.inputs.one(key, chunk, targets, mask)
+            y = self.stepper.push([key], x, tg, m)
             return y[0, 0] if one else y[0]
 
     def step(self, x, target=None, *, key=None) -> Tensor:
@@ -261,18 +235,10 @@ class OnlineLearner:
         with self._lock:
             stepper = self.stepper
             if targets is not None and mask is None and stepper.lane.applies():
-                y = stepper.lane.push_windows(keys, x, targets, self._check_targets)
+                y = stepper.lane.push_windows(keys, x, targets, self.inputs.targets)
                 if y is not None:  # the classic loop's pushes
                     return y
-            keys = check_keys(keys, self.rows.table)
-            xs = as_inputs(self._spec, x, len(keys))
-            lead = tuple(xs.shape[:2])
-            tg = self._check_targets(targets, lead, False)
-            m = None if mask is None else as_mask(mask, lead, self._spec.device)
-            return stepper.push(keys, xs, tg, m)
-
-    def _check_targets(self, targets, lead: tuple, one: bool = False) -> Tensor | None:
-        return check_targets(self._spec, targets, lead, one, horizon=self.horizon)
+            return stepper.push(*self.inputs.many(keys, x, targets, mask))
 
     # -- late targets --------------------------------------------------------------
     def learn(self, step_index: int, target, *, key=None) -> bool:
@@ -294,19 +260,8 @@ class OnlineLearner:
             dropped (too late, counted in ``late_dropped``; or a second target for the step,
             counted in ``duplicate_dropped``).
         """
-        if self.horizon is not None:
-            raise ValueError("learn() does not apply in horizon mode (targets come from inputs)")
         with self._lock:
-            slot = self.rows.table.slot(key)
-            count = int(self.rows.count[slot])
-            if isinstance(step_index, bool) or not isinstance(
-                    step_index, int | np.integer) or not 0 <= step_index < count:
-                raise ValueError(
-                    f"step_index must be an int step already pushed on stream {key!r}, "
-                    f"0 <= step_index < {count}, got {step_index!r}"
-                )
-            return self.stepper.late_target(slot, int(step_index), as_targets(
-                self._spec, target, (), name="target"))
+            return self.stepper.late_target(*self.inputs.late(key, step_index, target))
 
     def learn_many(self, keys, step_index, targets) -> np.ndarray:
         """:meth:`learn` for N distinct streams in one call: the targets of steps
@@ -319,16 +274,11 @@ class OnlineLearner:
         step_index ``(N,)`` ints; targets ``(N, *target)`` (``(N,)`` when the target has
         one value), or ``(N,)`` class ids.
         """
-        if self.horizon is not None:
-            raise ValueError("learn() does not apply in horizon mode (targets come from inputs)")
         with self._lock:
-            slots = live_slots(self.rows.table, keys)
-            steps = as_step_indices(step_index, self.rows.count[slots], keys)
+            slots, steps, tg = self.inputs.late_many(keys, step_index, targets)
             if not len(slots):
                 return np.zeros(0, dtype=bool)
-            tg = as_targets(self._spec, targets, (len(keys),), name="targets")
             return self.stepper.late_targets(slots, steps, tg)
-
 
     # -- learning ------------------------------------------------------------------
     def flush(self) -> None:
