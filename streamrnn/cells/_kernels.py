@@ -167,17 +167,21 @@ def _workspace(layer, x: Tensor) -> list[tuple]:
     kept = work.get(layer)
     spec = (x.shape[0], x.dtype, x.device)
     if kept is None or kept[0] != spec:
-        hid, rows = layer.hidden_size, x.shape[0]
-        views = []
-        for i in range(layer.num_layers):
-            n_in = layer.input_size if i == 0 else hid
-            xh = x.new_empty((rows, n_in + hid + 1))
-            xh[:, -1] = 1.0
-            g = x.new_empty((rows, 4 * hid))  # gates i, f, o, g
-            views.append((xh, xh[:, :n_in], xh[:, n_in:-1], g, g[:, : 3 * hid], g[:, :hid],
-                          g[:, hid : 2 * hid], g[:, 2 * hid : 3 * hid], g[:, 3 * hid :]))
+        hid = layer.hidden_size
+        with torch.inference_mode(False):  # plain tensors: written in place in any mode
+            views = [_buffers(x, layer.input_size if i == 0 else hid, hid)
+                     for i in range(layer.num_layers)]
         kept = work[layer] = (spec, views)
     return kept[1]
+
+
+def _buffers(x: Tensor, n_in: int, hid: int) -> tuple:
+    rows = x.shape[0]
+    xh = torch.empty((rows, n_in + hid + 1), dtype=x.dtype, device=x.device)
+    xh[:, -1] = 1.0
+    g = torch.empty((rows, 4 * hid), dtype=x.dtype, device=x.device)  # gates i, f, o, g
+    return (xh, xh[:, :n_in], xh[:, n_in:-1], g, g[:, : 3 * hid], g[:, :hid],
+            g[:, hid : 2 * hid], g[:, 2 * hid : 3 * hid], g[:, 3 * hid :])
 
 
 def packed_step(layer, x: Tensor, state: State) -> tuple[Tensor, State]:

@@ -103,3 +103,49 @@ def test_only_the_lstm_packs():
         assert not packs(streamrnn.RNN(F, H, seed=0), batch)
         dropout = streamrnn.LSTM(F, H, num_layers=2, dropout=0.5, seed=0).train()
         assert not packs(dropout, batch) and packs(dropout.eval(), batch)
+
+
+def test_inference_mode_and_no_grad_take_turns_on_one_layer():
+    # the kept buffers and packed weights made under one mode serve the other
+    model = streamrnn.LSTM(F, H, seed=0)
+    x = torch.randn(PACKED_FROM_BATCH, 1, F, generator=torch.Generator().manual_seed(4))
+    outs = []
+    for mode in (torch.inference_mode, torch.no_grad, torch.inference_mode, torch.no_grad):
+        with mode():
+            outs.append(model(x)[0].clone())
+    assert all(torch.equal(y, outs[0]) for y in outs)
+
+
+def test_threads_stepping_one_layer_at_once_each_get_their_own_results():
+    # forward may run in several threads at once (the Threads rule of the cells): the
+    # kept buffers are per thread
+    import sys
+    import threading
+
+    model = streamrnn.LSTM(F, H, num_layers=2, seed=0)
+    gen = torch.Generator().manual_seed(5)
+    xs = [torch.randn(12, PACKED_FROM_BATCH, 1, F, generator=gen) for _ in range(4)]
+
+    def run(x, out):
+        state = model.initial_state(PACKED_FROM_BATCH)
+        with torch.no_grad():
+            for t in range(x.shape[0]):
+                y, state = model(x[t], state)
+                out.append(y.clone())
+
+    serial = [[] for _ in xs]
+    for x, out in zip(xs, serial, strict=True):
+        run(x, out)
+    together = [[] for _ in xs]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run, args=a) for a in zip(xs, together, strict=True)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+    for a, b in zip(serial, together, strict=True):
+        assert len(a) == len(b) and all(map(torch.equal, a, b))
