@@ -17,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamrnn
+from streamrnn.cells._kernels import FUSED_FROM_BATCH
+from streamrnn.engines import COMPILED_MAX_BATCH
 
 FEATURES, HIDDEN = 3, 4
 ATOL = 1e-10
@@ -123,6 +125,32 @@ def test_interleaved_bank_equals_each_stream_alone(config, keys, seed, data):
         with torch.no_grad():
             whole, _ = model(xs[i].unsqueeze(0))
         close(torch.cat(got[i]), whole[0])
+
+
+@pytest.mark.parametrize("n_keys", [COMPILED_MAX_BATCH + 24, FUSED_FROM_BATCH + 8])
+@pytest.mark.parametrize("config", CONFIGS)
+@settings(max_examples=2, deadline=None, database=None)
+@given(seed=st.integers(0, 2**16), data=st.data())
+def test_large_pushes_equal_each_stream_alone(n_keys, config, seed, data):
+    # The pushes above hold a few streams (the compiled engine); these hold enough for
+    # torch's paths: the cell kernel, the packed LSTM step (16+ streams, one step), the
+    # fused kernel (512+ streams, or chunks of several steps); whole and partial pushes.
+    model = model_for(*config)
+    bank = streamrnn.StreamBank(model, max_streams=n_keys)
+    alone = [streamrnn.Stream(model) for _ in range(n_keys)]
+    subsets = st.one_of(st.just(list(range(n_keys))),
+                        st.lists(st.integers(0, n_keys - 1), min_size=COMPILED_MAX_BATCH + 1,
+                                 max_size=n_keys, unique=True))
+    for push in range(data.draw(st.integers(2, 4))):
+        who = data.draw(subsets)
+        steps = data.draw(st.sampled_from([1, 1, 3]))
+        x = torch.stack([sequence(seed + 7919 * push + i, steps) for i in who])
+        y = bank.push_many(who, x)
+        for row, i in enumerate(who):
+            close(y[row], alone[i].push(x[row]))
+    for i in range(n_keys):
+        if i in bank:
+            state_close(bank.get_state(i), alone[i].state)
 
 
 @settings(max_examples=30, deadline=None, database=None)
