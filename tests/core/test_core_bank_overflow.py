@@ -56,6 +56,30 @@ def test_an_overflowing_stream_is_reset_and_reported_and_the_others_go_on(engine
     assert torch.equal(bank.get_state("loud").h, initial.h)
 
 
+def test_an_overflow_in_a_slice_of_rows_not_starting_at_zero_resets_that_stream_only():
+    # torch engine, the stepped rows one slice starting at row 10: the recovery re-runs
+    # exactly those rows (an index from 0 would step other streams' states)
+    model = overflowing_model()
+    n = 3 * COMPILED_MAX_BATCH
+    bank = streamrnn.StreamBank(model, max_streams=n)
+    alone = [streamrnn.Stream(model) for _ in range(n)]
+    x = torch.rand(n, 1, F)
+    bank.push_many(list(range(n)), x)
+    for k in range(n):
+        alone[k].push(x[k])
+    sub = list(range(10, 10 + COMPILED_MAX_BATCH + 4))
+    x = torch.rand(len(sub), 3, F)
+    x[3] = 3e38  # stream 13: finite input, overflowing state
+    bank.push_many(sub, x)
+    assert bank.last_reset == [13] and bank.counts["nonfinite_resets"] == 1
+    for i, k in enumerate(sub):
+        if k != 13:
+            alone[k].push(x[i])
+    for k in range(n):
+        want = model.initial_state(1).h if k == 13 else alone[k].state.h
+        torch.testing.assert_close(bank.get_state(k).h, want, rtol=1e-6, atol=1e-6)
+
+
 def test_overflows_in_chunks_of_two_lengths_are_all_reported():
     bank = streamrnn.StreamBank(overflowing_model())
     bank.push({"calm": torch.rand(2, F), "loud3": torch.full((3, F), 3e38),

@@ -337,3 +337,16 @@ def test_repeated_window_pushes_of_some_streams_leave_the_others_targets_alone()
     learner.push(x[1, k + 1:2 * k], y[1, k + 1:2 * k], key="b")
     learner.flush()
     assert learner.counts["learned"] == 3 * k + 3 * 2 * k + k
+
+
+def test_a_fresh_learner_has_reset_no_stream_and_a_bf16_model_learns_with_a_clip():
+    # last_reset is a list before any push (documented: the keys the last push reset);
+    # a bf16 model's clip runs on its own dtype (docs/mutation.md: _core 8, _update 6-7)
+    assert OnlineLearner(model(), k1=2).last_reset == []
+    net = model(dtype=torch.bfloat16)
+    learner = OnlineLearner(net, k1=2, clip=0.5, lr=0.1)
+    before = [w.clone() for w in weights(learner)]
+    learner.push_many(["a", "b"], series(2, 4, dtype=torch.bfloat16),
+                      torch.ones(2, 4, 1, dtype=torch.bfloat16))
+    assert learner.counts["updates"] == 2 and learner.last_reset == []
+    assert any(not torch.equal(a, b) for a, b in zip(before, weights(learner), strict=True))
