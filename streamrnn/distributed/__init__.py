@@ -6,7 +6,9 @@ and shared, only states live in the shards. Each shard checkpoints its streams w
 key's input offset; the router keeps the operations since each shard's last checkpoint
 and replays them into a restarted shard, so a killed shard changes no output.
 :class:`ShardedLearner` learns online across shards, its weights kept identical by a
-synchronous gradient all-reduce per update.
+synchronous gradient all-reduce per update; every shard checkpoints its whole learner at
+the same push boundary, and a dead shard has every shard restart from there and the
+router replay, so it too changes no output.
 
 Needs the ``ray`` extra: ``pip install "streamrnn[ray]"``.
 """

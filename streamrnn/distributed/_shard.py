@@ -19,10 +19,11 @@ import warnings
 import numpy as np
 import torch
 
-from .._io import decode_key, read_state_file, remove_orphans, write_state_file
+from .._io import decode_key, read_state_file, write_state_file
 from ..bank import StreamBank
+from ._folder import ready_folder
 
-__all__ = ["NotRestored", "ShardWorker", "read_shard_file", "write_shard_file"]
+__all__ = ["NotRestored", "ShardWorker", "as_tensor", "read_shard_file", "write_shard_file"]
 
 _FORMAT = "streamrnn.ShardedBank.shard"
 _VERSION = 1
@@ -58,8 +59,9 @@ def read_shard_file(path) -> tuple[dict, list, list[int], int]:
     return {**bank, "tensors": tensors}, keys, offsets, seq
 
 
-def _tensor(x) -> torch.Tensor:
-    # Arrays from the object store are read-only views; the bank only reads its inputs.
+def as_tensor(x) -> torch.Tensor:
+    """A tensor on ``x``'s memory, without copying: arrays from the object store are
+    read-only views, and the bank and the learner only read their inputs."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(x)
@@ -109,9 +111,7 @@ class ShardWorker:
     # -- lifecycle -----------------------------------------------------------------
     def restore(self, fresh: bool = False) -> int:
         """Start from this shard's checkpoint (or empty); return its sequence number."""
-        folder = os.path.dirname(self.path) or "."
-        os.makedirs(folder, exist_ok=True)
-        remove_orphans(folder)
+        ready_folder(os.path.dirname(self.path))
         bank = StreamBank(self.model, max_streams=self.max_streams)
         offsets, seq = {}, 0
         if fresh:
@@ -151,7 +151,7 @@ class ShardWorker:
             keys = self._keys
         self._keys = keys
         bank, evicted = self.bank, self.bank.counts["evicted"]
-        y = bank.push_many(keys, _tensor(x))
+        y = bank.push_many(keys, as_tensor(x))
         steps, offsets = x.shape[1], self.offsets
         for key in keys:
             offsets[key] = offsets.get(key, 0) + steps
@@ -160,7 +160,7 @@ class ShardWorker:
 
     def _push(self, chunks: dict):
         bank, evicted = self.bank, self.bank.counts["evicted"]
-        tensors = {k: _tensor(v) for k, v in chunks.items()}
+        tensors = {k: as_tensor(v) for k, v in chunks.items()}
         out = bank.push(tensors)
         offsets, tokens = self.offsets, bank._tokens is not None
         for key, x in tensors.items():

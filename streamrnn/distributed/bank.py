@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import torch
@@ -16,6 +14,7 @@ from .._validate import check_positive_float, check_positive_int
 from ..bank import BankOutputs
 from ..stream import check_model
 from ._calls import ShardCalls
+from ._folder import open_folder, release_folder
 from ._replay import ReplayLog
 from ._route import Router
 from ._shard import ShardWorker
@@ -136,9 +135,7 @@ class ShardedBank:
         self._dtype = model_dtype(model)
         self._features = model.input_size
         self._tokens = num_tokens(model)
-        self._own_dir = checkpoint_dir is None
-        self.checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir is not None \
-            else tempfile.mkdtemp(prefix="streamrnn-shards-")
+        self.checkpoint_dir, self._own_dir = open_folder(checkpoint_dir)
         self._router = Router(num_shards)
         self._log = ReplayLog(num_shards, max_replay_bytes, checkpoint_every)
         if not ray.is_initialized():
@@ -345,8 +342,7 @@ class ShardedBank:
         for shard in self._shards:
             ray.kill(shard, no_restart=True)
         self._shards.clear()  # in place: the calls hold this list
-        if self._own_dir:
-            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        release_folder(self.checkpoint_dir, self._own_dir)
 
     def __enter__(self) -> ShardedBank:
         return self

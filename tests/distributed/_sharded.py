@@ -1,5 +1,5 @@
-"""Helpers of the distributed tests: schedules of pushes and the references a ShardedBank
-must equal."""
+"""Helpers of the distributed tests: schedules of pushes, the references a ShardedBank
+must equal, and whether a killed shard's process has ended."""
 
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ def schedule(seed: int, n: int, *, keys=KEYS, most: int | None = None, features:
             chunks[keys[i]] = torch.randn(*shape, generator=g, dtype=dtype)
         out.append(chunks)
     return out
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie: killed, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" in f.read()
+    except FileNotFoundError:
+        return True
 
 
 def steps_of(chunks: dict, into: dict) -> dict:

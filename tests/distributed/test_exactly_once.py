@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import ray
 import torch
-from _sharded import CPUS, PerShardTwin, assert_outputs, schedule, steps_of
+from _sharded import CPUS, PerShardTwin, assert_outputs, gone, schedule, steps_of
 
 import streamrnn
 from streamrnn.distributed import ShardedBank
@@ -36,14 +36,6 @@ RUNS = 20
 def bank():
     with ShardedBank(MODEL, num_shards=2, checkpoint_every=3, cpus_per_shard=CPUS) as b:
         yield b
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return "\nState:\tZ" in f.read()
-    except FileNotFoundError:
-        return True
 
 
 def _kill(bank, shard: int, pid: int, how: str) -> None:
@@ -104,7 +96,7 @@ def test_twenty_random_kills_change_nothing(bank, runs):
             steps_of(chunks, steps)
         timer and timer.join()
         deadline = time.monotonic() + 30
-        while not _gone(pid):
+        while not gone(pid):
             assert time.monotonic() < deadline, f"run {run}: shard {shard} was not killed"
             time.sleep(0.01)
         offsets = bank.offsets()  # recovers the shard if no push saw it die

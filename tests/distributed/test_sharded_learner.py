@@ -18,6 +18,7 @@ from _sharded import CPUS
 from streamrnn import OnlineLearner
 from streamrnn.cells import GRU
 from streamrnn.distributed import ShardedLearner
+from streamrnn.distributed import learner as learner_module
 from streamrnn.heads import Readout, RecurrentModel
 
 
@@ -51,8 +52,17 @@ def test_sharded_learner_equals_one_learner(optimizer, lr, clip):
     ("cpus_per_shard", -1.0, "a positive finite number"),
     ("timeout", float("inf"), "a positive finite number"),
     ("k1", 0, "a positive int"),
+    ("checkpoint_every", 0, "a positive int or None"),
+    ("checkpoint_every", 2.5, "a positive int or None"),
+    ("max_replay_bytes", -1, "a positive int"),
+    ("max_replay_bytes", None, "a positive int"),
 ])
-def test_bad_configuration_is_refused_before_any_shard_starts(name, value, rule):
+def test_bad_configuration_is_refused_before_any_shard_starts(name, value, rule, monkeypatch):
+    def no_shards(*args, **kwargs):
+        raise AssertionError("a shard was started")
+
+    monkeypatch.setattr(learner_module, "LockstepCalls", no_shards)
+    monkeypatch.setattr(learner_module.ray, "put", no_shards)
     model = RecurrentModel(GRU(2, 4, seed=0), Readout(4, 1, seed=1))
     with pytest.raises(ValueError, match=f"^{name} must be {rule}, got {value!r}$"):
         ShardedLearner(model, **{name: value})
