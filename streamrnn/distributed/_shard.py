@@ -105,8 +105,25 @@ class ShardWorker:
         self.path = path
         self.bank: StreamBank | None = None  # None until restore()
         self.seq = 0
-        self.offsets: dict = {}
+        self._offsets: dict = {}
+        self._owed = 0  # steps every key of _keys was pushed, not yet in _offsets
         self._keys: list | None = None  # the last key list of push_many
+
+    @property
+    def offsets(self) -> dict:
+        """Each key's input offset: the steps pushed to it. The pushes of one key list
+        again and again (the router's steady state) are counted once per push and added
+        per key here, when first read, instead of a Python loop over every key per push."""
+        if self._owed:
+            steps, offsets = self._owed, self._offsets
+            for key in self._keys:
+                offsets[key] = offsets.get(key, 0) + steps
+            self._owed = 0
+        return self._offsets
+
+    @offsets.setter
+    def offsets(self, value: dict) -> None:
+        self._offsets, self._owed = value, 0
 
     # -- lifecycle -----------------------------------------------------------------
     def restore(self, fresh: bool = False) -> int:
@@ -149,12 +166,12 @@ class ShardWorker:
     def _push_many(self, keys: list | None, x: np.ndarray):
         if keys is None:
             keys = self._keys
-        self._keys = keys
+        elif keys is not self._keys:
+            self.offsets  # noqa: B018 - the last key list's steps, added first
+            self._keys = keys
         bank, evicted = self.bank, self.bank.counts["evicted"]
         y = bank.push_many(keys, as_tensor(x))
-        steps, offsets = x.shape[1], self.offsets
-        for key in keys:
-            offsets[key] = offsets.get(key, 0) + steps
+        self._owed += x.shape[1]
         self._forget_evicted(evicted)
         return y.numpy(), bank.last_reset
 
