@@ -10,7 +10,6 @@ key when the offsets are read; this checks that deferral against the rule, in pr
 from __future__ import annotations
 
 import numpy as np
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
