@@ -20,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamrnn
+from streamrnn.cells._kernels import FUSED_FROM_BATCH
+from streamrnn.engines import COMPILED_MAX_BATCH
 
 FEATURES, HIDDEN = 3, 4
 FORMAT, VERSION = "streamrnn.StreamBank", "2"
@@ -214,6 +216,42 @@ def test_restore_from_file_continues_bitwise_as_if_never_stopped(
         for k in w:
             assert torch.equal(g[k], w[k]), f"stream {k!r} differs after the restore"
     assert_banks_equal(never_stopped, resumed, lru_order=evicting)
+
+
+@pytest.mark.parametrize("n_keys", [COMPILED_MAX_BATCH + 8, FUSED_FROM_BATCH + 8])
+@settings(max_examples=3, deadline=None, database=None)
+@given(kind=st.sampled_from(KINDS), layers=st.integers(1, 2), seed=st.integers(0, 2**16),
+       data=st.data())
+def test_restore_of_a_bank_stepped_by_torchs_kernels_continues_bitwise(
+        n_keys, kind, layers, seed, data):
+    # The test above holds at most five streams (the compiled engine); pushes of more run
+    # torch's kernels (the cell kernel, the packed LSTM step, the fused kernel), and after
+    # a restore the same streams may sit in other rows of the state.
+    keys = list(range(n_keys))
+    gen = torch.Generator().manual_seed(seed)
+    pushes = []
+    for _ in range(data.draw(st.integers(2, 5))):
+        who = data.draw(st.lists(st.sampled_from(keys), min_size=COMPILED_MAX_BATCH + 1,
+                                 max_size=n_keys, unique=True))
+        steps = data.draw(st.sampled_from([1, 1, 3]))
+        pushes.append((who, torch.randn(len(who), steps, FEATURES, generator=gen,
+                                        dtype=torch.float32)))
+    cut = data.draw(st.integers(1, len(pushes) - 1))
+    model = model_for(kind, layers, torch.float32, seed=seed % 7)
+    never_stopped = streamrnn.StreamBank(model, max_streams=n_keys)
+    want = [never_stopped.push_many(k, x) for k, x in pushes]
+    first = streamrnn.StreamBank(model, max_streams=n_keys)
+    for k, x in pushes[:cut]:
+        first.push_many(k, x)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ckpt.safetensors"
+        first.save(path)
+        resumed = streamrnn.StreamBank(model_for(kind, layers, torch.float32, seed=seed % 7),
+                                       max_streams=n_keys)
+        resumed.load(path)
+    for (k, x), w in zip(pushes[cut:], want[cut:], strict=True):
+        assert torch.equal(resumed.push_many(k, x), w)
+    assert_banks_equal(never_stopped, resumed, lru_order=False)
 
 
 def replay_from(bank, keys, pushes, start, seed, dtype) -> list[dict]:
