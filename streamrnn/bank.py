@@ -200,7 +200,8 @@ class StreamBank:
                 out[i] = yi[0] if one_step[i] and length == 1 else yi
         return BankOutputs(keys, out)
 
-    def push_many(self, keys: list, x: Tensor, *, _checked: bool = False) -> Tensor:
+    def push_many(self, keys: list, x: Tensor, *, _checked: bool = False,
+                  _lend: bool = False) -> Tensor:
         """Step N distinct streams with one ``(N, T, F)`` tensor: the zero-copy path.
 
         Parameters
@@ -219,10 +220,12 @@ class StreamBank:
         -----
         x: ``(N, T, F)`` or ids ``(N, T)`` -> ``(N, T, O)``.
         """
+        # _lend (private): the outputs may be the bank's memory, valid until the next call:
+        # for a caller that copies them at once (a shard), one copy of the output less.
         with self._lock:
-            return self._push_many(keys, x, _checked)
+            return self._push_many(keys, x, _checked, _lend)
 
-    def _push_many(self, keys: list, x: Tensor, _checked: bool) -> Tensor:
+    def _push_many(self, keys: list, x: Tensor, _checked: bool, lend: bool = False) -> Tensor:
         if not _checked:
             tokens = self._tokens is not None
             dims, layout = (2, "(N, T) token ids") if tokens else (
@@ -256,9 +259,9 @@ class StreamBank:
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
         slots, rows = self._rows_for(list(keys))
         self.last_reset = []
-        return self._run(slots, rows, x, keys)
+        return self._run(slots, rows, x, keys, lend)
 
-    def _run(self, slots: np.ndarray, rows: Tensor | slice, x: Tensor, keys: list) -> Tensor:
+    def _run(self, slots: np.ndarray, rows, x: Tensor, keys: list, lend=False) -> Tensor:
         """Step the streams at ``rows`` with ``x``; reset and report non-finite states."""
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self._output_size())
@@ -266,7 +269,7 @@ class StreamBank:
         if self._engines.takes(x.shape[0], x.shape[1], self._state):
             y, bad = self._engines.step(self._state, slots, x)  # in place
         else:
-            y = self._step(rows, x)
+            y = self._step(rows, x, lend)
             bad = []
             if y is None:  # a state went non-finite: keep the others, report those
                 y, bad = self._recover(rows, x)
@@ -276,7 +279,7 @@ class StreamBank:
             self.counts["nonfinite_resets"] += len(bad)
         return y
 
-    def _step(self, rows: Tensor | slice, x: Tensor) -> Tensor | None:
+    def _step(self, rows: Tensor | slice, x: Tensor, lend: bool = False) -> Tensor | None:
         """One batched call; ``None`` (and no state written) if a new state is non-finite."""
         state = self._state
         if isinstance(rows, slice):
@@ -289,8 +292,8 @@ class StreamBank:
         if isinstance(rows, slice):
             if rows.start == 0 and rows.stop == state.batch_size:
                 self._state = new  # every slot stepped: take the new tensors, no copy
-                if shares_memory(y, new):  # one step of a bare layer: y is the new h
-                    y = y.clone()  # (a later push writes the state in place)
+                if not lend and shares_memory(y, new):  # one step of a bare layer: y
+                    y = y.clone()  # is the new h, which a later push writes in place
             else:
                 state.rows(rows.start, rows.stop).copy_(new)
         else:

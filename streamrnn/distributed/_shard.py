@@ -170,7 +170,7 @@ class ShardWorker:
             self.offsets  # noqa: B018 - the last key list's steps, added first
             self._keys = keys
         bank, evicted = self.bank, self.bank.counts["evicted"]
-        y = bank.push_many(keys, as_tensor(x))
+        y = bank.push_many(keys, as_tensor(x), _lend=True)  # Ray copies the result out
         self._owed += x.shape[1]
         self._forget_evicted(evicted)
         return y.numpy(), bank.last_reset

@@ -202,3 +202,23 @@ def test_save_with_n_shards_load_with_m(bank, tmp_path):
 def test_bad_configuration_is_refused_before_any_shard_starts(name, value, rule):
     with pytest.raises(ValueError, match=f"^{name} must be {rule}, got {value!r}$"):
         ShardedBank(MODEL, **{name: value})
+
+
+def test_outputs_held_by_the_caller_are_never_rewritten_by_later_pushes():
+    # A shard lends its bank's memory as the push's result (Ray copies it out before the
+    # shard takes its next call): a full shard stepped in one call (its outputs are its
+    # new state), then pushes of some rows, which write that state in place.
+    n = 40
+    keys = list(range(n))
+    gen = torch.Generator().manual_seed(3)
+    with ShardedBank(MODEL, num_shards=1, max_streams_per_shard=n,
+                     cpus_per_shard=CPUS) as sharded:
+        one = streamrnn.StreamBank(MODEL, max_streams=n)
+        held = []
+        for who in (keys, keys, keys[:25], keys[5:30], keys):
+            x = torch.randn(len(who), 1, 3, generator=gen, dtype=torch.float64)
+            y = sharded.push_many(who, x)
+            torch.testing.assert_close(y, one.push_many(who, x), atol=1e-10, rtol=0)
+            held.append((y, y.clone()))
+        for y, copy in held:
+            assert torch.equal(y, copy)
