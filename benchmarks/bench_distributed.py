@@ -30,13 +30,13 @@ checkpoint (10 to replay), every second one in flight.
 Prints the load average before and after: on a shared 2-core machine, two shards can
 only be faster than one when the other core is free.
 
-Measured on the project's 2-core machine, quiet (load 0.2-2), after the packed LSTM step
-(six runs of ``--n 100000``; README's Ray section has them all): in-process 239-266 ms
-per push of 100k streams, 1 shard 288-312 ms (0.80-0.87x in-process, median 0.84),
-2 shards 161-176 ms (1.67-1.83x one shard); router overhead 37-60 ms per push. Loaded
-runs (load 4.7-12) gave 2 shards / 1 shard 1.11x-1.62x: two shards can only be faster
-than one when the other core is free. Checkpoint of 2 shards: 10 MB in 0.02 s, 100 MB
-in 0.17 s.
+Measured on the project's 2-core machine, quiet (load 1-2), after the packed LSTM step
+and with shards lending their result (four runs of N = 100k; README's Ray section has
+them all): in-process 242-250 ms per push of 100k streams, 1 shard 261-270 ms
+(0.90-0.93x in-process), 2 shards 155-166 ms (1.59-1.74x one shard, median 1.67);
+router overhead 18-27 ms per push. Loaded runs (load 4.7-12) gave 2 shards / 1 shard
+1.11x-1.62x: two shards can only be faster than one when the other core is free.
+Checkpoint of 2 shards: 10 MB in 0.02 s, 100 MB in 0.17-0.19 s.
 """
 
 from __future__ import annotations
