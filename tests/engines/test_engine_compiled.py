@@ -10,6 +10,7 @@ import importlib
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -223,6 +224,13 @@ def test_the_cache_key_of_every_kernel_carries_a_digest_of_its_sources(tmp_path,
     assert stale != before
     importlib.reload(my_form)  # a process that imports the edited file
     assert _jit.stamp(my_form.step) not in (before, stale)
+    # a form defined where no file is (a notebook, exec): keyed by its own code
+    fileless = types.ModuleType("fileless_form")
+    monkeypatch.setitem(sys.modules, "fileless_form", fileless)
+    exec("def step():\n    return 1\n", fileless.__dict__)  # noqa: S102
+    one = _jit.stamp(fileless.step)
+    exec("def step():\n    return 2\n", fileless.__dict__)  # noqa: S102
+    assert _jit.stamp(fileless.step) != one
 
 
 # -- without numba, the torch engine runs everything --------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -99,12 +100,21 @@ def stamp(*functions) -> str:
     package = __name__.rpartition(".")[0]
     modules = {f"{package}.{p.stem}" for p in _HERE.glob("*.py") if p.stem != "__init__"}
     modules.add(package)
-    modules.update(f.__module__ for f in functions)
+    own = set()  # functions of a script, a notebook or a module without a file
+    for f in functions:
+        module = sys.modules.get(f.__module__)
+        if f.__module__ == "__main__" or not isinstance(getattr(module, "__file__", None), str):
+            own.add(f)
+        else:
+            modules.add(f.__module__)
     h = hashlib.sha256()
     for name in sorted(modules):
         module = importlib.import_module(name)
         h.update(_file_digest(str(Path(module.__file__).resolve())))
         h.update(_loaded_digest(module))
+    for f in sorted(own, key=lambda f: f.__qualname__):  # the function itself, and its file
+        source = inspect.getsourcefile(f)
+        h.update(_code(f.__code__) + (_file_digest(source) if source else b""))
     names = ",".join(f"{f.__module__}.{f.__qualname__}" for f in functions)
     return f"{h.hexdigest()[:16]}:{names}"
 
