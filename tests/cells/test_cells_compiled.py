@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import streamrnn
 from streamrnn.engines import CompiledEngine
 from streamrnn.engines.compiled import has_compiled_form
+from streamrnn.river import RNNForecaster
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -69,4 +70,4 @@ def test_subclasses_minlstm_and_learning_stay_on_torch():
     assert CompiledEngine.for_model(Mine(4, 6, seed=0)) is None
     assert CompiledEngine.for_model(streamrnn.MinLSTM(4, 6, seed=0)) is None
     assert has_compiled_form("mingru") and not has_compiled_form("mingru", learning=True)
-    assert not streamrnn.river.RNNForecaster(cell="mingru")._uses_compiled()
+    assert not RNNForecaster(cell="mingru")._uses_compiled()
