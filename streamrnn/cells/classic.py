@@ -267,10 +267,11 @@ class LSTM(RecurrentLayer):
 
     Threads
     -------
-    As a torch module: ``forward`` keeps nothing between calls (the state goes in and
-    comes out), so several threads may run it at once, each with its own state. Changing
-    the weights (training, ``load_state_dict``) while another thread runs it is not
-    safe.
+    As a torch module: ``forward`` keeps no stream's state between calls (the state goes
+    in and comes out), so several threads may run it at once, each with its own state;
+    one step of many streams keeps work buffers per thread and a packed copy of the
+    weights, re-made when they change. Changing the weights (training,
+    ``load_state_dict``) while another thread runs it is not safe.
 
     Examples
     --------
