@@ -163,7 +163,9 @@ def _workspace(layer, x: Tensor) -> list[tuple]:
     # Per layer, the [x, h, 1] rows and the gates of this batch with their views, kept
     # between steps (per thread: forward may run in several at once) for the last batch
     # size and dtype, so that a step writes into warm memory instead of fresh pages.
-    work = _WORK.__dict__.setdefault("layers", weakref.WeakKeyDictionary())
+    work = getattr(_WORK, "layers", None)
+    if work is None:  # this thread's first step (setdefault would build one every call)
+        work = _WORK.layers = weakref.WeakKeyDictionary()
     kept = work.get(layer)
     spec = (x.shape[0], x.dtype, x.device)
     if kept is None or kept[0] != spec:
