@@ -30,12 +30,16 @@ about ``release_frames`` frames between the model's word ends (~0.1-0.2 s of sil
 
 A stream starts from the model state reached after ``warmup_ms`` of digital silence,
 not from zeros, so a recording that opens with speech is heard like one that opens with a
-pause (in leave-one-speaker-out tests, this lifted clip accuracy by 15-25 points).
+pause (in leave-one-speaker-out tests, this lifted clip accuracy by 15-25 points). Its
+front end starts with ``P`` samples of silence (:func:`lead_samples`: 160, 20 ms, for the
+shipped 25 ms window and 10 ms hop), so its first frames span its start and every chunk
+of ``n`` hops makes exactly ``n`` frames; the exported graph carries the same ``P``
+samples as state.
 
 Time and latency
 ----------------
 ``time_s`` is the stream time of the end of the frame that triggered the emission (frame
-``k`` ends at sample ``k * hop + win`` of the model-rate signal). ``latency_ms`` is
+``k`` ends at sample ``k * hop + win - P`` of the model-rate signal). ``latency_ms`` is
 ``time_s`` minus the end of the last voiced frame the endpointer has heard (its estimate
 of where the word ended): about ``release_frames`` frames plus the model's hangover
 (~100 ms). Voiced: frame energy above both the noise floor (the quietest frame of the
@@ -74,7 +78,15 @@ from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
 from ._export import OnnxDigitRecognizer, export_onnx
 from ._io import FEATURE_KEYS, build_model, default_weights, read_file, write_file
-from ._types import LABELS, Detection, demo_path, word_bounds
+from ._types import (
+    LABELS,
+    Detection,
+    demo_path,
+    frame_end_s,
+    lead_samples,
+    start_stream,
+    word_bounds,
+)
 
 __all__ = [
     "LABELS",
@@ -84,6 +96,7 @@ __all__ = [
     "OnnxDigitRecognizer",
     "demo_path",
     "export_onnx",
+    "lead_samples",
     "listen_main",
     "StreamResult",
     "register_listen",
@@ -145,8 +158,8 @@ class DigitRecognizer:
     >>> rec = DigitRecognizer.load()
     >>> rec.features.sample_rate, rec.features.n_features
     (8000, 40)
-    >>> rec.push(np.zeros(1600, dtype=np.float32)), rec.frames  # 200 ms of silence
-    ([], 18)
+    >>> rec.push(np.zeros(1600, dtype=np.float32)), rec.frames  # 200 ms: 20 hops
+    ([], 20)
     >>> rec.flush()
     []
     """
@@ -285,8 +298,9 @@ class DigitRecognizer:
         return self._stream.state
 
     def reset(self) -> None:
-        """Start a new stream: front end, model state, endpointer and decoder."""
-        self.features.reset()
+        """Start a new stream: front end (with its lead of silence), model state,
+        endpointer and decoder."""
+        start_stream(self.features)
         self._stream.state = self._warm
         self.endpointer.reset()
         self.decoder.reset()
@@ -347,10 +361,10 @@ class DigitRecognizer:
             last = endpointer.last_voiced
             digit = decoder.update(post[t], frames_since(last, k), e)
             if digit is not None:
-                hop = self.features.hop_length
-                time_s = (k * hop + self.features.win_length) / self.features.sample_rate
-                latency_ms = (k - last) * hop / self.features.sample_rate * 1000.0
-                found.append(Detection(digit, time_s, latency_ms))
+                fe = self.features
+                hop, rate = fe.hop_length, fe.sample_rate
+                time_s = frame_end_s(k, hop, fe.win_length, lead_samples(fe), rate)
+                found.append(Detection(digit, time_s, (k - last) * hop / rate * 1000.0))
             k += 1
         self.frames = k
         return found

@@ -19,7 +19,7 @@ from streamrnn.adapters.audio import AudioFeatures
 from ._decode import FrameDecoder, frames_since, softmax
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
 from ._io import FEATURE_KEYS
-from ._types import Detection
+from ._types import Detection, frame_end_s, lead_samples, start_stream
 
 __all__ = ["DigitBank", "StreamResult"]
 
@@ -101,13 +101,14 @@ class _Track:
 
     def __init__(self, features: AudioFeatures, decoder: FrameDecoder) -> None:
         self.features = features
+        start_stream(features)
         self.endpointer = Endpointer()
         self.decoder = decoder
         self.frames = 0
         self.held: list[np.ndarray] = []
 
     def reset(self) -> None:
-        self.features.reset()
+        start_stream(self.features)
         self.endpointer.reset()
         self.decoder.reset()
         self.frames = 0
@@ -185,7 +186,7 @@ class DigitBank:
         self.warmup_ms = recognizer.warmup_ms
         self.sample_rate = fe.sample_rate
         self.n_features = fe.n_features
-        self.hop_length, self._win = fe.hop_length, fe.win_length
+        self.hop_length, self._win, self._lead = fe.hop_length, fe.win_length, lead_samples(fe)
         self._ref_db = energy_reference_db(fe)
         warm = self._warm_state()
         self._bank = StreamBank(_WarmStart(self.model, warm), max_streams=max_streams)
@@ -366,7 +367,8 @@ class DigitBank:
             last = endpointer.last_voiced
             digit = decoder.update(post[t], frames_since(last, k), e)
             if digit is not None:
-                time_s = (k * self.hop_length + self._win) / self.sample_rate
+                time_s = frame_end_s(k, self.hop_length, self._win, self._lead,
+                                     self.sample_rate)
                 latency_ms = (k - last) * self.hop_length / self.sample_rate * 1000.0
                 found.append(Detection(digit, time_s, latency_ms))
             k += 1

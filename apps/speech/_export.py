@@ -9,18 +9,14 @@ frame on the graph's ``posteriors`` and ``energy_db`` and stay with the caller.
 Framing. ``pcm`` ``(B, N)`` must hold a positive multiple of ``hop_length`` samples (the
 metadata's ``chunk_multiple``; 20 ms at 8 kHz is 160 samples, two hops; a caller with
 fewer samples keeps them for its next call, as ``listen.js`` and
-:class:`OnnxDigitRecognizer` do). ``state_pcm`` keeps the
-last ``P`` pre-emphasised samples, ``P`` the multiple of ``hop_length`` in
-``[win_length - hop_length, win_length)``, so each call makes exactly ``N / hop_length``
-frames, for every stream of a batch alike. A stream starts with ``P`` zeros there, so its
-first ``lead_frames = P / hop_length`` frames span the start of the stream and the zeros
-before it: frames the Python recogniser never makes. ``state_skip`` (int64, per stream,
-``lead_frames`` at the start) counts those still to come; they reach neither the model
-(each stream's model runs on its frames after the skipped ones) nor, by the caller's
-rule, the endpointer and decoder, and their posteriors are not to be read. From then on
-frame ``k + lead_frames`` of the graph is frame ``k`` of the Python recogniser, whose
-warm state (after ``warmup_ms`` of silence) the model's state starts from. The
-metadata's ``initial_state`` holds every part's value for one stream.
+:class:`OnnxDigitRecognizer` do). ``state_pcm`` keeps the last ``P`` pre-emphasised
+samples (:func:`lead_samples`), so each call makes exactly ``N / hop_length`` frames. A
+stream starts with ``P`` zeros there: the lead of silence the Python recogniser also
+starts every stream with, so frame ``k`` of the graph is frame ``k`` of the Python
+recogniser from the first call on, and its model state starts from the recogniser's warm
+state (after ``warmup_ms`` of silence). The metadata's ``initial_state`` holds every
+part's value for one stream. No branch, no per-stream bookkeeping: every stream of a
+batch is at the same place in its frames.
 """
 
 from __future__ import annotations
@@ -34,17 +30,11 @@ from streamrnn.export import Graph, add_model, read_metadata, write_graph
 
 from ._decode import FrameDecoder, frames_since
 from ._endpoint import Endpointer, energy_reference_db
-from ._types import LABELS, Detection
+from ._types import LABELS, Detection, frame_end_s, lead_samples
 
-__all__ = ["OnnxDigitRecognizer", "export_onnx", "initial_feeds", "lead_samples"]
+__all__ = ["OnnxDigitRecognizer", "export_onnx", "initial_feeds"]
 
 FRONT_END = "frontend_"  # the name prefix of the front end's nodes
-
-
-def lead_samples(features) -> int:
-    """``P``: the samples ``state_pcm`` keeps (see the module docstring)."""
-    hop, win = features.hop_length, features.win_length
-    return hop * math.ceil((win - hop) / hop)
 
 
 def initial_feeds(meta: dict, batch: int) -> dict:
@@ -94,7 +84,7 @@ def _check(recognizer) -> None:
 
 
 def _front_end(g: Graph, f, pcm: str, buf_in: str, pre_in: str | None):
-    """Pre-emphasis, framing, log-mel: ``(logmel (B, T, n_mels), T, new_buf, [new_pre])``."""
+    """Pre-emphasis, framing, log-mel: ``(logmel (B, T, n_mels), new_buf, [new_pre])``."""
     f32, hop, win = np.float32, f.hop_length, f.win_length
     x, new_pre = pcm, []
     if pre_in:  # y[n] = x[n] - a x[n - 1], x[-1] carried
@@ -104,72 +94,18 @@ def _front_end(g: Graph, f, pcm: str, buf_in: str, pre_in: str | None):
         new_pre = [g.op("Slice", pcm, g.ints(-1), g.ints(2**62), g.ints(1))]
     buf = g.op("Concat", buf_in, x, axis=1)  # (B, P + N)
     n = g.op("Gather", g.op("Shape", pcm), g.const(np.array(1, np.int64)), axis=0)
-    frames_n = g.op("Div", n, g.const(np.array(hop, np.int64)))
     starts = g.op("Range", g.const(np.array(0, np.int64)), n, g.const(np.array(hop, np.int64)))
     idx = g.op("Add", g.op("Unsqueeze", starts, g.ints(1)),
                g.const(np.arange(win, dtype=np.int64)[None]))  # (T, win)
-    frames = g.op("Cast", g.op("Gather", buf, idx, axis=1), to=11)  # (B, T, win) float64
+    frames = g.op("Gather", buf, idx, axis=1)  # (B, T, win)
     cos, sin, fb, _ = _front_end_constants(f)
     # |DFT|^2 @ fb = [re^2, im^2] @ [fb; fb]: one product for both parts, one for the mel
-    spec = g.op("MatMul", frames, g.const(np.concatenate([cos, sin], axis=1)))
-    power = g.op("Cast", g.op("Mul", spec, spec), to=1)  # float32, as the reference rounds
+    spec = g.op("MatMul", frames, g.const(np.concatenate([cos, sin], axis=1).astype(f32)))
+    power = g.op("Mul", spec, spec)
     mel = g.op("Add", g.op("MatMul", power, g.const(np.concatenate([fb, fb]).astype(f32))),
                g.const(np.array(f.log_offset, f32)))
     new_buf = g.op("Slice", buf, g.ints(-lead_samples(f)), g.ints(2**62), g.ints(1))
-    return g.op("Log", mel), frames_n, new_buf, new_pre
-
-
-def _lead_in(g: Graph, feats: str, skip: str, frames_n: str, leading: str):
-    """Each stream's frames moved up by its ``skip`` (lead frames leave), and the model's
-    lengths ``max(T - skip, 1)``; only while some stream has lead frames (an ``If``)."""
-    def shifted(b):
-        t = b.op("Unsqueeze", b.op("Range", b.const(np.array(0, np.int64)), frames_n,
-                                   b.const(np.array(1, np.int64))), b.ints(1))  # (T, 1)
-        last = b.op("Sub", frames_n, b.const(np.array(1, np.int64)))
-        up = b.op("Min", b.op("Add", t, b.op("Unsqueeze", skip, b.ints(0))), last)  # (T, B)
-        moved = b.op("GatherElements", feats, b.op("Expand", b.op("Unsqueeze", up, b.ints(2)),
-                                                   b.op("Shape", feats)), axis=0)
-        real = b.op("Sub", frames_n, skip)
-        return [moved, b.op("Max", real, b.const(np.array(1, np.int64)))]
-
-    def plain(b):
-        return [feats, b.op("Expand", frames_n, b.op("Shape", skip))]
-
-    return _branches(g, leading, shifted, plain, [np.float32, np.int64])
-
-
-def _lead_out(g: Graph, logits: str, skip: str, frames_n: str, leading: str, state: dict,
-              new: dict, shapes: dict):
-    """The model's outputs moved back into frame order, and the entering state kept by a
-    stream whose frames were all lead; only while some stream has lead frames."""
-    def shifted(b):
-        t = b.op("Unsqueeze", b.op("Range", b.const(np.array(0, np.int64)), frames_n,
-                                   b.const(np.array(1, np.int64))), b.ints(1))  # (T, 1)
-        down = b.op("Max", b.op("Sub", t, b.op("Unsqueeze", skip, b.ints(0))),
-                    b.const(np.array(0, np.int64)))
-        back = b.op("GatherElements", logits, b.op("Expand", b.op("Unsqueeze", down,
-                                                                      b.ints(2)),
-                                                   b.op("Shape", logits)), axis=0)
-        ran = b.op("Greater", b.op("Sub", frames_n, skip), b.const(np.array(0, np.int64)))
-        kept = [b.op("Where", b.op("Reshape", ran, b.ints(1, -1, *([1] * len(shapes[k])))),
-                     new[k], state[k]) for k in new]
-        return [back, *kept]
-
-    def plain(b):
-        return [logits, *new.values()]
-
-    return _branches(g, leading, shifted, plain, [np.float32] * (1 + len(new)))
-
-
-def _branches(g: Graph, cond: str, then, other, dtypes: list) -> list[str]:
-    """``then(b)`` if the bool scalar ``cond``, else ``other(b)``: an ONNX ``If``."""
-    a, b = g.subgraph("then"), g.subgraph("else")
-    for branch, build in ((a, then), (b, other)):
-        branch.prefix = g.prefix
-        for value, dtype in zip(build(branch), dtypes, strict=True):
-            branch.output(branch.fresh("out"), value, dtype, None)
-    outs = g.op("If", cond, n_out=len(dtypes), then_branch=a, else_branch=b)
-    return list(outs) if isinstance(outs, tuple) else [outs]
+    return g.op("Log", mel), new_buf, new_pre
 
 
 def recognizer_graph(recognizer) -> tuple[Graph, dict]:
@@ -185,38 +121,33 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     pcm = g.input("pcm", f32, ["B", "N"])
     buf_in = g.input("state_pcm", f32, ["B", lead])
     pre_in = g.input("state_preemph", f32, ["B", 1]) if f.preemphasis else None
-    skip_in = g.input("state_skip", np.int64, ["B"])
     state = {k: g.input(f"state_{k}", f32, [layers, "B", *shapes[k]]) for k in shapes}
     n_classes = model.output_size
 
     g.prefix = FRONT_END  # the front end's nodes: kept float by quantize="int8"
-    logmel, frames_n, new_buf, new_pre = _front_end(g, f, pcm, buf_in, pre_in)
+    logmel, new_buf, new_pre = _front_end(g, f, pcm, buf_in, pre_in)
     feats = logmel if f.kind != "mfcc" else g.op(
         "MatMul", logmel, g.const(_front_end_constants(f)[3].astype(f32)))
     feats = g.op("Transpose", feats, perm=[1, 0, 2])  # (T, B, F)
-    skip = g.op("Min", skip_in, frames_n)  # lead frames in this call, (B,)
-    leading = g.op("Cast", g.op("ReduceMax", skip, keepdims=0), to=9)  # any stream
-    feats, lengths = _lead_in(g, feats, skip, frames_n, leading)
     g.prefix = ""
-    logits, new = add_model(g, model, feats, state, lengths)
+    logits, new = add_model(g, model, feats, state)
     g.prefix = FRONT_END
-    logits, *new_parts = _lead_out(g, logits, skip, frames_n, leading, state, new, shapes)
     post = g.op("Transpose", g.op("Softmax", logits, axis=-1), perm=[1, 0, 2])
     power = g.op("ReduceSum", g.op("Exp", g.op("Cast", logmel, to=11)), g.ints(-1),
                  keepdims=0)
     energy = g.op("Sub", g.op("Mul", g.op("Log", power),
                               g.const(np.array(10.0 / math.log(10.0)))),
                   g.const(np.array(energy_reference_db(f))))
-    outs = [post, energy, new_buf, *new_pre, g.op("Sub", skip_in, skip), *new_parts]
+    outs = [post, energy, new_buf, *new_pre, *new.values()]
     g.output("posteriors", outs[0], f32, ["B", "T", n_classes])
     g.output("energy_db", outs[1], np.float64, ["B", "T"])
     state_shapes = {"pcm": ["B", lead], **({"preemph": ["B", 1]} if pre_in else {}),
-                    "skip": ["B"], **{k: [layers, "B", *shapes[k]] for k in shapes}}
-    state_dtypes = {k: "int64" if k == "skip" else "float32" for k in state_shapes}
+                    **{k: [layers, "B", *shapes[k]] for k in shapes}}
+    state_dtypes = dict.fromkeys(state_shapes, "float32")
     for name, value in zip(state_shapes, outs[2:], strict=True):
         g.output(f"new_state_{name}", value, np.dtype(state_dtypes[name]), state_shapes[name])
     initial = {"pcm": [0.0] * lead, **({"preemph": [0.0]} if pre_in else {}),
-               "skip": lead // hop, **{k: v[:, 0].tolist() for k, v in warm.items()}}
+               **{k: v[:, 0].tolist() for k, v in warm.items()}}
     ep = recognizer.endpointer
     facts = {
         "kind": "digit_recognizer",
@@ -226,7 +157,6 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
         "chunk_multiple": hop,
         "chunk_samples": 2 * hop,
         "lead_samples": lead,
-        "lead_frames": lead // hop,
         "labels": [str(x) for x in LABELS],
         "state": state_shapes,
         "state_dtypes": state_dtypes,
@@ -257,13 +187,12 @@ def export_onnx(recognizer, path, *, opset: int | None = None,
 
     Graph inputs: ``pcm`` ``(B, N)`` float32 in [-1, 1] at the recogniser's rate, ``N`` a
     positive multiple of ``hop_length``; ``state_pcm`` ``(B, P)``; ``state_preemph``
-    ``(B, 1)`` (only with pre-emphasis); ``state_skip`` ``(B,)`` int64; ``state_<part>``
-    ``(L, B, H)`` of the model. Outputs: ``posteriors`` ``(B, N / hop, 11)`` (the last
-    class is blank), ``energy_db`` ``(B, N / hop)`` float64 (the endpointer's frame energy) and
-    ``new_state_<name>`` of every state input. A stream starts from the metadata's
-    ``initial_state`` (:func:`initial_feeds`); the metadata also holds the decoder's and
-    endpointer's settings and ``lead_frames`` (the first frames of a stream, not to be read;
-    see :mod:`._export`).
+    ``(B, 1)`` (only with pre-emphasis); ``state_<part>`` ``(L, B, H)`` of the model.
+    Outputs: ``posteriors`` ``(B, N / hop, 11)`` (the last class is blank), ``energy_db``
+    ``(B, N / hop)`` float64 (the endpointer's frame energy) and ``new_state_<name>`` of
+    every state input. A stream starts from the metadata's ``initial_state``
+    (:func:`initial_feeds`: ``P`` zeros of PCM, the warm model state); the metadata also
+    holds the decoder's and endpointer's settings (see :mod:`._export`).
 
     Shape
     -----
@@ -278,13 +207,13 @@ def export_onnx(recognizer, path, *, opset: int | None = None,
     >>> path = os.path.join(tempfile.mkdtemp(), "digits.onnx")
     >>> export_onnx(DigitRecognizer.load(), path)
     >>> meta = read_metadata(path)
-    >>> meta["state"], meta["chunk_samples"], meta["lead_frames"]
-    ({'pcm': ['B', 160], 'skip': ['B'], 'h': [1, 'B', 256]}, 160, 2)
+    >>> meta["state"], meta["chunk_samples"], meta["lead_samples"]
+    ({'pcm': ['B', 160], 'h': [1, 'B', 256]}, 160, 160)
     >>> session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     >>> post, energy, *state = session.run(None, {"pcm": np.zeros((1, 480), np.float32),
     ...                                           **initial_feeds(meta, 1)})
-    >>> post.shape, energy.shape, post[0, 2:].argmax(-1).tolist()  # silence: blank (10)
-    ((1, 6, 11), (1, 6), [10, 10, 10, 10])
+    >>> post.shape, energy.shape, post[0].argmax(-1).tolist()  # silence: blank (10)
+    ((1, 6, 11), (1, 6), [10, 10, 10, 10, 10, 10])
     """
     g, facts = recognizer_graph(recognizer)
     with torch.no_grad():
@@ -296,9 +225,8 @@ class OnnxDigitRecognizer:
 
     The Python twin of ``examples/export_node/listen.js``: the graph computes posteriors
     and frame energies with all state carried through its ports; the endpointer and the
-    decoder are the Python recogniser's, set from the file's metadata; the graph's lead
-    frames (see :mod:`._export`) go to neither. It emits what :class:`DigitRecognizer`
-    emits (float32 rounding aside).
+    decoder are the Python recogniser's, set from the file's metadata. It emits what
+    :class:`DigitRecognizer` emits (float32 rounding aside).
 
     Parameters
     ----------
@@ -348,6 +276,7 @@ class OnnxDigitRecognizer:
         self.metadata = meta
         self._names = [o.name for o in self.session.get_outputs()]
         self.hop, self.rate = meta["hop_length"], meta["sample_rate"]
+        self._frame = (self.hop, meta["win_length"], meta["lead_samples"], self.rate)
         decoder = {k: v for k, v in meta["decoder"].items() if k != "flush_ms"}
         self.decoder = FrameDecoder(**decoder)
         self.endpointer = Endpointer(**meta["endpointer"])
@@ -358,7 +287,7 @@ class OnnxDigitRecognizer:
         meta = self.metadata
         self._state = initial_feeds(meta, 1)
         self._pending = np.zeros(0, np.float32)
-        self.frames = -meta["lead_frames"]
+        self.frames = 0
         self.endpointer.reset()
         self.decoder.reset()
 
@@ -372,17 +301,15 @@ class OnnxDigitRecognizer:
         out = dict(zip(self._names, self.session.run(None, {"pcm": x[None, :n], **self._state}),
                        strict=True))
         self._state = {k: out[f"new_{k}"] for k in self._state}
-        found, meta = [], self.metadata
+        found = []
         for post, e in zip(out["posteriors"][0], out["energy_db"][0].tolist(), strict=True):
             k = self.frames
             self.frames += 1
-            if k < 0:
-                continue  # a lead frame
             self.endpointer.update(e)
             last = self.endpointer.last_voiced
             digit = self.decoder.update(post, frames_since(last, k), e)
             if digit is not None:
-                found.append(Detection(digit, (k * self.hop + meta["win_length"]) / self.rate,
+                found.append(Detection(digit, frame_end_s(k, *self._frame),
                                        (k - last) * self.hop / self.rate * 1000.0))
         return found
 

@@ -1,7 +1,9 @@
-"""Detections, the demo recording and clip endpointing (private; public in ``speech``)."""
+"""Detections, a stream's lead of silence, the demo recording and clip endpointing
+(private; public in ``speech``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -50,6 +52,45 @@ class Detection:
         out["time_s"] = round(self.time_s, 4)
         out["latency_ms"] = round(self.latency_ms, 1)
         return out
+
+
+def lead_samples(features) -> int:
+    """``P``, the samples of digital silence every stream starts with (model rate): the
+    multiple of ``hop_length`` in ``[win_length - hop_length, win_length)``.
+
+    A stream's first frames then span its start, and every chunk of ``n`` hops makes
+    exactly ``n`` frames, from the first chunk on: what lets the exported graph carry
+    ``P`` samples as its whole framing state, for every stream of a batch alike.
+
+    Examples
+    --------
+    >>> fe = AudioFeatures(8000, n_mels=40, win_length=200, hop_length=80)
+    >>> lead_samples(fe)
+    160
+    """
+    hop, win = features.hop_length, features.win_length
+    return hop * math.ceil((win - hop) / hop)
+
+
+def start_stream(features) -> None:
+    """Reset ``features`` for a new stream and feed it the stream's lead of silence
+    (:func:`lead_samples`, at its input rate; shorter than a frame, so no frame yet)."""
+    features.reset()
+    n = round(lead_samples(features) * features.input_rate / features.sample_rate)
+    # int16 zero bytes: any later push (array or bytes) may follow them
+    features._push(bytes(2 * features.in_channels * n), None)
+
+
+def frame_end_s(k: int, hop: int, win: int, lead: int, rate: int) -> float:
+    """Stream time (s) of the end of frame ``k`` (frame 0 is a stream's first, which
+    starts ``lead`` samples before the stream).
+
+    Examples
+    --------
+    >>> frame_end_s(0, 80, 200, 160, 8000), frame_end_s(10, 80, 200, 160, 8000)
+    (0.005, 0.105)
+    """
+    return (k * hop + win - lead) / rate
 
 
 def demo_path() -> str:

@@ -174,10 +174,10 @@ async function main() {
     state[`state_${name}`] = new ort.Tensor(meta.state_dtypes[name], data, dims);
   }
 
-  const hop = meta.hop_length, rate = meta.sample_rate, lead = meta.lead_frames;
+  const hop = meta.hop_length, rate = meta.sample_rate, lead = meta.lead_samples;
   const endpointer = new Endpointer(meta.endpointer);
   const decoder = new FrameDecoder(meta.decoder);
-  let frame = -lead; // the graph's first lead_frames frames come before the stream
+  let frame = 0; // frame k ends at stream sample k * hop + win - lead (the stream's lead of silence)
   let pending = new Float32Array(0); // < hop samples of a chunk that did not fill a hop
   const found = [];
 
@@ -195,14 +195,13 @@ async function main() {
     state = next;
     const post = out.posteriors.data, energy = out.energy_db.data, classes = out.posteriors.dims[2];
     for (let t = 0; t < n / hop; t++, frame++) {
-      if (frame < 0) continue; // a lead frame (before the stream): not to be read
       const e = energy[t];
       endpointer.update(e);
       const last = endpointer.lastVoiced;
       const since = last < 0 ? Infinity : frame - last;
       const digit = decoder.update(post.subarray(t * classes, (t + 1) * classes), since, e);
       if (digit !== null) {
-        const time = (frame * hop + meta.win_length) / rate;
+        const time = (frame * hop + meta.win_length - lead) / rate;
         found.push({ digit, time_s: Math.round(time * 1e4) / 1e4,
                      latency_ms: Math.round(((frame - last) * hop / rate) * 1e4) / 10 });
         console.log(JSON.stringify(found[found.length - 1]));

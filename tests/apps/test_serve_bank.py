@@ -16,7 +16,7 @@ import soxr
 from _data import demo_digits
 
 from streamrnn.adapters.audio import WavSource
-from streamrnn.apps.speech import DigitBank, DigitRecognizer, demo_path
+from streamrnn.apps.speech import DigitBank, DigitRecognizer, demo_path, lead_samples
 
 # shared/ lies beside the clone (CI, /work/main) or above the worktrees' folder
 _HERE = Path(__file__).resolve()
@@ -53,11 +53,12 @@ def signals():
 
 def _alone(x: np.ndarray, rate: int):
     """The reference: a recogniser on its own (detections), and the posteriors of the
-    offline features from its warm start."""
+    offline features (of the stream after its lead of silence) from its warm start."""
     rec = DigitRecognizer.load(input_rate=rate)
     found = rec.recognize(x)
     rec.reset()
-    feats = rec.features.offline(x).numpy()
+    lead = np.zeros(round(lead_samples(rec.features) * rate / 8000), np.float32)
+    feats = rec.features.offline(np.concatenate([lead, x])).numpy()
     logits = rec.logits(feats)
     post = np.exp(logits - logits.max(1, keepdims=True))
     return found, post / post.sum(1, keepdims=True)

@@ -146,8 +146,8 @@ def test_the_interface_outside_checks_use(kind):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_lengths_leave_each_streams_state_after_its_last_real_step(kind, dtype):
     # add_model(..., lengths): stream b's steps from lengths[b] on are padding; its state
-    # is the eager state after its first lengths[b] steps (the recogniser's lead frames
-    # rely on it; the fused kernels, the Scan forms and the min forms each honour it).
+    # is the eager state after its first lengths[b] steps (ragged chunks in one batch; the
+    # fused kernels, the Scan forms and the min forms each honour it).
     from streamrnn.export import Graph, add_model, write_graph
 
     model = build(kind, 2, "readout", dtype=dtype)

@@ -3,8 +3,8 @@
 Parity: B streams of different audio pushed through onnxruntime in hypothesis chunkings
 (multiples of the hop, one-hop calls included), every piece of state carried through the
 graph's ports, give the posteriors and frame energies of the Python recogniser (its
-front end, model and warm state) pushed the same audio after the graph's lead of silence,
-to 1e-5 (posteriors) / 1e-4 dB (energy).
+front end with its lead of silence, model and warm state) pushed the same audio, frame
+for frame from the first call on, to 1e-5 (posteriors) / 1e-4 dB (energy).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def python_frames(rec: DigitRecognizer, pcm: np.ndarray):
 @given(batch=st.sampled_from([1, 3]), offset=st.integers(0, 40000),
        hops=st.lists(st.sampled_from([0, 1, 2, 2, 2, 5, 13]), min_size=1, max_size=40)
        .filter(any))
-@example(batch=3, offset=0, hops=[1, 0, 1, 1, 2])  # calls of lead frames only, then mixed
+@example(batch=3, offset=0, hops=[1, 0, 1, 1, 2])  # one-hop calls first: the first frames
 def test_chunked_graph_equals_the_python_recognizer(batch, offset, hops):
     rec, meta, session = exported()
     total = sum(hops) * HOP
@@ -78,9 +78,8 @@ def test_chunked_graph_equals_the_python_recognizer(batch, offset, hops):
         energies.append(out["energy_db"])
         feeds = {k: out[f"new_{k}"] for k in feeds}
         start += h * HOP
-    lead = meta["lead_frames"]  # not to be read: the frames before the stream
-    got_post = np.concatenate(posts, 1)[:, lead:]
-    got_energy = np.concatenate(energies, 1)[:, lead:]
+    got_post = np.concatenate(posts, 1)
+    got_energy = np.concatenate(energies, 1)
     for b in range(batch):
         want_post, want_energy = python_frames(rec, pcm[b])
         np.testing.assert_allclose(got_post[b], want_post, rtol=0, atol=1e-5)
@@ -90,15 +89,15 @@ def test_chunked_graph_equals_the_python_recognizer(batch, offset, hops):
 def test_the_metadata_holds_what_a_caller_needs():
     rec, meta, session = exported()
     assert meta["kind"] == "digit_recognizer" and meta["sample_rate"] == 8000
-    assert meta["lead_samples"] == 160 and meta["lead_frames"] == 2
+    assert meta["lead_samples"] == 160
     assert meta["decoder"]["threshold"] == rec.threshold
     parts = list(rec._warm.parts)  # the recurrent state's parts, whatever the shipped cell
-    assert [i.name for i in session.get_inputs()] == ["pcm", "state_pcm", "state_skip",
+    assert [i.name for i in session.get_inputs()] == ["pcm", "state_pcm",
                                                       *(f"state_{k}" for k in parts)]
     feeds = initial_feeds(meta, 2)
     for k in parts:
         np.testing.assert_array_equal(feeds[f"state_{k}"][:, 0], rec._warm[k][:, 0].numpy())
-    assert feeds["state_skip"].tolist() == [2, 2] and not feeds["state_pcm"].any()
+    assert feeds["state_pcm"].shape == (2, 160) and not feeds["state_pcm"].any()
 
 
 def test_preemphasis_is_carried_as_state():
@@ -120,8 +119,7 @@ def test_preemphasis_is_carried_as_state():
         posts.append(out["posteriors"][0])
         feeds = {k: out[f"new_{k}"] for k in feeds}
     want, _ = python_frames(rec, pcm[0])
-    np.testing.assert_allclose(np.concatenate(posts)[meta["lead_frames"]:], want, rtol=0,
-                               atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(posts), want, rtol=0, atol=1e-5)
 
 
 def test_what_the_graph_cannot_hold_is_refused():
@@ -136,7 +134,7 @@ def test_what_the_graph_cannot_hold_is_refused():
 
 def test_onnx_recognizer_emits_what_the_python_recognizer_emits():
     # Same digits, times and latencies on the demo and on FSDD clips of every speaker,
-    # streamed in 20 ms chunks: the graph's lead frames go to no decoder.
+    # streamed in 20 ms chunks, from the first frame on.
     from streamrnn.apps.speech import OnnxDigitRecognizer
 
     rec, _, _ = exported()
