@@ -84,7 +84,8 @@ def _check(recognizer) -> None:
 
 
 def _front_end(g: Graph, f, pcm: str, buf_in: str, pre_in: str | None):
-    """Pre-emphasis, framing, log-mel: ``(logmel (B, T, n_mels), new_buf, [new_pre])``."""
+    """Pre-emphasis, framing, log-mel and frame energy:
+    ``(logmel (B, T, n_mels), energy_db (B, T) float64, new_buf, [new_pre])``."""
     f32, hop, win = np.float32, f.hop_length, f.win_length
     x, new_pre = pcm, []
     if pre_in:  # y[n] = x[n] - a x[n - 1], x[-1] carried
@@ -102,10 +103,18 @@ def _front_end(g: Graph, f, pcm: str, buf_in: str, pre_in: str | None):
     # |DFT|^2 @ fb = [re^2, im^2] @ [fb; fb]: one product for both parts, one for the mel
     spec = g.op("MatMul", frames, g.const(np.concatenate([cos, sin], axis=1).astype(f32)))
     power = g.op("Mul", spec, spec)
-    mel = g.op("Add", g.op("MatMul", power, g.const(np.concatenate([fb, fb]).astype(f32))),
+    fb2 = np.concatenate([fb, fb])
+    mel = g.op("Add", g.op("MatMul", power, g.const(fb2.astype(f32))),
                g.const(np.array(f.log_offset, f32)))
+    # the frame energy: the sum of the mel powers, one product with the summed filters,
+    # scaled by 10 ** (-reference / 10) so that 10 log10 of it is dB re full-scale RMS
+    scale = 10.0 ** (-energy_reference_db(f) / 10.0)
+    total = g.op("Add", g.op("MatMul", power, g.const((scale * fb2.sum(1)).astype(f32))),
+                 g.const(np.array(scale * fb.shape[1] * f.log_offset, f32)))
+    energy = g.op("Cast", g.op("Mul", g.op("Log", total),
+                               g.const(np.array(10.0 / math.log(10.0), f32))), to=11)
     new_buf = g.op("Slice", buf, g.ints(-lead_samples(f)), g.ints(2**62), g.ints(1))
-    return g.op("Log", mel), new_buf, new_pre
+    return g.op("Log", mel), energy, new_buf, new_pre
 
 
 def recognizer_graph(recognizer) -> tuple[Graph, dict]:
@@ -125,7 +134,7 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     n_classes = model.output_size
 
     g.prefix = FRONT_END  # the front end's nodes: kept float by quantize="int8"
-    logmel, new_buf, new_pre = _front_end(g, f, pcm, buf_in, pre_in)
+    logmel, energy, new_buf, new_pre = _front_end(g, f, pcm, buf_in, pre_in)
     feats = logmel if f.kind != "mfcc" else g.op(
         "MatMul", logmel, g.const(_front_end_constants(f)[3].astype(f32)))
     feats = g.op("Transpose", feats, perm=[1, 0, 2])  # (T, B, F)
@@ -133,11 +142,6 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     logits, new = add_model(g, model, feats, state)
     g.prefix = FRONT_END
     post = g.op("Transpose", g.op("Softmax", logits, axis=-1), perm=[1, 0, 2])
-    power = g.op("ReduceSum", g.op("Exp", g.op("Cast", logmel, to=11)), g.ints(-1),
-                 keepdims=0)
-    energy = g.op("Sub", g.op("Mul", g.op("Log", power),
-                              g.const(np.array(10.0 / math.log(10.0)))),
-                  g.const(np.array(energy_reference_db(f))))
     outs = [post, energy, new_buf, *new_pre, *new.values()]
     g.output("posteriors", outs[0], f32, ["B", "T", n_classes])
     g.output("energy_db", outs[1], np.float64, ["B", "T"])

@@ -51,7 +51,11 @@ def _blocks(w: np.ndarray, order: list[int]) -> np.ndarray:
     return np.concatenate([np.split(w, len(order))[i] for i in order])
 
 
-def _layer_state(g: Graph, part: str, layer: int) -> str:
+def _layer_state(g: Graph, part: str, layer: int, layers: int) -> str:
+    """Layer ``layer``'s ``(1, B, H)`` slice of a state part ``(L, B, H)`` (the part
+    itself when ``L`` is 1: its input is declared with that length)."""
+    if layers == 1:
+        return part
     return g.op("Slice", part, g.ints(layer), g.ints(layer + 1), g.ints(0))
 
 
@@ -68,14 +72,14 @@ def classic_form(g: Graph, cell, x: str, state: dict, lengths: str | None):
         attrs["linear_before_reset"] = 1
     if kind == "RNN":
         attrs["activations"] = ["Tanh" if cell.nonlinearity == "tanh" else "Relu"]
-    hs, cs = [], []
+    hs, cs, layers = [], [], cell.num_layers
     for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(_weights(cell)):
         w = g.const(_blocks(w_ih, order)[None])
         r = g.const(_blocks(w_hh, order)[None])
         b = g.const(np.concatenate([_blocks(b_ih, order), _blocks(b_hh, order)])[None])
-        ins = [x, w, r, b, seq, _layer_state(g, state["h"], layer)]
+        ins = [x, w, r, b, seq, _layer_state(g, state["h"], layer, layers)]
         if kind == "LSTM":
-            ins.append(_layer_state(g, state["c"], layer))
+            ins.append(_layer_state(g, state["c"], layer, layers))
             y, h, c = g.op("LSTM", *ins, n_out=3, **attrs)
             cs.append(c)
         else:
