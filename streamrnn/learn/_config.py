@@ -8,14 +8,13 @@ stream rows and the updater.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._checkpoint import model_config
 from .._checks import model_device, model_dtype
+from .._validate import check_positive_float, check_positive_int
 from ..stream import check_model
 from ._checks import Spec
 from ._store import StreamRows
@@ -30,23 +29,6 @@ COUNTS = ("steps", "updates", "learned", "late_dropped", "duplicate_dropped",
            "skipped_nonfinite", "nonfinite_resets", "evicted", "lost_pending")
 
 
-def _pos_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _pos_float(name: str, value, *, none_ok: bool = True):
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name} must be a positive finite number{' or None' * none_ok}, "
-                         f"got {value!r}")
-    return float(value)
-
-
 def build(model, *, loss, optimizer, lr, k1, k2, clip, horizon, horizon_column, horizon_path,
           target_kind, max_streams) -> dict:
     """The validated settings of an :class:`~streamrnn.learn.OnlineLearner` and the parts
@@ -56,20 +38,20 @@ def build(model, *, loss, optimizer, lr, k1, k2, clip, horizon, horizon_column, 
     0), and the :class:`~._store.StreamRows` ``rows`` and :class:`~._update.Updater`
     ``updater`` that share them."""
     check_model(model)
-    k1 = _pos_int("k1", k1)
-    k2 = _pos_int("k2", k1 if k2 is None else k2)
+    k1 = check_positive_int("k1", k1)
+    k2 = check_positive_int("k2", k1 if k2 is None else k2)
     if k2 < k1:
         raise ValueError(f"k2 must be >= k1 = {k1}, got {k2}")
-    clip = _pos_float("clip", clip)
-    lr = _pos_float("lr", lr)
-    horizon = None if horizon is None else _pos_int("horizon", horizon)
+    clip = check_positive_float("clip", clip, none_ok=True)
+    lr = check_positive_float("lr", lr, none_ok=True)
+    horizon = None if horizon is None else check_positive_int("horizon", horizon)
     if not isinstance(horizon_path, bool):
         raise ValueError(f"horizon_path must be a bool, got {horizon_path!r}")
     if horizon is None and (horizon_column is not None or horizon_path):
         raise ValueError("horizon_column and horizon_path need horizon (an int >= 1)")
     if target_kind not in (None, *_KINDS):
         raise ValueError(f"target_kind must be None or one of {_KINDS}, got {target_kind!r}")
-    max_streams = _pos_int("max_streams", max_streams)
+    max_streams = check_positive_int("max_streams", max_streams)
     if loss is not None and not callable(loss):
         raise ValueError(f"loss must be callable (loss(pred, target)), got {loss!r}")
     dtype, device = model_dtype(model), model_device(model)
