@@ -67,7 +67,8 @@ class ShardedLearner:
         Ray actors.
     optimizer, lr, k1, k2, clip
         As in :class:`~streamrnn.OnlineLearner` (``clip`` is applied to the summed
-        gradient).
+        gradient), except that ``optimizer`` may not be an instance (each shard makes its
+        own, from a class or a factory, for its copy of the model).
     max_streams_per_shard : int
         Each shard learner's ``max_streams``; a push may hold at most this many streams
         of one shard.
@@ -129,6 +130,11 @@ class ShardedLearner:
         check_positive_int("max_replay_bytes", max_replay_bytes)
         check_positive_float("cpus_per_shard", cpus_per_shard)
         check_positive_float("timeout", timeout)
+        if isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError("optimizer must be None, an Optimizer class or a factory "
+                             "(params -> optimizer): each shard makes its own for its copy "
+                             "of the model, and an instance cannot travel with its "
+                             f"parameters; got an instance of {type(optimizer).__name__}")
         # Fails here, not in the actors; its checks of each push's arguments run here too,
         # so the shards are only sent pushes they accept.
         self._inputs = OnlineLearner(model, optimizer=optimizer, lr=lr, k1=k1, k2=k2,

@@ -66,3 +66,18 @@ def test_bad_configuration_is_refused_before_any_shard_starts(name, value, rule,
     model = RecurrentModel(GRU(2, 4, seed=0), Readout(4, 1, seed=1))
     with pytest.raises(ValueError, match=f"^{name} must be {rule}, got {value!r}$"):
         ShardedLearner(model, **{name: value})
+
+
+def test_an_optimizer_instance_is_refused_by_name(monkeypatch):
+    # It would reach each shard as a copy holding copies of the parameters, not the
+    # shard's model's: refused before any shard starts, the rule named.
+    def no_shards(*args, **kwargs):
+        raise AssertionError("a shard was started")
+
+    monkeypatch.setattr(learner_module, "LockstepCalls", no_shards)
+    monkeypatch.setattr(learner_module.ray, "put", no_shards)
+    model = RecurrentModel(GRU(2, 4, seed=0), Readout(4, 1, seed=1))
+    adam = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match=r"^optimizer must be None, an Optimizer class or a "
+                                         r"factory .* got an instance of Adam$"):
+        ShardedLearner(model, optimizer=adam)
