@@ -159,13 +159,13 @@ class DigitBank:
     >>> found = []
     >>> for chunk in chunks:  # "a" speaks, "b" is silent, both in every step
     ...     out = bank.push({"a": chunk, "b": np.zeros(320, dtype=np.float32)})
-    ...     if "a" in out:  # not in the first step: 160 samples make no frame yet
+    ...     if "a" in out:  # not in the last step: its 59 samples make no frame
     ...         found += out["a"].detections
     >>> found += bank.flush("a").detections
     >>> [d.digit for d in found], out["a"].posteriors.shape[1], out["a"].features.shape[1]
     ([2, 7, 5, 0, 9], 11, 40)
     >>> sorted(bank.keys()), bank.frames("a"), bank.frames("b")  # "a" flushed: starts over
-    (['a', 'b'], 0, 672)
+    (['a', 'b'], 0, 683)
     """
 
     def __init__(self, recognizer, *, max_streams: int = 10_000) -> None:
