@@ -63,6 +63,7 @@ is charged the round's largest loss when it is scored (``counts["nonfinite_forec
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -193,8 +194,7 @@ class ExpertMix:
                 eta = math.log(self._k) / s.delta if self._k > 1 else 0.0
                 w = [p * math.exp(-eta * (v - low)) for p, v in zip(pri, s.total, strict=True)]
         else:
-            w, s.u = _normalhedge(s.regret, self.prior, s.u)
-            w = w.tolist()
+            w, s.u = _normalhedge(s.regret, pri, s.u)
         total = sum(w)
         return [v / total for v in w]
 
@@ -227,9 +227,9 @@ class ExpertMix:
         for j, col in enumerate(columns):
             h = first + j
             w = self._weights(self._horizon(h))
-            ok = [math.isfinite(v) for v in col]
+            ok = list(map(math.isfinite, col))
             if all(ok):
-                value = sum(a * b for a, b in zip(w, col, strict=True))
+                value = sum(map(operator.mul, w, col))
             else:
                 self.counts["nonfinite_forecasts"] += ok.count(False)
                 value = _mean_of_finite(w, self._prior_list, col, ok)
@@ -299,7 +299,7 @@ class ExpertMix:
         s.scale = max(s.scale, max(losses) - lo)
         if s.scale > 0:
             scaled = [(v - lo) / s.scale for v in losses]
-            mixed = sum(a * b for a, b in zip(w, scaled, strict=True))
+            mixed = sum(map(operator.mul, w, scaled))
             s.regret = [r + mixed - v for r, v in zip(s.regret, scaled, strict=True)]
 
 
@@ -336,34 +336,37 @@ class _Horizon:
         self.u = 0.0  # 1 / c of the last round (NormalHedge; Newton starts there)
 
 
-def _normalhedge(regret, prior: np.ndarray, start: float = 0.0) -> tuple:
-    """NormalHedge's weights of the regrets (the prior while none is > 0), and ``1 / c``.
+def _normalhedge(regret: list, prior: list, start: float = 0.0) -> tuple:
+    """NormalHedge's weights of the regrets (the prior while none is > 0; a list, not
+    normalised), and ``1 / c``.
 
     The scale ``c`` solves ``sum_k prior_k exp([R_k]+^2 / 2c) = e``: in ``u = 1 / c`` the
     log of the sum is convex and increasing, so Newton's method converges monotonically
     once right of the root (one step from anywhere left of it gets there). It starts from
     ``start`` (the last round's root: regrets move little per round) when that is
     positive, else right of the root, where the largest term alone reaches ``e``.
+    Plain floats throughout: K is a handful, and this runs once per horizon and round.
     """
-    r = [max(float(v), 0.0) for v in regret]
-    pri = [float(p) for p in prior]
+    r = [v if v > 0.0 else 0.0 for v in regret]
     half = [v * v / 2.0 for v in r]
     top = max(half)
     if top <= 0.0:
-        return prior.copy(), 0.0
+        return list(prior), 0.0
+    exp, log = math.exp, math.log
     lead = half.index(top)
-    right = (1.0 - math.log(max(pri[lead], 1e-300))) / top  # g(right) >= 0
+    right = (1.0 - log(max(prior[lead], 1e-300))) / top  # g(right) >= 0
     u = start if 0.0 < start < right else right
+    below = [q - top for q in half]  # <= 0: the terms cannot overflow
     for _ in range(200):
-        terms = [p * math.exp((q - top) * u) for p, q in zip(pri, half, strict=True)]
+        terms = [p * exp(d * u) for p, d in zip(prior, below, strict=True)]
         total = sum(terms)
-        g = top * u + math.log(total) - 1.0
-        slope = sum(t * q for t, q in zip(terms, half, strict=True)) / total
+        g = top * u + log(total) - 1.0
+        slope = sum(map(operator.mul, terms, half)) / total
         step = g / slope
         u = min(u - step, right)
         if abs(step) <= 1e-12 * u:
             break
-    logw = [math.log(max(p, 1e-300)) + math.log(v * u) + q * u if v > 0 else -math.inf
-            for p, v, q in zip(pri, r, half, strict=True)]
+    logw = [log(max(p, 1e-300)) + log(v * u) + q * u if v > 0 else -math.inf
+            for p, v, q in zip(prior, r, half, strict=True)]
     best = max(logw)
-    return np.array([math.exp(v - best) for v in logw]), u
+    return [exp(v - best) for v in logw], u

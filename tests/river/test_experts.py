@@ -217,8 +217,9 @@ def test_normalhedge_weights_equal_a_brute_force_solution_of_its_equation():
         regret = rng.normal(0, rng.choice([1e-3, 1.0, 100.0]), k)
         prior = rng.dirichlet(np.ones(k))
         r = np.maximum(regret, 0.0)
-        w, u = _normalhedge(regret, prior, float(rng.choice([0.0, 1e-6, 1.0, 1e6])))
-        w = w / w.sum()
+        w, u = _normalhedge(regret.tolist(), prior.tolist(),
+                            float(rng.choice([0.0, 1e-6, 1.0, 1e6])))
+        w = np.array(w) / sum(w)
         if not (r > 0).any():
             np.testing.assert_allclose(w, prior, rtol=1e-12)
             continue
