@@ -217,3 +217,27 @@ def test_fast_path_equals_the_reference_computation(demo):
         heard_end = d.time_s - d.latency_ms / 1000
         assert clip["word_start_s"] < heard_end < clip["end_s"] + win_s
 
+
+
+_RECOGNIZER: dict = {}  # one for the examples below (loading it costs more than a push)
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(sizes=st.lists(st.one_of(st.integers(0, 700), st.sampled_from([80, 160, 240])),
+                      min_size=1, max_size=12))
+def test_every_hop_pushed_is_a_frame_from_the_first_push_on(sizes):
+    # The stream's lead of silence (lead_samples: 160 of a 200-sample window) makes the
+    # frame count exactly the hops pushed, whatever the chunking: what lets the exported
+    # graph step streams of every age in one batch with no per-stream bookkeeping.
+    rec = _RECOGNIZER.get("r") or _RECOGNIZER.setdefault("r", DigitRecognizer.load())
+    rec.reset()
+    assert lead_samples(rec.features) == 160
+    x = np.random.default_rng(len(sizes)).uniform(-0.3, 0.3, sum(sizes)).astype(np.float32)
+    hop, win, pushed = rec.features.hop_length, rec.features.win_length, 0
+    for n in sizes:
+        rec.push(x[pushed:pushed + n])
+        pushed += n
+        # the frames that end by the last sample pushed, the lead counted in
+        assert rec.frames == max(0, (pushed + 160 - win) // hop + 1)
+        if pushed % hop == 0:
+            assert rec.frames == pushed // hop
