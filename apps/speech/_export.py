@@ -85,7 +85,7 @@ def _check(recognizer) -> None:
 
 def _front_end(g: Graph, f, pcm: str, buf_in: str, pre_in: str | None):
     """Pre-emphasis, framing, log-mel and frame energy:
-    ``(logmel (B, T, n_mels), energy_db (B, T) float64, new_buf, [new_pre])``."""
+    ``(logmel (B, T, n_mels), energy_db (B, T), new_buf, [new_pre])``."""
     f32, hop, win = np.float32, f.hop_length, f.win_length
     x, new_pre = pcm, []
     if pre_in:  # y[n] = x[n] - a x[n - 1], x[-1] carried
@@ -103,18 +103,19 @@ def _front_end(g: Graph, f, pcm: str, buf_in: str, pre_in: str | None):
     # |DFT|^2 @ fb = [re^2, im^2] @ [fb; fb]: one product for both parts, one for the mel
     spec = g.op("MatMul", frames, g.const(np.concatenate([cos, sin], axis=1).astype(f32)))
     power = g.op("Mul", spec, spec)
+    # the mel bands and, in one more column, the frame's mel power (their sum) scaled by
+    # 10 ** (-reference / 10), so that 10 log10 of it is the energy in dB re full-scale RMS
     fb2 = np.concatenate([fb, fb])
-    mel = g.op("Add", g.op("MatMul", power, g.const(fb2.astype(f32))),
-               g.const(np.array(f.log_offset, f32)))
-    # the frame energy: the sum of the mel powers, one product with the summed filters,
-    # scaled by 10 ** (-reference / 10) so that 10 log10 of it is dB re full-scale RMS
-    scale = 10.0 ** (-energy_reference_db(f) / 10.0)
-    total = g.op("Add", g.op("MatMul", power, g.const((scale * fb2.sum(1)).astype(f32))),
-                 g.const(np.array(scale * fb.shape[1] * f.log_offset, f32)))
-    energy = g.op("Cast", g.op("Mul", g.op("Log", total),
-                               g.const(np.array(10.0 / math.log(10.0), f32))), to=11)
+    n_mels, scale = fb.shape[1], 10.0 ** (-energy_reference_db(f) / 10.0)
+    weights = np.concatenate([fb2, scale * fb2.sum(1, keepdims=True)], axis=1)
+    offsets = np.array([f.log_offset] * n_mels + [scale * n_mels * f.log_offset])
+    logs = g.op("Log", g.op("Add", g.op("MatMul", power, g.const(weights.astype(f32))),
+                              g.const(offsets.astype(f32))))  # (B, T, n_mels + 1)
+    energy = g.op("Mul", g.op("Gather", logs, g.const(np.array(n_mels, np.int64)), axis=2),
+                  g.const(np.array(10.0 / math.log(10.0), f32)))  # (B, T)
+    logmel = g.op("Slice", logs, g.ints(0), g.ints(n_mels), g.ints(2))
     new_buf = g.op("Slice", buf, g.ints(-lead_samples(f)), g.ints(2**62), g.ints(1))
-    return g.op("Log", mel), energy, new_buf, new_pre
+    return logmel, energy, new_buf, new_pre
 
 
 def recognizer_graph(recognizer) -> tuple[Graph, dict]:
@@ -144,7 +145,7 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
     post = g.op("Transpose", g.op("Softmax", logits, axis=-1), perm=[1, 0, 2])
     outs = [post, energy, new_buf, *new_pre, *new.values()]
     g.output("posteriors", outs[0], f32, ["B", "T", n_classes])
-    g.output("energy_db", outs[1], np.float64, ["B", "T"])
+    g.output("energy_db", outs[1], f32, ["B", "T"])
     state_shapes = {"pcm": ["B", lead], **({"preemph": ["B", 1]} if pre_in else {}),
                     **{k: [layers, "B", *shapes[k]] for k in shapes}}
     state_dtypes = dict.fromkeys(state_shapes, "float32")
@@ -193,7 +194,7 @@ def export_onnx(recognizer, path, *, opset: int | None = None,
     positive multiple of ``hop_length``; ``state_pcm`` ``(B, P)``; ``state_preemph``
     ``(B, 1)`` (only with pre-emphasis); ``state_<part>`` ``(L, B, H)`` of the model.
     Outputs: ``posteriors`` ``(B, N / hop, 11)`` (the last class is blank), ``energy_db``
-    ``(B, N / hop)`` float64 (the endpointer's frame energy) and ``new_state_<name>`` of
+    ``(B, N / hop)`` float32 (the endpointer's frame energy) and ``new_state_<name>`` of
     every state input. A stream starts from the metadata's ``initial_state``
     (:func:`initial_feeds`: ``P`` zeros of PCM, the warm model state); the metadata also
     holds the decoder's and endpointer's settings (see :mod:`._export`).

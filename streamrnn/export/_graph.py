@@ -102,8 +102,8 @@ class Graph:
         self.outputs.append(ValueInfo(name, np.dtype(dtype), shape))
 
     def const(self, value, name: str | None = None, dtype=None) -> str:
-        """A constant (an initializer of the graph)."""
-        arr = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+        """A constant (an initializer of the graph); a 0-d array stays a scalar."""
+        arr = np.array(value, dtype=dtype, order="C")  # ascontiguousarray makes 0-d 1-d
         same = (arr.dtype.str, arr.shape, arr.tobytes())
         if name is None and same in self._seen:
             return self._seen[same]
