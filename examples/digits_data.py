@@ -19,6 +19,8 @@ apart. Each clip is augmented as the field does for speaker independence:
 quarter of the sequences the background switches on at a random time; clicks and bursts
 of noise (5-80 ms, -40 to -10 dBFS) are sprinkled in (0.6 per sequence on average).
 SpecAugment-style masks (:func:`spec_augment`) are drawn on the standardised features.
+Vocal tract length perturbation (:func:`vtlp`, off by default) warps the log-mel
+features of each clip along the mel-band axis, duration and pitch kept.
 
 Labels: frames (centres) from 40 % into the endpointed word to 50 ms after it are the
 digit, the first 40 % of the word is left out of the loss, every other frame is blank.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +73,16 @@ class Augment:
     freq_mask: int = 4
     time_masks: float = 0.0
     time_mask: int = 0
+    vtlp: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         for name in ("speed", "tempo"):
             lo, hi = getattr(self, name)
             if not 0.5 <= lo <= hi <= 2.0:
                 raise ValueError(f"{name} must be (lo, hi) with 0.5 <= lo <= hi <= 2, got {lo, hi}")
+        lo, hi = self.vtlp
+        if not 0.8 <= lo <= hi <= 1.25:
+            raise ValueError(f"vtlp must be (lo, hi) with 0.8 <= lo <= hi <= 1.25, got {lo, hi}")
         for name in ("tilt_db", "ripple_db", "time_masks"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -293,3 +300,77 @@ def spec_augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> None:
                 w = draw(aug.time_mask)
                 t0 = draw(n_frames - w)
                 row[t0 : t0 + w] = 0.0
+
+
+def mel_centres(
+    n_mels: int = FEATURES["n_mels"], f_min: float = FEATURES["f_min"], f_max: float = SR / 2
+) -> np.ndarray:
+    """Centre frequencies (Hz) of the HTK mel bands of :data:`FEATURES`, shape ``(n_mels,)``."""
+    mel = np.linspace(*(2595.0 * np.log10(1.0 + np.array([f_min, f_max]) / 700.0)), n_mels + 2)
+    return 700.0 * (10 ** (mel[1:-1] / 2595.0) - 1.0)  # fmt: skip
+
+
+def vtlp_matrix(alpha: float, centres: np.ndarray, knee: float = 0.8) -> np.ndarray:
+    """The linear map of one frame's log-mel bands warped by ``alpha`` (VTLP).
+
+    The warp of Jaitly and Hinton (2013), piecewise linear in Hz, here anchored at the
+    lowest and the highest band centre ``c0`` and ``c1`` so both bands stay as they are:
+    ``f -> c0 + alpha (f - c0)`` up to the knee (``knee`` of the span, times
+    ``min(alpha, 1) / alpha``), then a straight line to ``c1``. ``alpha > 1`` moves the
+    spectral envelope (formants) up, as a shorter vocal tract does. Output band ``k``
+    takes the input's value at ``warp^-1(centres[k])``, linearly interpolated between the
+    two nearest bands.
+
+    Parameters
+    ----------
+    alpha : float
+        The warp factor, > 0 (1: the identity).
+    centres : numpy.ndarray
+        The bands' centre frequencies in Hz, increasing, shape ``(F,)``.
+    knee : float
+        Where the warp turns, as a fraction of ``c1 - c0``, in (0, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``M`` of shape ``(F, F)``: the warped frame is ``M @ frame``; each row sums to 1.
+    """
+    c0, span = centres[0], centres[-1] - centres[0]
+    u_b = knee * span * min(alpha, 1.0) / alpha  # the knee, before the warp
+    # the inverse warp: output frequency -> the input frequency it takes its value from
+    src = c0 + np.interp(centres - c0, [0.0, alpha * u_b, span], [0.0, u_b, span])
+    pos = np.interp(src, centres, np.arange(len(centres), dtype=np.float64))
+    pos = np.where(np.abs(pos - np.round(pos)) < 1e-9, np.round(pos), pos)  # exact copies
+    lo = np.minimum(np.floor(pos).astype(np.int64), len(centres) - 2)
+    frac = pos - lo
+    m = np.zeros((len(centres), len(centres)))
+    rows = np.arange(len(centres))
+    m[rows, lo] = 1.0 - frac
+    m[rows, lo + 1] += frac
+    return m
+
+
+def vtlp(x: torch.Tensor, seqs, aug: Augment, rng: np.random.Generator) -> None:
+    """Vocal tract length perturbation, in place, of raw log-mel features of ``compose``'s
+    sequences: each clip's frames warped by :func:`vtlp_matrix` with its own factor drawn
+    uniformly from ``aug.vtlp``.
+
+    A clip's frames run from half-way after the previous word to half-way before the
+    next (the gaps are background only); a sequence without words gets one factor.
+    Draws nothing from ``rng`` when ``aug.vtlp`` is ``(1, 1)``.
+
+    Shape
+    -----
+    x: ``(B, T, F)``, ``seqs``: ``B`` pairs (samples, events) as :func:`compose` gives.
+    """
+    if aug.vtlp == (1.0, 1.0):
+        return
+    n_seq, n_frames, n_feat = x.shape
+    centres = mel_centres(n_feat)
+    frame_at = np.arange(n_frames) * HOP + WIN / 2
+    for row, (_, events) in zip(x, seqs, strict=True):
+        cuts = [0.5 * (a[1] + b[0]) for a, b in pairwise(events)]
+        edges = [0, *np.searchsorted(frame_at, cuts).tolist(), n_frames]
+        for a, b in pairwise(edges):
+            m = torch.from_numpy(vtlp_matrix(rng.uniform(*aug.vtlp), centres)).to(x.dtype)
+            row[a:b] = row[a:b] @ m.T

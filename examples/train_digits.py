@@ -76,6 +76,7 @@ from digits_data import (
     load_clips,
     noise,
     spec_augment,
+    vtlp,
 )
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchaudio.functional import create_dct
@@ -141,7 +142,7 @@ def augment_of(args) -> Augment:
         ripple_db=args.ripple_db,
         snr_db=args.snr_db, babble=args.babble, babble_snr=tuple(args.babble_snr),
         freq_masks=args.freq_masks, freq_mask=args.freq_mask, time_masks=args.time_masks,
-        time_mask=args.time_mask,
+        time_mask=args.time_mask, vtlp=tuple(args.vtlp),
     )  # fmt: skip
 
 
@@ -177,9 +178,11 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
     for epoch in range(args.epochs):
         order = torch.randperm(len(clips), generator=gen).tolist()
         with one_thread():
-            x, y, who = batch_tensors(compose(clips, order, rng, aug), fe, speakers)
-        if mean is None:
+            seqs = compose(clips, order, rng, aug)
+            x, y, who = batch_tensors(seqs, fe, speakers)
+        if mean is None:  # the statistics of unwarped features: what the model will meet
             mean, std = x.reshape(-1, n_feat).mean(0), x.reshape(-1, n_feat).std(0) + 1e-3
+        vtlp(x, seqs, aug, rng)  # per clip, on raw log-mel; nothing when --vtlp is 1 1
         x = (x - mean) / std
         spec_augment(x, aug, gen)
         if proj is not None:
@@ -345,7 +348,7 @@ def recipe(args) -> dict:
     keys = (
         "epochs", "cell", "hidden", "layers", "dropout", "ema", "smooth", "adversary", "cepstra",
         "lr", "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
-        "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask",
+        "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask", "vtlp",
     )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
@@ -439,6 +442,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--freq-mask", type=int, default=4, help="max masked mel bands per mask (0: off)")
     add("--time-masks", type=float, default=0.0, help="time masks per second (mean)")
     add("--time-mask", type=int, default=0, help="max masked frames per mask (0: off)")
+    add(
+        "--vtlp",
+        nargs=2,
+        type=float,
+        default=[1.0, 1.0],
+        metavar=("LO", "HI"),
+        help="VTLP: warp factors of each clip's mel bands (1 1: off)",
+    )
     add("--threads", type=int, default=1, help="torch threads while training")
     args = p.parse_args(argv)
     if not (args.folds or args.final or args.make_demo):

@@ -143,6 +143,59 @@ def test_spec_augment_masks_whole_bands_and_frames_and_is_seeded(scripts):
     assert (x == 0).any()
 
 
+@pytest.mark.parametrize("alpha", [0.8, 0.9, 1.0, 1.1, 1.25])
+def test_vtlp_matrix_keeps_the_end_bands_and_moves_the_envelope_with_alpha(scripts, alpha):
+    """alpha = 1 is the identity; band 0 and the top band are kept; each output band is a
+    convex mix of two neighbouring input bands; a formant-like peak moves up for alpha > 1
+    and down for alpha < 1."""
+    _, dd = scripts
+    centres = dd.mel_centres()
+    assert centres.shape == (40,) and (np.diff(centres) > 0).all()
+    assert 100 < centres[0] < centres[-1] < 4000
+    m = dd.vtlp_matrix(alpha, centres)
+    assert m.shape == (40, 40) and (m >= 0).all()
+    np.testing.assert_allclose(m.sum(1), 1.0)
+    assert ((m > 0).sum(1) <= 2).all()
+    assert m[0, 0] == 1.0 and m[-1, -1] == 1.0
+    if alpha == 1.0:
+        np.testing.assert_array_equal(m, np.eye(40))
+    peak = np.exp(-0.5 * ((np.arange(40) - 15) / 2.0) ** 2)
+    moved = int(np.argmax(m @ peak))
+    assert (moved > 15) if alpha > 1 else (moved < 15) if alpha < 1 else moved == 15
+
+
+def test_vtlp_warps_each_clip_on_its_own_and_is_off_by_default(scripts):
+    _, dd = scripts
+    x = torch.randn(3, 300, 40, generator=torch.Generator().manual_seed(0))
+    seqs = [(None, [(2000.0, 6000.0, 1, "a"), (14000.0, 18000.0, 2, "b")]), (None, []),
+            (None, [(8000.0, 12000.0, 3, "a")])]  # fmt: skip
+    rng = np.random.default_rng(0)
+    off = x.clone()
+    dd.vtlp(off, seqs, dd.Augment(), rng)  # the default: nothing, no draw
+    assert torch.equal(off, x) and rng.random() == np.random.default_rng(0).random()
+    aug = dd.Augment(vtlp=(0.9, 1.1))
+    a, b = x.clone(), x.clone()
+    dd.vtlp(a, seqs, aug, np.random.default_rng(1))
+    dd.vtlp(b, seqs, aug, np.random.default_rng(1))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert torch.equal(a[..., [0, -1]], x[..., [0, -1]])  # band 0 and the top band kept
+    centres = dd.mel_centres()
+
+    def alpha_of(row, t):  # the factor that maps x's frame t to a's
+        grid = np.linspace(0.9, 1.1, 2001)
+        err = [float((torch.from_numpy(dd.vtlp_matrix(g, centres)).float() @ x[row, t]
+                      - a[row, t]).abs().max()) for g in grid]  # fmt: skip
+        return grid[int(np.argmin(err))]
+
+    # the cut between the two clips of sequence 0: half-way between the words (10000 samples)
+    first, second = alpha_of(0, 30), alpha_of(0, 200)
+    assert first != pytest.approx(second, abs=1e-3)
+    assert alpha_of(0, 0) == pytest.approx(first, abs=1e-3)
+    assert alpha_of(0, 120) == pytest.approx(first, abs=1e-3)  # centre 9700 < 10000
+    assert alpha_of(0, 125) == pytest.approx(second, abs=1e-3)  # centre 10100 > 10000
+    assert alpha_of(1, 0) == pytest.approx(alpha_of(1, 299), abs=1e-3)  # one factor
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [
@@ -151,6 +204,8 @@ def test_spec_augment_masks_whole_bands_and_frames_and_is_seeded(scripts):
         ({"tilt_db": -1.0}, "tilt_db must be"),
         ({"babble": 1.5}, "babble must be"),
         ({"freq_mask": 50}, "freq_mask must be"),
+        ({"vtlp": (1.1, 0.9)}, "vtlp must be"),
+        ({"vtlp": (0.5, 1.0)}, "vtlp must be"),
     ],
 )
 def test_augment_refuses_bad_settings(scripts, kw, match):
@@ -169,6 +224,7 @@ def test_augment_refuses_bad_settings(scripts, kw, match):
         (["--folds", "--speed", "2", "1"], "speed must be"),
         (["--folds", "--smooth", "1"], "--smooth must be"),
         (["--folds", "--ema", "-0.1"], "--ema must be"),
+        (["--folds", "--vtlp", "0.9", "1.5"], "vtlp must be"),
     ],
 )
 def test_command_line_refuses_bad_settings(scripts, capsys, argv, match):
