@@ -244,14 +244,21 @@ def compose(clips: list[dict], order, rng: np.random.Generator, aug: Augment):
     return seqs
 
 
-def frame_labels(n_frames: int, events, speakers=()) -> tuple[np.ndarray, np.ndarray]:
+def frame_labels(
+    n_frames: int, events, speakers=(), onset_blank: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: the digit from 40 % into its word to 50 ms after it, blank outside words;
     and the speaker's index in ``speakers`` over the whole word (-100 elsewhere).
 
     The first 40 % of a word is left out of the digit loss (-100): whether the model
     already names the digit there ("s..." may be six or seven) or still says blank, both
-    are fine.
+    are fine. With ``onset_blank`` > 0 (at most 0.4), the word's first ``onset_blank``
+    is labelled blank instead: the model is taught to wait for the part of the word that
+    tells digits apart, so the decoder's vote (summed posteriors) counts less of the
+    shared onsets.
     """
+    if not 0.0 <= onset_blank <= EARLY:
+        raise ValueError(f"onset_blank must be in [0, {EARLY}], got {onset_blank!r}")
     y = np.full(n_frames, BLANK, dtype=np.int64)
     who = np.full(n_frames, IGNORE, dtype=np.int64)
     centres = np.arange(n_frames) * HOP + WIN / 2
@@ -259,16 +266,21 @@ def frame_labels(n_frames: int, events, speakers=()) -> tuple[np.ndarray, np.nda
         word = (centres >= start) & (centres <= end + HANG_S * SR)
         y[word] = IGNORE
         y[(centres >= start + EARLY * (end - start)) & (centres <= end + HANG_S * SR)] = digit
+        if onset_blank:
+            y[(centres >= start) & (centres < start + onset_blank * (end - start))] = BLANK
         if speaker in speakers:
             who[word] = speakers.index(speaker)
     return y, who
 
 
-def batch_tensors(seqs, fe: AudioFeatures, speakers=()):
+def batch_tensors(seqs, fe: AudioFeatures, speakers=(), onset_blank: float = 0.0):
     """Log-mel features ``(N, T, F)``, frame labels ``(N, T)`` and speaker labels ``(N, T)``
-    of composed sequences."""
+    of composed sequences (``onset_blank``: see :func:`frame_labels`)."""
     feats = [fe.offline(np.clip(x, -1.0, 1.0).astype(np.float32)) for x, _ in seqs]
-    labels = [frame_labels(len(f), ev, speakers) for f, (_, ev) in zip(feats, seqs, strict=True)]
+    labels = [
+        frame_labels(len(f), ev, speakers, onset_blank)
+        for f, (_, ev) in zip(feats, seqs, strict=True)
+    ]
     y = torch.from_numpy(np.stack([a for a, _ in labels]))
     who = torch.from_numpy(np.stack([b for _, b in labels]))
     return torch.stack(feats), y, who

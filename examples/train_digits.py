@@ -66,6 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from digits_data import (
+    EARLY,
     FEATURES,
     LABEL_RULE,
     SPEAKERS,
@@ -179,7 +180,7 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
         order = torch.randperm(len(clips), generator=gen).tolist()
         with one_thread():
             seqs = compose(clips, order, rng, aug)
-            x, y, who = batch_tensors(seqs, fe, speakers)
+            x, y, who = batch_tensors(seqs, fe, speakers, args.onset_blank)
         if mean is None:  # the statistics of unwarped features: what the model will meet
             mean, std = x.reshape(-1, n_feat).mean(0), x.reshape(-1, n_feat).std(0) + 1e-3
         vtlp(x, seqs, aug, rng)  # per clip, on raw log-mel; nothing when --vtlp is 1 1
@@ -349,6 +350,7 @@ def recipe(args) -> dict:
         "epochs", "cell", "hidden", "layers", "dropout", "ema", "smooth", "adversary", "cepstra",
         "lr", "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
         "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask", "vtlp",
+        "onset_blank",
     )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
@@ -370,7 +372,8 @@ def run_final(clips, args) -> None:
         "license": "CC BY-SA 4.0 (the weights are a derivative of FSDD); see ATTRIBUTION.md",
         "excluded_clips": list(DEMO_CLIPS),
         "training": {**recipe(args), "seed": seed},
-        "labels": LABEL_RULE,
+        "labels": LABEL_RULE
+        + (f"; except the word's first {args.onset_blank:.0%}: blank" if args.onset_blank else ""),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rec.save(args.out, info=info)
@@ -450,6 +453,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar=("LO", "HI"),
         help="VTLP: warp factors of each clip's mel bands (1 1: off)",
     )
+    add(
+        "--onset-blank",
+        type=float,
+        default=0.0,
+        help="label the first fraction of each word blank, not ignored (<= 0.4; 0: off)",
+    )
     add("--threads", type=int, default=1, help="torch threads while training")
     args = p.parse_args(argv)
     if not (args.folds or args.final or args.make_demo):
@@ -475,6 +484,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--smooth must be a label-smoothing weight in [0, 1), got {args.smooth}")
     if not (math.isfinite(args.adversary) and 0.0 <= args.adversary <= 10.0):
         p.error(f"--adversary must be in [0, 10], got {args.adversary}")
+    if not 0.0 <= args.onset_blank <= EARLY:
+        p.error(f"--onset-blank must be a fraction of the word in [0, {EARLY}], "
+                f"got {args.onset_blank}")  # fmt: skip
     if not 0.0 <= args.dropout < 1.0:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if not (math.isfinite(args.lr) and args.lr > 0):

@@ -110,6 +110,20 @@ def test_frame_labels_mark_the_word_and_its_speaker(scripts):
     assert (who[word] == 1).all() and (who[~word] == -100).all()
 
 
+@pytest.mark.parametrize("onset_blank", [0.0, 0.2, 0.4])
+def test_onset_blank_labels_the_word_start_blank_and_keeps_the_rest(scripts, onset_blank):
+    _, dd = scripts
+    start, end = 2000.0, 4000.0
+    y0, _ = dd.frame_labels(100, [(start, end, 7, "b")])
+    y, _ = dd.frame_labels(100, [(start, end, 7, "b")], onset_blank=onset_blank)
+    centres = np.arange(100) * 80 + 100
+    onset = (centres >= start) & (centres < start + onset_blank * (end - start))
+    assert (y[onset] == dd.BLANK).all() and (y0[onset] == -100).all()
+    np.testing.assert_array_equal(y[~onset], y0[~onset])
+    with pytest.raises(ValueError, match="onset_blank must be in"):
+        dd.frame_labels(100, [(start, end, 7, "b")], onset_blank=0.5)
+
+
 def test_compose_labels_only_digits_it_placed(scripts):
     _, dd = scripts
     clips = [_tone_clip(d) for d in (1, 2, 3, 4)]
@@ -225,6 +239,7 @@ def test_augment_refuses_bad_settings(scripts, kw, match):
         (["--folds", "--smooth", "1"], "--smooth must be"),
         (["--folds", "--ema", "-0.1"], "--ema must be"),
         (["--folds", "--vtlp", "0.9", "1.5"], "vtlp must be"),
+        (["--folds", "--onset-blank", "0.5"], "--onset-blank must be"),
     ],
 )
 def test_command_line_refuses_bad_settings(scripts, capsys, argv, match):
