@@ -21,7 +21,12 @@ time; clicks and bursts of noise (5-80 ms, -40 to -10 dBFS) are sprinkled in (0.
 sequence on average). Up to 4 mel bands per sequence are masked. Speed and tempo
 perturbation, stronger EQ, time masks and label smoothing are options (``--speed``,
 ``--tempo``, ``--tilt-db``, ``--time-masks``, ``--smooth``); measured leave-one-speaker-out
-they did not help here (the report of issue 16 lists every run).
+they did not help here (the report of issue 16 lists every run). Two more options, off by
+default: vocal tract length perturbation of each clip's log-mel (``--vtlp 0.9 1.1``: on
+the three worst folds 79.4 % mean over seeds 0-2 against 77.4 %, +3.5 and +4.4 points on
+george and nicolas, -2.1 on jackson; all five folds, seed 0: 84.2 % against 83.6 %;
+within the seed noise, not adopted) and blank labels on the first part of each word
+(``--onset-blank``: no gain in one seed).
 
 Labels. Energy endpointing of each clip (``streamrnn.apps.speech.word_bounds``)
 gives its word; frames (centres) from 40 % into the word to 50 ms after it are labelled
