@@ -82,7 +82,7 @@ from ._types import (
     LABELS,
     Detection,
     demo_path,
-    frame_end_s,
+    framing,
     lead_samples,
     start_stream,
     word_bounds,
@@ -361,10 +361,7 @@ class DigitRecognizer:
             last = endpointer.last_voiced
             digit = decoder.update(post[t], frames_since(last, k), e)
             if digit is not None:
-                fe = self.features
-                hop, rate = fe.hop_length, fe.sample_rate
-                time_s = frame_end_s(k, hop, fe.win_length, lead_samples(fe), rate)
-                found.append(Detection(digit, time_s, (k - last) * hop / rate * 1000.0))
+                found.append(Detection.at(digit, k, last, *framing(self.features)))
             k += 1
         self.frames = k
         return found

@@ -19,7 +19,7 @@ from streamrnn.adapters.audio import AudioFeatures
 from ._decode import FrameDecoder, frames_since, softmax
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
 from ._io import FEATURE_KEYS
-from ._types import Detection, frame_end_s, lead_samples, start_stream
+from ._types import Detection, framing, start_stream
 
 __all__ = ["DigitBank", "StreamResult"]
 
@@ -186,7 +186,8 @@ class DigitBank:
         self.warmup_ms = recognizer.warmup_ms
         self.sample_rate = fe.sample_rate
         self.n_features = fe.n_features
-        self.hop_length, self._win, self._lead = fe.hop_length, fe.win_length, lead_samples(fe)
+        self.hop_length = fe.hop_length
+        self._framing = framing(fe)
         self._ref_db = energy_reference_db(fe)
         warm = self._warm_state()
         self._bank = StreamBank(_WarmStart(self.model, warm), max_streams=max_streams)
@@ -367,10 +368,7 @@ class DigitBank:
             last = endpointer.last_voiced
             digit = decoder.update(post[t], frames_since(last, k), e)
             if digit is not None:
-                time_s = frame_end_s(k, self.hop_length, self._win, self._lead,
-                                     self.sample_rate)
-                latency_ms = (k - last) * self.hop_length / self.sample_rate * 1000.0
-                found.append(Detection(digit, time_s, latency_ms))
+                found.append(Detection.at(digit, k, last, *self._framing))
             k += 1
         track.frames = k
         return StreamResult(first, feats, post, found)

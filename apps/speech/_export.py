@@ -30,7 +30,7 @@ from streamrnn.export import Graph, add_model, read_metadata, write_graph
 
 from ._decode import FrameDecoder, frames_since
 from ._endpoint import Endpointer, energy_reference_db
-from ._types import LABELS, Detection, frame_end_s, lead_samples
+from ._types import LABELS, Detection, lead_samples
 
 __all__ = ["OnnxDigitRecognizer", "export_onnx", "initial_feeds"]
 
@@ -314,8 +314,7 @@ class OnnxDigitRecognizer:
             last = self.endpointer.last_voiced
             digit = self.decoder.update(post, frames_since(last, k), e)
             if digit is not None:
-                found.append(Detection(digit, frame_end_s(k, *self._frame),
-                                       (k - last) * self.hop / self.rate * 1000.0))
+                found.append(Detection.at(digit, k, last, *self._frame))
         return found
 
     def flush(self) -> list:

@@ -46,6 +46,21 @@ class Detection:
     time_s: float
     latency_ms: float
 
+    @classmethod
+    def at(cls, digit: int, k: int, last: int, hop: int, win: int, lead: int,
+           rate: int) -> Detection:
+        """The detection emitted at frame ``k`` when the endpointer's last voiced frame is
+        ``last``: ``time_s`` is the end of frame ``k`` in stream time (frame 0 starts
+        ``lead`` samples before the stream; see :func:`framing`), ``latency_ms`` the frames
+        since ``last``.
+
+        Examples
+        --------
+        >>> Detection.at(3, 10, 4, 80, 200, 160, 8000)
+        Detection(digit=3, time_s=0.105, latency_ms=60.0)
+        """
+        return cls(digit, (k * hop + win - lead) / rate, (k - last) * hop / rate * 1000.0)
+
     def as_dict(self) -> dict:
         """The fields as a JSON-ready dict (times rounded to 0.1 ms)."""
         out = asdict(self)
@@ -81,16 +96,10 @@ def start_stream(features) -> None:
     features._push(bytes(2 * features.in_channels * n), None)
 
 
-def frame_end_s(k: int, hop: int, win: int, lead: int, rate: int) -> float:
-    """Stream time (s) of the end of frame ``k`` (frame 0 is a stream's first, which
-    starts ``lead`` samples before the stream).
-
-    Examples
-    --------
-    >>> frame_end_s(0, 80, 200, 160, 8000), frame_end_s(10, 80, 200, 160, 8000)
-    (0.005, 0.105)
-    """
-    return (k * hop + win - lead) / rate
+def framing(features) -> tuple[int, int, int, int]:
+    """``(hop, win, lead, rate)`` of a front end: what :meth:`Detection.at` needs."""
+    return (features.hop_length, features.win_length, lead_samples(features),
+            features.sample_rate)
 
 
 def demo_path() -> str:
