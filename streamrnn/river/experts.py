@@ -58,21 +58,28 @@ A non-finite target (NaN, inf), or one whose losses overflow, is skipped and cou
 (``counts["skipped_targets"]``); the weights stay finite and sum to one. An expert whose
 forecast is not finite sits that forecast out (the others' weights are renormalised) and
 is charged the round's largest loss when it is scored (``counts["nonfinite_forecasts"]``).
+
+Speed
+-----
+Each :meth:`ExpertMix.predict` and :meth:`ExpertMix.update` is one compiled call over
+every horizon (:mod:`streamrnn.river._mix`), a few microseconds; its arithmetic is that of
+the plain-Python reference in ``tests/_mix_reference.py``, to the bit (tested).
 """
 
 from __future__ import annotations
 
-import math
-import operator
-
 import numpy as np
 
 from .._validate import check_choice, check_int
+from . import _mix
 
 __all__ = ["ExpertMix"]
 
 METHODS = ("adahedge", "normalhedge")
 LOSSES = ("absolute", "gradient")
+
+#: The most consecutive target steps that may have forecasts waiting to be scored.
+MAX_SPAN = 1 << 16
 
 
 class ExpertMix:
@@ -95,12 +102,19 @@ class ExpertMix:
     counts : dict
         ``scored`` forecasts (one per horizon and target), ``skipped_targets`` (not
         finite), ``nonfinite_forecasts`` (an expert sat one out), ``unscored`` (their
-        target never arrived: dropped when a later step was updated).
+        target never arrived: dropped when a later step was updated). A fresh dict on
+        each read.
 
     Shape
     -----
     predict: forecasts ``(K, N)`` (row k: expert k's forecasts of steps
     ``origin + first .. origin + first + N - 1``) -> combined ``(N,)``.
+
+    Limits
+    ------
+    The targets with forecasts waiting to be scored (those after the last step updated)
+    must lie within :data:`MAX_SPAN` (65,536) consecutive steps; a forecast further
+    ahead than that is refused, changing nothing.
 
     Threads
     -------
@@ -148,21 +162,80 @@ class ExpertMix:
                                  f"got {prior!r}")
             pi = pi / pi.sum()
         self.prior = pi
-        self._prior_list = pi.tolist()
         self._k = k
-        self._horizons: dict = {}  # h -> _Horizon
-        self._pending: dict = {}  # target step -> {h: (forecasts (K,), issued forecast)}
+        self._adahedge = self.method == "adahedge"
+        self._gradient = self.loss == "gradient"
+        self._counts = np.zeros(len(_mix.COUNTS), dtype=np.int64)
+        self._losses = np.empty(k)
+        self._index: dict = {}  # horizon -> its row in the arrays below
+        self._columns: dict = {}  # (first, N) -> the rows of horizons first .. first + N - 1
+        self._grow_horizons(4)
+        self._ring(8)
+        self._lo, self._hi = 0, -1  # every waiting target is in lo..hi (none: lo > hi)
         self._last_update: int | None = None
-        self.counts = {"scored": 0, "skipped_targets": 0, "nonfinite_forecasts": 0,
-                       "unscored": 0}
+
+    # -- storage ---------------------------------------------------------------------
+    def _grow_horizons(self, rows: int) -> None:
+        # The per-horizon learning state (row i: the horizon given index i), rows >= used.
+        k, old = self._k, getattr(self, "_rounds", None)
+        used = 0 if old is None else len(self._index)
+
+        def grown(name, shape, dtype=np.float64):
+            new = np.zeros(shape, dtype)
+            if old is not None:
+                new[:used] = getattr(self, name)[:used]
+            return new
+
+        self._rounds = grown("_rounds", rows, np.int64)  # rounds scored
+        self._total = grown("_total", (rows, k))  # cumulative losses (AdaHedge)
+        self._delta = grown("_delta", rows)  # cumulative mixability gap (AdaHedge)
+        self._regret = grown("_regret", (rows, k))  # regrets on scaled losses (NormalHedge)
+        self._scale = grown("_scale", rows)  # largest loss range seen (NormalHedge)
+        self._u = grown("_u", rows)  # 1 / c of the last round (NormalHedge)
+        self._wc = grown("_wc", (rows, k))  # the weights, while _wvalid
+        self._wvalid = grown("_wvalid", rows, np.int8)
+        if old is not None:
+            present, pcols, pissued = self._present, self._pcols, self._pissued
+            self._present = np.zeros((len(present), rows), np.int8)
+            self._present[:, :used] = present[:, :used]
+            self._pcols = np.zeros((len(present), rows, k))
+            self._pcols[:, :used] = pcols[:, :used]
+            self._pissued = np.zeros((len(present), rows))
+            self._pissued[:, :used] = pissued[:, :used]
+
+    def _ring(self, size: int, lo: int = 0, hi: int = -1) -> None:
+        # Slots for the forecasts waiting for targets lo..hi (kept), size a power of two.
+        rows = len(self._rounds)
+        present = np.zeros((size, rows), np.int8)
+        npend = np.zeros(size, np.int64)
+        pcols = np.zeros((size, rows, self._k))
+        pissued = np.zeros((size, rows))
+        if hi >= lo:
+            t = np.arange(lo, hi + 1)
+            old, new = t & (len(self._npend) - 1), t & (size - 1)
+            present[new], npend[new] = self._present[old], self._npend[old]
+            pcols[new], pissued[new] = self._pcols[old], self._pissued[old]
+        self._present, self._npend, self._pcols, self._pissued = present, npend, pcols, pissued
+        self._mask = size - 1
+
+    def _rows(self, first: int, n: int) -> np.ndarray:
+        rows = self._columns.get((first, n))
+        if rows is None:
+            for h in range(first, first + n):
+                if h not in self._index:
+                    if len(self._index) == len(self._rounds):
+                        self._grow_horizons(2 * len(self._rounds))
+                    self._index[h] = len(self._index)
+            rows = np.array([self._index[h] for h in range(first, first + n)], np.int64)
+            if len(self._columns) < 1024:
+                self._columns[(first, n)] = rows
+        return rows
+
+    @property
+    def counts(self) -> dict:
+        return dict(zip(_mix.COUNTS, self._counts.tolist(), strict=True))
 
     # -- weights -------------------------------------------------------------------
-    def _horizon(self, h: int) -> _Horizon:
-        state = self._horizons.get(h)
-        if state is None:
-            state = self._horizons[h] = _Horizon(self._k)
-        return state
-
     def weights(self, horizon: int) -> np.ndarray:
         """The weights used now for ``horizon``-step forecasts (a copy; they sum to one).
 
@@ -171,32 +244,12 @@ class ExpertMix:
         ``(K,)``.
         """
         check_int("horizon", horizon, minimum=1)
-        state = self._horizons.get(horizon)
-        return self.prior.copy() if state is None else np.array(self._weights(state))
-
-    def _weights(self, s: _Horizon) -> list:
-        # The weights as a list of floats (K is small: plain floats beat tiny arrays).
-        if s.rounds == 0:
-            return self._prior_list
-        if s.cached is None:
-            s.cached = self._compute(s)
-        return s.cached
-
-    def _compute(self, s: _Horizon) -> list:
-        pri = self._prior_list
-        if self.method == "adahedge":
-            low = min(s.total)
-            if s.delta <= 0.0:  # eta = infinity: follow the leader(s)
-                w = [p if v <= low else 0.0 for p, v in zip(pri, s.total, strict=True)]
-                if sum(w) <= 0:
-                    w = [1.0 if v <= low else 0.0 for v in s.total]
-            else:
-                eta = math.log(self._k) / s.delta if self._k > 1 else 0.0
-                w = [p * math.exp(-eta * (v - low)) for p, v in zip(pri, s.total, strict=True)]
-        else:
-            w, s.u = _normalhedge(s.regret, pri, s.u)
-        total = sum(w)
-        return [v / total for v in w]
+        i = self._index.get(horizon)
+        if i is None:
+            return self.prior.copy()
+        _mix.weights(i, self._adahedge, self.prior, self._rounds, self._total, self._delta,
+                     self._regret, self._u, self._wc, self._wvalid)
+        return self._wc[i].copy()
 
     # -- forecasting and scoring -----------------------------------------------------
     def predict(self, origin: int, forecasts, first: int = 1) -> np.ndarray:
@@ -218,24 +271,29 @@ class ExpertMix:
         if self._last_update is not None and origin < self._last_update:
             raise ValueError(f"origin must be >= the last step updated ({self._last_update}),"
                              f" got {origin}: a forecast is made before its target arrives")
-        f = np.asarray(forecasts, dtype=np.float64)
+        f = np.ascontiguousarray(forecasts, dtype=np.float64)
         if f.ndim != 2 or f.shape[0] != self._k:
             raise ValueError(f"forecasts must have shape ({self._k}, N) (one row per expert: "
                              f"{', '.join(self.names)}), got {f.shape}")
-        columns = f.T.tolist()
-        out = []
-        for j, col in enumerate(columns):
-            h = first + j
-            w = self._weights(self._horizon(h))
-            ok = list(map(math.isfinite, col))
-            if all(ok):
-                value = sum(map(operator.mul, w, col))
-            else:
-                self.counts["nonfinite_forecasts"] += ok.count(False)
-                value = _mean_of_finite(w, self._prior_list, col, ok)
-            out.append(value)
-            self._pending.setdefault(origin + h, {})[h] = (col, value)
-        return np.array(out)
+        n = f.shape[1]
+        out = np.empty(n)
+        if n == 0:
+            return out
+        t0 = origin + first
+        lo, hi = (min(self._lo, t0), max(self._hi, t0 + n - 1)) if self._hi >= self._lo \
+            else (t0, t0 + n - 1)
+        if hi - lo >= len(self._npend):
+            if hi - lo >= MAX_SPAN:
+                raise ValueError(f"forecasts would wait for targets {lo}..{hi}, more than "
+                                 f"{MAX_SPAN} consecutive steps (first={first}, N={n}, "
+                                 f"origin={origin})")
+            self._ring(1 << (hi - lo).bit_length(), self._lo, self._hi)
+        rows = self._rows(first, n)
+        self._lo, self._hi = lo, hi
+        _mix.predict(f, rows, t0, self._mask, self._adahedge, self.prior, self._rounds,
+                     self._total, self._delta, self._regret, self._u, self._wc, self._wvalid,
+                     self._present, self._npend, self._pcols, self._pissued, self._counts, out)
+        return out
 
     def update(self, step: int, y: float) -> None:
         """``y`` is the value of ``step``: score the forecasts of it, move their weights.
@@ -248,125 +306,14 @@ class ExpertMix:
             raise ValueError(f"step must increase: got {step} after {self._last_update}")
         y = float(y)
         self._last_update = step
-        if len(self._pending) > 1 or (self._pending and step not in self._pending):
-            for key in [key for key in self._pending if key < step]:
-                self.counts["unscored"] += len(self._pending.pop(key))
-        made = self._pending.pop(step, None)
-        if not made:
+        lo, hi = self._lo, self._hi
+        if hi < lo or step < lo:  # nothing waits for a step up to this one
             return
-        if not math.isfinite(y):
-            self.counts["skipped_targets"] += 1
-            return
-        for h, (col, issued) in made.items():
-            losses = self._losses(col, issued, y)
-            if losses is None:
-                self.counts["skipped_targets"] += 1
-                continue
-            self._learn(self._horizon(h), losses)
-            self.counts["scored"] += 1
-
-    def _losses(self, col: list, issued: float, y: float) -> list | None:
-        if self.loss == "absolute":
-            raw = [abs(v - y) for v in col]
-        else:
-            g = 0.0 if not math.isfinite(issued) or issued == y else math.copysign(1.0,
-                                                                                  issued - y)
-            raw = [g * (v - issued) for v in col]
-        usable = [b for a, b in zip(col, raw, strict=True) if math.isfinite(a)]
-        if not usable:
-            return None
-        if not all(math.isfinite(v) for v in usable):
-            return None  # the losses overflow: no usable information in this round
-        worst = max(usable)
-        return [b if math.isfinite(a) else worst for a, b in zip(col, raw, strict=True)]
-
-    def _learn(self, s: _Horizon, losses: list) -> None:
-        w = self._weights(s)
-        s.rounds += 1
-        s.cached = None
-        lo = min(losses)
-        if self.method == "adahedge":
-            mixed = sum(a * b for a, b in zip(w, losses, strict=True))
-            if s.delta <= 0.0:
-                mix_loss = lo  # eta = infinity: the mix loss is the smallest loss
-            else:
-                eta = math.log(self._k) / s.delta if self._k > 1 else 0.0
-                mix_loss = lo - _log_mean_exp(w, [-eta * (b - lo) for b in losses]) / eta \
-                    if eta > 0 else mixed
-            s.delta += max(mixed - mix_loss, 0.0)
-            s.total = [a + b for a, b in zip(s.total, losses, strict=True)]
-            return
-        s.scale = max(s.scale, max(losses) - lo)
-        if s.scale > 0:
-            scaled = [(v - lo) / s.scale for v in losses]
-            mixed = sum(map(operator.mul, w, scaled))
-            s.regret = [r + mixed - v for r, v in zip(s.regret, scaled, strict=True)]
-
-
-def _log_mean_exp(w: list, x: list) -> float:
-    """``log(sum_k w_k exp(x_k))`` without underflow (terms with ``w_k = 0`` dropped)."""
-    logs = [math.log(a) + b for a, b in zip(w, x, strict=True) if a > 0]
-    top = max(logs)
-    return top + math.log(sum(math.exp(v - top) for v in logs))
-
-
-def _mean_of_finite(w: list, prior: list, col: list, ok: list) -> float:
-    """The weighted mean of the finite forecasts (weights renormalised over them; the
-    prior's, or equal ones, if they all had weight 0); NaN if none is finite."""
-    for weights in (w, prior, [1.0] * len(w)):
-        total = sum(a for a, good in zip(weights, ok, strict=True) if good)
-        if total > 0:
-            return sum(a * v for a, v, good in zip(weights, col, ok, strict=True)
-                       if good) / total
-    return math.nan
-
-
-class _Horizon:
-    """The learning state of one horizon (lists of K floats)."""
-
-    __slots__ = ("cached", "delta", "regret", "rounds", "scale", "total", "u")
-
-    def __init__(self, k: int) -> None:
-        self.cached: list | None = None  # the weights, until the next round
-        self.rounds = 0
-        self.total = [0.0] * k  # cumulative losses (AdaHedge)
-        self.delta = 0.0  # cumulative mixability gap (AdaHedge)
-        self.regret = [0.0] * k  # cumulative regrets on scaled losses (NormalHedge)
-        self.scale = 0.0  # largest loss range seen (NormalHedge)
-        self.u = 0.0  # 1 / c of the last round (NormalHedge; Newton starts there)
-
-
-def _normalhedge(regret: list, prior: list, start: float = 0.0) -> tuple:
-    """NormalHedge's weights of the regrets (the prior while none is > 0; a list, not
-    normalised), and ``1 / c``.
-
-    The scale ``c`` solves ``sum_k prior_k exp([R_k]+^2 / 2c) = e``: in ``u = 1 / c`` the
-    log of the sum is convex and increasing, so Newton's method converges monotonically
-    once right of the root (one step from anywhere left of it gets there). It starts from
-    ``start`` (the last round's root: regrets move little per round) when that is
-    positive, else right of the root, where the largest term alone reaches ``e``.
-    Plain floats throughout: K is a handful, and this runs once per horizon and round.
-    """
-    r = [v if v > 0.0 else 0.0 for v in regret]
-    half = [v * v / 2.0 for v in r]
-    top = max(half)
-    if top <= 0.0:
-        return list(prior), 0.0
-    exp, log = math.exp, math.log
-    lead = half.index(top)
-    right = (1.0 - log(max(prior[lead], 1e-300))) / top  # g(right) >= 0
-    u = start if 0.0 < start < right else right
-    below = [q - top for q in half]  # <= 0: the terms cannot overflow
-    for _ in range(200):
-        terms = [p * exp(d * u) for p, d in zip(prior, below, strict=True)]
-        total = sum(terms)
-        g = top * u + log(total) - 1.0
-        slope = sum(map(operator.mul, terms, half)) / total
-        step = g / slope
-        u = min(u - step, right)
-        if abs(step) <= 1e-12 * u:
-            break
-    logw = [log(max(p, 1e-300)) + log(v * u) + q * u if v > 0 else -math.inf
-            for p, v, q in zip(prior, r, half, strict=True)]
-    best = max(logw)
-    return [exp(v - best) for v in logw], u
+        # drop what waits for lo .. step - 1; score what waits for step (if step > hi,
+        # nothing does: slot hi + 1 is empty, or is lo's, emptied first)
+        _mix.update(lo, min(step - 1, hi), step if step <= hi else hi + 1, y, self._mask,
+                    self._gradient, self._adahedge, self.prior, self._rounds, self._total,
+                    self._delta, self._regret, self._scale, self._u, self._wc, self._wvalid,
+                    self._present, self._npend, self._pcols, self._pissued, self._counts,
+                    self._losses)
+        self._lo = step + 1

@@ -209,7 +209,7 @@ def test_combination_learns_horizons_nobody_asked_for():
 
 
 def test_normalhedge_weights_equal_a_brute_force_solution_of_its_equation():
-    from streamrnn.river.experts import _normalhedge
+    from streamrnn.river._mix import _normalhedge
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -217,9 +217,9 @@ def test_normalhedge_weights_equal_a_brute_force_solution_of_its_equation():
         regret = rng.normal(0, rng.choice([1e-3, 1.0, 100.0]), k)
         prior = rng.dirichlet(np.ones(k))
         r = np.maximum(regret, 0.0)
-        w, u = _normalhedge(regret.tolist(), prior.tolist(),
-                            float(rng.choice([0.0, 1e-6, 1.0, 1e6])))
-        w = np.array(w) / sum(w)
+        w, u = np.empty(k), np.array([float(rng.choice([0.0, 1e-6, 1.0, 1e6]))])
+        _normalhedge(0, prior, regret[None, :].copy(), u, w)
+        w = w / w.sum()
         if not (r > 0).any():
             np.testing.assert_allclose(w, prior, rtol=1e-12)
             continue
