@@ -20,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import pickle
 import sys
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 from numba import njit, types
+from numba.core.serialize import dumps
 from numba.extending import overload, register_jitable
 
 from ..._numba import lock_cache
@@ -34,16 +36,43 @@ __all__ = ["OPTIONS", "helper", "kernel", "stamp", "typed"]
 
 OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 
-#: Decorator of a compiled function called from kernels (compiled into its callers).
-helper = register_jitable(**OPTIONS)
-
+_jitable = register_jitable(**OPTIONS)
 _njit = njit(cache=True, nogil=True, **OPTIONS)
+
+
+def _own_name(function):
+    """Give a closure a name of its own: its qualified name plus a digest of what it
+    closes over (what numba keys its cache entry to).
+
+    numba names a compiled function's machine code by its qualified name and a counter
+    of the process that compiled it. The factories here build one closure per cell form
+    under one qualified name (``build.<locals>.push``), so two processes that compiled
+    the forms in different orders cache different closures under the same symbol; a
+    third process that loads both from the cache links one name to two bodies and runs
+    the wrong one (seen: LSTM learning on the GRU's code, and a crash). With the digest
+    in the name, closures over different values never share a symbol.
+    """
+    cells = function.__closure__
+    if cells:
+        try:
+            values = tuple(c.cell_contents for c in cells)
+            digest = hashlib.sha256(dumps(values)).hexdigest()[:12]
+        except (ValueError, TypeError, AttributeError, pickle.PicklingError) as err:
+            raise TypeError(f"cannot name the compiled closure {function.__qualname__}: "
+                            f"its closure variables are not picklable ({err})") from err
+        function.__qualname__ = f"{function.__qualname__}_{digest}"
+    return function
+
+
+def helper(function):
+    """Decorator of a compiled function called from kernels (compiled into its callers)."""
+    return _jitable(_own_name(function))
 
 
 def kernel(function):
     """Decorator of a kernel called from Python: compiled once, cached on disk, its cache
     locked across processes (:func:`streamrnn.utils.lock_cache`)."""
-    return lock_cache(_njit(function))
+    return lock_cache(_njit(_own_name(function)))
 
 _HERE = Path(__file__).resolve().parent
 
