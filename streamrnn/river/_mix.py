@@ -1,5 +1,8 @@
 """The compiled kernels of :class:`~streamrnn.river.experts.ExpertMix` (private).
 
+``predict`` and ``update`` end with the same arguments, the mix's arrays (``STATE``), which
+the mix passes as one tuple.
+
 One call per :meth:`~streamrnn.river.experts.ExpertMix.predict` and one per
 :meth:`~streamrnn.river.experts.ExpertMix.update`, whatever the number of horizons: the
 weights, losses and regrets of every horizon, and the forecasts kept to be scored, live
@@ -30,7 +33,11 @@ except ImportError:  # numba is a dependency; without it this runs as plain Pyth
     def njit(*args, **kwargs):
         return lambda f: f
 
-__all__ = ["COUNTS", "predict", "update", "weights"]
+__all__ = ["COUNTS", "STATE", "predict", "update", "weights"]
+
+#: The arrays (and flags) every call takes, in order, after its own arguments.
+STATE = ("mask", "adahedge", "prior", "rounds", "total", "delta", "regret", "scale", "u", "wc",
+         "wvalid", "present", "npend", "pcols", "pissued", "counts")
 
 #: The counters, in the order of the ``counts`` array.
 COUNTS = ("scored", "skipped_targets", "nonfinite_forecasts", "unscored")
@@ -157,8 +164,8 @@ def _mean_of_finite(w, prior, f, j):
 
 
 @_entry
-def predict(f, cols, t0, mask, adahedge, prior, rounds, total, delta, regret, u, wc, wvalid,
-            present, npend, pcols, pissued, counts, out):
+def predict(f, cols, t0, out, mask, adahedge, prior, rounds, total, delta, regret, scale, u,
+            wc, wvalid, present, npend, pcols, pissued, counts):
     """Combine column j of ``f`` (K, N) with horizon ``cols[j]``'s weights into ``out[j]``
     and keep it to score at step ``t0 + j``."""
     k, n = f.shape
@@ -241,8 +248,8 @@ def _learn(i, losses, adahedge, prior, rounds, total, delta, regret, scale, u, w
 
 
 @_entry
-def update(drop_from, drop_to, step, y, mask, gradient, adahedge, prior, rounds, total, delta,
-           regret, scale, u, wc, wvalid, present, npend, pcols, pissued, counts, losses):
+def update(drop_from, drop_to, step, y, gradient, losses, mask, adahedge, prior, rounds, total,
+           delta, regret, scale, u, wc, wvalid, present, npend, pcols, pissued, counts):
     """Value ``y`` of ``step`` arrived: drop (count) what is kept for targets
     ``drop_from..drop_to``, then score what is kept for ``step`` and learn from it."""
     k = prior.shape[0]

@@ -209,6 +209,15 @@ class CompiledSNARIMAX(Forecaster):
         _forecast(self.state, self.p, self.d, self.q, out)
         return out.tolist()
 
+    def forecast_into(self, out: np.ndarray) -> None:
+        """``forecast(len(out))`` written into ``out`` (float64, one contiguous row)."""
+        if not (type(out) is np.ndarray and out.dtype == np.float64 and out.ndim == 1
+                and out.flags.c_contiguous):
+            raise ValueError(f"out must be a contiguous 1-d float64 array, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} "
+                             f"{getattr(out, 'shape', '')}")
+        _forecast(self.state, self.p, self.d, self.q, out)
+
     @property
     def intercept(self) -> float:
         """The regression's intercept (river's ``LinearRegression.intercept``)."""

@@ -68,6 +68,10 @@ class LastValue(Forecaster):
     def forecast(self, horizon, xs=None) -> list:
         return [self.last] * horizon
 
+    def forecast_into(self, out: np.ndarray) -> None:
+        """``forecast(len(out))`` written into ``out``."""
+        out.fill(self.last)
+
 
 class SeasonalLastValue(Forecaster):
     """The seasonal naive forecast: ``y[t + h]`` is the value one season before it.
@@ -156,25 +160,40 @@ class Combination:
         self.mix = ExpertMix(self.names, method=method, loss=loss)
         self._n = 0  # values learned
         self._kept = -1  # the number of values when forecasts were last kept
-        self.table: np.ndarray | None = None  # the last forecasts combined: (K, horizon)
+        self._buffer: np.ndarray | None = None  # (K, horizon), reused while horizon holds
+        self._table: np.ndarray | None = None  # the buffer last combined
 
-    def _baselines(self, horizon: int) -> list:
-        rows = []
-        for model in self.experts.values():
-            try:
-                rows.append([float(v) for v in model.forecast(horizon)])
-            except (ArithmeticError, ValueError):  # e.g. SNARIMAX overflowed
-                rows.append([math.nan] * horizon)
-        return rows
+    @property
+    def table(self) -> np.ndarray | None:
+        """A copy of the forecasts last combined, ``(K, horizon)`` (``None`` before)."""
+        return None if self._table is None else self._table.copy()
 
     def forecast(self, model_forecasts) -> list:
-        """The combined forecasts of the next values (the model's first); kept to score."""
-        own = [float(v) for v in model_forecasts]
-        horizon = len(own)
-        self.horizon = max(self.horizon, horizon)
+        """The combined forecasts of the next values (the model's first); kept to score.
+
+        An expert with ``forecast_into(out)`` (the built-in ones) writes its forecasts
+        into the table; any other is asked for ``forecast(horizon)``. An expert that
+        fails with an arithmetic or value error sits this forecast out (NaN).
+        """
+        horizon = len(model_forecasts)
+        if horizon > self.horizon:
+            self.horizon = horizon
         if self._n == 0:
-            return own
-        table = self.table = np.array([own, *self._baselines(horizon)])
+            return [float(v) for v in model_forecasts]
+        table = self._buffer
+        if table is None or table.shape[1] != horizon:
+            table = self._buffer = np.empty((len(self.names), horizon))
+        table[0] = model_forecasts
+        for row, model in zip(table[1:], self.experts.values(), strict=True):
+            into = getattr(model, "forecast_into", None)
+            try:
+                if into is not None:
+                    into(row)
+                else:
+                    row[:] = [float(v) for v in model.forecast(horizon)]
+            except (ArithmeticError, ValueError):  # e.g. a forecast of the wrong length
+                row[:] = math.nan
+        self._table = table
         self._kept = self._n
         return self.mix.predict(self._n - 1, table).tolist()
 

@@ -161,8 +161,9 @@ class ExpertMix:
                 raise ValueError(f"prior must be {k} finite non-negative numbers, not all 0, "
                                  f"got {prior!r}")
             pi = pi / pi.sum()
-        self.prior = pi
+        self.prior = self._prior = pi
         self._k = k
+        self._args = None
         self._adahedge = self.method == "adahedge"
         self._gradient = self.loss == "gradient"
         self._counts = np.zeros(len(_mix.COUNTS), dtype=np.int64)
@@ -194,6 +195,7 @@ class ExpertMix:
         self._u = grown("_u", rows)  # 1 / c of the last round (NormalHedge)
         self._wc = grown("_wc", (rows, k))  # the weights, while _wvalid
         self._wvalid = grown("_wvalid", rows, np.int8)
+        self._args = None
         if old is not None:
             present, pcols, pissued = self._present, self._pcols, self._pissued
             self._present = np.zeros((len(present), rows), np.int8)
@@ -217,6 +219,7 @@ class ExpertMix:
             pcols[new], pissued[new] = self._pcols[old], self._pissued[old]
         self._present, self._npend, self._pcols, self._pissued = present, npend, pcols, pissued
         self._mask = size - 1
+        self._args = None
 
     def _rows(self, first: int, n: int) -> np.ndarray:
         rows = self._columns.get((first, n))
@@ -230,6 +233,12 @@ class ExpertMix:
             if len(self._columns) < 1024:
                 self._columns[(first, n)] = rows
         return rows
+
+    def _state(self) -> tuple:
+        # The arrays of _mix.STATE, in order (one tuple, remade when an array is replaced).
+        if self._args is None:
+            self._args = tuple(getattr(self, "_" + name) for name in _mix.STATE)
+        return self._args
 
     @property
     def counts(self) -> dict:
@@ -292,9 +301,7 @@ class ExpertMix:
             self._ring(1 << (hi - lo).bit_length(), self._lo, self._hi)
         rows = self._rows(first, n)
         self._lo, self._hi = lo, hi
-        _mix.predict(f, rows, t0, self._mask, self._adahedge, self.prior, self._rounds,
-                     self._total, self._delta, self._regret, self._u, self._wc, self._wvalid,
-                     self._present, self._npend, self._pcols, self._pissued, self._counts, out)
+        _mix.predict(f, rows, t0, out, *self._state())
         return out
 
     def update(self, step: int, y: float) -> None:
@@ -314,9 +321,6 @@ class ExpertMix:
             return
         # drop what waits for lo .. step - 1; score what waits for step (if step > hi,
         # nothing does: slot hi + 1 is empty, or is lo's, emptied first)
-        _mix.update(lo, min(step - 1, hi), step if step <= hi else hi + 1, y, self._mask,
-                    self._gradient, self._adahedge, self.prior, self._rounds, self._total,
-                    self._delta, self._regret, self._scale, self._u, self._wc, self._wvalid,
-                    self._present, self._npend, self._pcols, self._pissued, self._counts,
-                    self._losses)
+        _mix.update(lo, min(step - 1, hi), step if step <= hi else hi + 1, y, self._gradient,
+                    self._losses, *self._state())
         self._lo = step + 1
