@@ -144,7 +144,13 @@ def test_killed_shards_change_no_output(unfailed):
         # a shard that cannot come back: RuntimeError naming it, after `timeout`
         learner._calls.timeout = 2.0
         learner._calls.make = lambda s: _Unplaceable.remote()
-        ray.kill(learner._calls.shards[1])
+        shard = learner._calls.shards[1]
+        pid = ray.get(shard.pid.remote())
+        ray.kill(shard)
+        deadline = time.monotonic() + 30
+        while not gone(pid):  # the kill takes effect asynchronously: a call made before
+            assert time.monotonic() < deadline, f"shard 1 (pid {pid}) was not killed"
+            time.sleep(0.01)  # it lands could still be answered (seen once in CI)
         with pytest.raises(RuntimeError, match=r"^shard 1 failed .* within timeout = 2.0 s"):
             learner.counts()
 
