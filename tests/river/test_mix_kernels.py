@@ -99,3 +99,25 @@ def test_a_forecast_too_far_ahead_is_refused_and_changes_nothing():
     assert (mix.counts, len(mix._index)) == (before[0], before[2])
     mix.update(1, 2.0)
     assert mix.counts["scored"] == 1 and mix.weights(1)[1] > 0.5
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_copied_mix_goes_on_exactly_like_the_original(how):
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(3)
+    mix = ExpertMix(["a", "b", "c"], method="normalhedge", loss="gradient")
+    for t in range(30):
+        mix.predict(t, rng.normal(size=(3, 3)))
+        mix.update(t + 1, float(rng.normal()))
+    twin = pickle.loads(pickle.dumps(mix)) if how == "pickle" else copy.deepcopy(mix)
+    for t in range(30, 60):  # the waiting forecasts and every horizon's state came along
+        f, y = rng.normal(size=(3, 3)), float(rng.normal())
+        assert _same(mix.predict(t, f), twin.predict(t, f))
+        mix.update(t + 1, y)
+        twin.update(t + 1, y)
+        assert mix.counts == twin.counts
+    assert all(_same(mix.weights(h), twin.weights(h)) for h in (1, 2, 3))
+    twin.update(61, 0.0)  # the copy's arrays are its own: the original does not move
+    assert twin.counts["scored"] == mix.counts["scored"] + 2  # horizons 2 and 3 of 61
