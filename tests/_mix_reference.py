@@ -2,7 +2,8 @@
 
 This was ``streamrnn.river.experts.ExpertMix`` before its arithmetic moved into
 ``streamrnn/river/_mix.py``: plain floats, a dict of waiting forecasts per target step,
-one ``_Horizon`` per horizon. One fix since: an expert of prior 0 now stays out of the
+one ``_Horizon`` per horizon. Its settings are checked by the mix's own
+``checked_config``. One fix since: an expert of prior 0 now stays out of the
 leader's loss in AdaHedge and out of the equation of ``c`` in NormalHedge (both divided
 by zero when such an expert led). ``tests/river/test_mix_kernels.py`` runs both on the same
 calls and asks for the same combined forecasts, weights and counts, to the bit.
@@ -15,10 +16,8 @@ import operator
 
 import numpy as np
 
-from streamrnn._validate import check_choice, check_int
-
-METHODS = ("adahedge", "normalhedge")
-LOSSES = ("absolute", "gradient")
+from streamrnn._validate import check_int
+from streamrnn.river.experts import checked_config
 
 
 class ReferenceMix:
@@ -26,22 +25,8 @@ class ReferenceMix:
 
     def __init__(self, names, *, method: str = "adahedge", loss: str = "absolute",
                  prior=None) -> None:
-        names = tuple(names)
-        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(
-                names):
-            raise ValueError(f"names must be distinct strings, at least one, got {names!r}")
-        self.names = names
-        self.method = check_choice("method", method, METHODS)
-        self.loss = check_choice("loss", loss, LOSSES)
-        k = len(names)
-        if prior is None:
-            pi = np.full(k, 1.0 / k)
-        else:
-            pi = np.asarray(prior, dtype=np.float64)
-            if pi.shape != (k,) or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
-                raise ValueError(f"prior must be {k} finite non-negative numbers, not all 0, "
-                                 f"got {prior!r}")
-            pi = pi / pi.sum()
+        self.names, self.method, self.loss, pi = checked_config(names, method, loss, prior)
+        k = len(self.names)
         self.prior = pi
         self._prior_list = pi.tolist()
         self._k = k

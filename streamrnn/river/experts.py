@@ -82,6 +82,24 @@ LOSSES = ("absolute", "gradient")
 MAX_SPAN = 1 << 16
 
 
+def checked_config(names, method, loss, prior) -> tuple:
+    """``(names, method, loss, prior)`` of an :class:`ExpertMix`, checked: the names as a
+    tuple, the prior as normalised float64 weights (uniform for ``None``)."""
+    names = tuple(names)
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+        raise ValueError(f"names must be distinct strings, at least one, got {names!r}")
+    method = check_choice("method", method, METHODS)
+    loss = check_choice("loss", loss, LOSSES)
+    k = len(names)
+    if prior is None:
+        return names, method, loss, np.full(k, 1.0 / k)
+    pi = np.asarray(prior, dtype=np.float64)
+    if pi.shape != (k,) or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
+        raise ValueError(f"prior must be {k} finite non-negative numbers, not all 0, "
+                         f"got {prior!r}")
+    return names, method, loss, pi / pi.sum()
+
+
 class ExpertMix:
     """Online weights over K forecasters, per horizon, learned as targets arrive.
 
@@ -145,22 +163,8 @@ class ExpertMix:
 
     def __init__(self, names, *, method: str = "adahedge", loss: str = "absolute",
                  prior=None) -> None:
-        names = tuple(names)
-        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(
-                names):
-            raise ValueError(f"names must be distinct strings, at least one, got {names!r}")
-        self.names = names
-        self.method = check_choice("method", method, METHODS)
-        self.loss = check_choice("loss", loss, LOSSES)
-        k = len(names)
-        if prior is None:
-            pi = np.full(k, 1.0 / k)
-        else:
-            pi = np.asarray(prior, dtype=np.float64)
-            if pi.shape != (k,) or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
-                raise ValueError(f"prior must be {k} finite non-negative numbers, not all 0, "
-                                 f"got {prior!r}")
-            pi = pi / pi.sum()
+        self.names, self.method, self.loss, pi = checked_config(names, method, loss, prior)
+        k = len(self.names)
         self.prior = self._prior = pi
         self._k = k
         self._args = None
