@@ -13,9 +13,12 @@ LSTM input 40, hidden 128, best of interleaved repeats; ``benchmarks/bench_core.
   chunks, but does not pass);
 - many streams (:class:`RowStepper`): compiled up to :data:`COMPILED_MAX_BATCH` streams
   per call (one stream: the single-stream kernel; more: each layer's products as BLAS
-  matrix products over the batch), torch's batched kernels beyond: one step, compiled /
-  raw ``torch._VF.lstm_cell``, 17 / 66 us at 4 streams, 108 / 105 us at 16, 438 / 143 us
-  at 100 (our pointwise gates, ymm vectors, cost ~3x torch's there).
+  matrix products over the batch), and one step of any number of streams of a cell whose
+  gates add (LSTM, RNN: :attr:`CompiledForm.additive`: one product of ``[x, h, 1]`` with
+  the stacked weights per layer); torch's batched kernels for the rest (GRU beyond 16
+  streams, chunks of several steps). One LSTM step through ``push_many``, compiled /
+  torch: 91 / 196 us at 17 streams, 138 / 243 at 40, 273 / 367 at 100, 2,312 / 2,498 at
+  1,000 (medians of 5; the product is ~180 us of the 273 at 100).
 
 Neither choice changes results beyond float rounding: 1e-5 in float32, 1e-10 in float64
 (``tests/engines/test_engine_parity.py``).
@@ -156,8 +159,9 @@ class StreamRunner:
 
 
 class RowStepper:
-    """Steps chosen rows of a bank's state in place: compiled for small calls, torch
-    beyond (:data:`COMPILED_MAX_BATCH`).
+    """Steps chosen rows of a bank's state in place: compiled for small calls and for
+    one step of an additive cell (LSTM, RNN) at any batch, torch beyond
+    (:data:`COMPILED_MAX_BATCH`).
 
     Parameters
     ----------
@@ -187,7 +191,8 @@ class RowStepper:
     def takes(self, batch: int, steps: int, state: State) -> bool:
         """Whether the compiled engine steps this call (re-packs changed weights)."""
         compiled = self.compiled
-        return (compiled is not None and batch <= COMPILED_MAX_BATCH
+        return (compiled is not None
+                and (batch <= COMPILED_MAX_BATCH or (steps == 1 and compiled.stacks))
                 and compiled.ready() and self._parts(state) is not None)
 
     def _parts(self, state: State) -> tuple | None:

@@ -94,3 +94,32 @@ def test_empty_chunks_give_outputs_of_the_heads_size():
     out = bank.push({"a": torch.zeros(0, 3), "b": torch.zeros(0, 3)})
     assert out["a"].shape == (0, 5) and out.tensor.shape == (2, 0, 5)
     assert bank.push_many(["a", "b"], torch.zeros(2, 0, 3)).shape == (2, 0, 5)
+
+
+def test_an_overflow_in_one_step_of_many_streams_resets_that_stream_only():
+    # one step of more than COMPILED_MAX_BATCH streams of an RNN: the compiled engine's
+    # stacked product (one matrix product per layer); the rows are scattered slots
+    model = overflowing_model()
+    with torch.no_grad():
+        model.rnn.weight_ih_l0.fill_(1.0)  # 3 * 3e38 overflows float32 in one step
+    n = COMPILED_MAX_BATCH + 9
+    bank = streamrnn.StreamBank(model, max_streams=n)
+    alone = {k: streamrnn.Stream(model) for k in range(n)}
+    x = torch.rand(n, 1, F)
+    bank.push_many(list(range(n)), x)
+    for k in range(n):
+        alone[k].push(x[k])
+    keys = list(range(n))[::-1][: n - 2]  # slots in reverse: not one slice
+    assert bank._engines.takes(len(keys), 1, bank._state)  # the compiled engine runs it
+    x = torch.rand(len(keys), 1, F)
+    x[4] = 3e38
+    loud = keys[4]
+    bank.push_many(keys, x)
+    assert bank.last_reset == [loud] and bank.counts["nonfinite_resets"] == 1
+    with torch.no_grad():
+        for i, k in enumerate(keys):
+            if k != loud:
+                alone[k].push(x[i])
+    for k in range(n):
+        want = model.initial_state(1).h if k == loud else alone[k].state.h
+        torch.testing.assert_close(bank.get_state(k).h, want, rtol=1e-6, atol=1e-6)

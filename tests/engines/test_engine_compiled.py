@@ -15,13 +15,15 @@ import types
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numba.extending import register_jitable
 
 import streamrnn
 from streamrnn.cells import register
 from streamrnn.engines import CompiledEngine, CompiledForm, register_compiled, weights_changed
 from streamrnn.engines.compiled import _jit
-from streamrnn.engines.compiled._math import expm1
+from streamrnn.engines.compiled._math import all_finite, expm1
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -50,6 +52,24 @@ def test_float64_expm1_is_within_two_ulps_and_saturates():
     assert (np.abs(out - want) <= 2 * np.spacing(np.abs(want)) + 1e-300).all()
     odd = expm1(np.array([np.nan, np.inf, -np.inf]))
     assert np.isnan(odd[0]) and odd[1] > 1e307 and odd[2] == -1.0
+
+
+@given(n=st.integers(0, 300), bad=st.lists(st.tuples(st.integers(0, 299),
+                                               st.sampled_from([np.nan, np.inf, -np.inf])),
+                                     max_size=3),
+       dtype=st.sampled_from([np.float32, np.float64]))
+@settings(max_examples=60, deadline=None)
+def test_the_finiteness_check_counts_every_nan_and_inf(n, bad, dtype):
+    # the kernels' vectorised check (x - x is NaN exactly for NaN and +-inf), against
+    # numpy's isfinite; huge, tiny and subnormal finite values are finite
+    info = np.finfo(dtype)
+    x = np.random.default_rng(n).choice(np.array(
+        [0.0, -0.0, 1.0, -3.5, info.smallest_subnormal, info.max, -info.max], dtype=dtype), n)
+    for i, v in bad:
+        if i < n:
+            x[i] = v
+    assert all_finite(x) == bool(np.isfinite(x).all())
+    assert all_finite(x.reshape(1, -1, 1)) == bool(np.isfinite(x).all())
 
 
 # -- the current weights -----------------------------------------------------------------

@@ -184,12 +184,50 @@ def test_a_bank_on_either_engine_gives_the_same_outputs(kind, dtype):
 
 
 def test_a_big_bank_call_runs_on_torch_and_a_small_one_compiled():
+    # beyond COMPILED_MAX_BATCH streams only one step of a form whose gates add (LSTM,
+    # RNN: one stacked product per layer) stays compiled
     from streamrnn.engines import COMPILED_MAX_BATCH, RowStepper
 
-    model = streamrnn.LSTM(F_IN, HIDDEN, seed=0)
-    stepper = RowStepper(model, grad=False)
-    state = model.initial_state(64)
-    assert stepper.takes(1, 1, state)
-    assert stepper.takes(COMPILED_MAX_BATCH, 5, state)
-    assert not stepper.takes(COMPILED_MAX_BATCH + 1, 1, state)
-    assert not RowStepper(model, grad=True).takes(1, 1, state)
+    for kind, wide in [("LSTM", True), ("RNN_RELU", True), ("GRU", False)]:
+        model = make_model(kind, F_IN, HIDDEN, seed=0)
+        stepper = RowStepper(model, grad=False)
+        state = model.initial_state(64)
+        assert stepper.takes(1, 1, state)
+        assert stepper.takes(COMPILED_MAX_BATCH, 5, state)
+        assert not stepper.takes(COMPILED_MAX_BATCH + 1, 2, state)
+        assert stepper.takes(COMPILED_MAX_BATCH + 1, 1, state) is wide
+        assert stepper.takes(64, 1, state) is wide
+        assert not RowStepper(model, grad=True).takes(1, 1, state)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("head", ["readout", "linear", "none"])
+@pytest.mark.parametrize("tokens", [False, True], ids=["values", "tokens"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_step_of_scattered_rows_equals_the_reference(kind, tokens, head, dtype):
+    # step_batch on T = 1 (LSTM, RNN: the stacked product; GRU: two products) for 37
+    # of 50 slots in a scattered order, 2 layers: the stepped rows equal the model's
+    # forward from their states, every other row is untouched
+    cell = make_model(kind, F_IN, HIDDEN, 2, dtype=dtype, seed=3)
+    heads = {"readout": streamrnn.Readout(HIDDEN, 3, dtype=dtype, seed=4),
+             "linear": torch.nn.Linear(HIDDEN, 3, dtype=dtype), "none": None}
+    model = streamrnn.RecurrentModel(cell, heads[head], num_tokens=7 if tokens else None,
+                                     seed=5)
+    engine = _engine("compiled", model)
+    gen = torch.Generator().manual_seed(6)
+    s0 = _state(model, 50, dtype, 7)
+    rows = torch.randperm(50, generator=gen)[:37]
+    x = (torch.randint(0, 7, (37, 1), generator=gen) if tokens else
+         torch.randn(37, 1, F_IN, generator=gen, dtype=dtype))
+    parts = tuple(s0[k].numpy().copy() for k in engine.parts)
+    y = np.empty((37, 1, 3 if head != "none" else HIDDEN), dtype=engine.np_dtype)
+    bad = np.zeros(37, dtype=np.uint8)
+    assert engine.step_batch(x.numpy(), parts, rows.numpy(), y, bad) == 0
+    with torch.no_grad():
+        want_y, want_s = model(x, s0.select(rows))
+    _close(torch.from_numpy(y), want_y, dtype)
+    others = torch.ones(50, dtype=torch.bool)
+    others[rows] = False
+    for k, got in zip(engine.parts, parts, strict=True):
+        _close(torch.from_numpy(got)[:, rows], want_s[k], dtype)
+        assert torch.equal(torch.from_numpy(got)[:, others], s0[k][:, others])

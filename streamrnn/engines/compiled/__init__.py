@@ -98,7 +98,10 @@ class CompiledEngine:
         self.parts = packed.plan.form.parts
         self.output_size = packed.output_size
         self.np_dtype = packed.np_dtype
-        self.run_values, self.run_tokens, self.run_batch = _kernels(packed.plan.form)
+        self.run_values, self.run_tokens, self.run_batch, self.run_step = _kernels(
+            packed.plan.form)
+        self.stacks = packed.plan.form.additive
+        self._scratch = (np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype))
         self._no_x = np.zeros((0, 0, 0), dtype=self.np_dtype)
         self._no_ids = np.zeros((0, 0), dtype=np.int64)
 
@@ -144,11 +147,24 @@ class CompiledEngine:
         x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``.
         """
         p = self.packed
-        if self.tokens:
-            return self.run_batch(p.weights, p.meta, p.embedding, self._no_x, x, parts, rows,
-                                  y, bad)
-        return self.run_batch(p.weights, p.meta, p.embedding, x, self._no_ids, parts, rows, y,
-                              bad)
+        x_in, ids = (self._no_x, x) if self.tokens else (x, self._no_ids)
+        if x.shape[1] == 1 and self.stacks:
+            return self.run_step(p.weights, p.meta, p.embedding, x_in, ids, parts, rows, y,
+                                 bad, *self._scratch_for(rows.shape[0]))
+        return self.run_batch(p.weights, p.meta, p.embedding, x_in, ids, parts, rows, y, bad)
+
+    def _scratch_for(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        # The rows [x, h, 1] and the gates of one step of ``batch`` streams: kept between
+        # calls and grown as needed, so that a step writes into warm memory, not fresh
+        # pages (at 1,000 streams the gates alone are 2 MB).
+        xh, gates = self._scratch
+        meta = self.packed.meta
+        hid, width = int(meta[1]), int(meta[1]) + max(int(meta[1]), int(meta[2])) + 1
+        if xh.shape[0] < batch * width:
+            n = self.packed.plan.form.gates * hid
+            self._scratch = xh, gates = (np.empty(batch * width, self.np_dtype),
+                                         np.empty(batch * n, self.np_dtype))
+        return xh, gates
 
     def run(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One chunk for B streams from ``state``; returns the outputs and the new state

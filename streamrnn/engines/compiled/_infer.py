@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import overload
 
-from ._jit import OPTIONS, helper, kernel, stamp
-from ._math import add_rows, bits_for, project
+from ._jit import OPTIONS, helper, kernel, stamp, typed
+from ._math import add_rows, assign, bits_for, nonfinite, project
 
 __all__ = ["build"]
 
@@ -82,18 +82,19 @@ def build(form):
             b_ih, b_hh = w[at : at + g], w[at + g : at + 2 * g]
             project(w_ih, b_ih, inp, proj)
             for p in range(n_parts):
-                s_in[p] = parts[p][layer, row]
+                assign(s_in[p], parts[p][layer, row])
             for t in range(t_len):
-                gh[:] = b_hh
+                assign(gh, b_hh)
                 add_rows(w_hh, s_in[0], gh)
                 step(proj[t], gh, s_in, s_out, act, bits)
-                seq[t] = s_out[0]
+                assign(seq[t], s_out[0])
                 s_in, s_out = s_out, s_in
             for p in range(n_parts):
-                parts[p][layer, row] = s_in[p]
+                assign(parts[p][layer, row], s_in[p])
             inp = seq
         if n_out == 0:
-            y[:, :] = seq
+            for t in range(t_len):
+                assign(y[t], seq[t])
             return
         at = meta[4 + n_layers]
         pad = (n_out + 7) // 8 * 8
@@ -101,31 +102,29 @@ def build(form):
         b_o = w[at + hid * pad : at + hid * pad + pad]
         acc = np.empty(pad, w.dtype)
         for t in range(t_len):
-            acc[:] = b_o
+            assign(acc, b_o)
             add_rows(w_o, seq[t], acc)
-            y[t] = acc[:n_out]
+            assign(y[t], acc)
 
     @helper
     def finite_rows(parts, rows, bad):
         n_bad = 0
         for b in range(rows.shape[0]):
-            ok = True
+            count = 0
             for p in range(n_parts):
                 block = parts[p]
                 for layer in range(block.shape[0]):
-                    for v in block[layer, rows[b]]:
-                        ok = ok and np.isfinite(v)
-            bad[b] = not ok
-            n_bad += not ok
+                    count += nonfinite(block[layer, rows[b]])
+            bad[b] = count > 0
+            n_bad += count > 0
         return n_bad
 
     @kernel
     def run_values(w, meta, x, parts, rows, y, bad):
         key  # noqa: B018 - the sources' digest: part of the cache key
         x3, y3 = as3d(x), as3d(y)
-        for v in x3.ravel():
-            if not np.isfinite(v):
-                return -1
+        if nonfinite(x3.ravel()):
+            return -1
         for b in range(x3.shape[0]):
             layers(w, meta, x3[b], parts, rows[b], y3[b])
         return finite_rows(parts, rows, bad)
@@ -137,7 +136,7 @@ def build(form):
         xin = np.empty((i2.shape[1], emb.shape[1]), w.dtype)
         for b in range(i2.shape[0]):
             for t in range(i2.shape[1]):
-                xin[t] = emb[i2[b, t]]
+                assign(xin[t], emb[i2[b, t]])
             layers(w, meta, xin, parts, rows[b], y3[b])
         return finite_rows(parts, rows, bad)
 
@@ -168,10 +167,10 @@ def build(form):
             np.dot(inp, w_ih, proj)
             for b in range(batch):
                 for p in range(n_parts):
-                    s_in[b, p] = parts[p][layer, rows[b]]
+                    assign(s_in[b, p], parts[p][layer, rows[b]])
             for t in range(t_len):
                 for b in range(batch):
-                    hb[b] = s_in[b, 0]
+                    assign(hb[b], s_in[b, 0])
                 np.dot(hb, w_hh, gh)
                 for b in range(batch):
                     gi = proj[b * t_len + t]
@@ -179,15 +178,16 @@ def build(form):
                     ghb = gh[b]
                     ghb += b_hh
                     step(gi, ghb, s_in[b], s_out[b], act, bits)
-                    seq[b, t] = s_out[b, 0]
+                    assign(seq[b, t], s_out[b, 0])
                 s_in, s_out = s_out, s_in
             for b in range(batch):
                 for p in range(n_parts):
-                    parts[p][layer, rows[b]] = s_in[b, p]
+                    assign(parts[p][layer, rows[b]], s_in[b, p])
             inp = seq.reshape((batch * t_len, hid))
         y2 = y.reshape((batch * t_len, y.shape[2]))
         if n_out == 0:
-            y2[:, :] = inp
+            for r in range(y2.shape[0]):
+                assign(y2[r], inp[r])
             return
         at = meta[4 + n_layers]
         pad = (n_out + 7) // 8 * 8
@@ -196,7 +196,9 @@ def build(form):
         out = np.empty((y2.shape[0], pad), w.dtype)
         np.dot(inp, w_o, out)
         for r in range(y2.shape[0]):
-            y2[r] = out[r, :n_out] + b_o[:n_out]
+            row, got = y2[r], out[r]
+            for j in range(n_out):
+                row[j] = got[j] + b_o[j]
 
     @kernel
     def run_batch(w, meta, emb, x, ids, parts, rows, y, bad):
@@ -205,14 +207,79 @@ def build(form):
             xin = np.empty((ids.shape[0], ids.shape[1], emb.shape[1]), w.dtype)
             for b in range(ids.shape[0]):
                 for t in range(ids.shape[1]):
-                    xin[b, t] = emb[ids[b, t]]
+                    assign(xin[b, t], emb[ids[b, t]])
             batch_layers(w, meta, xin, parts, rows, y)
         else:
-            for v in x.ravel():
-                if not np.isfinite(v):
-                    return -1
+            if nonfinite(x.ravel()):
+                return -1
             batch_layers(w, meta, x, parts, rows, y)
         return finite_rows(parts, rows, bad)
 
-    return run_values, run_tokens, run_batch
+    @kernel
+    def run_step(w, meta, emb, x, ids, parts, rows, y, bad, xh_ws, proj_ws):
+        # One step of B streams for a form whose step reads gi and gh only as gi + gh:
+        # per layer ONE matrix product of the rows [x, h, 1] with the stacked
+        # [W_ih^T; W_hh^T; b_ih] (the packed layout already holds them in that order),
+        # gh = b_hh. The state is read and written in place; the layer below has
+        # already written its new h, which is this layer's input. xh_ws, proj_ws: warm
+        # scratch from the caller, at least B * (max(In0, H) + H + 1) and B * G*H values.
+        key  # noqa: B018
+        n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
+        g = gates * hid
+        batch = rows.shape[0]
+        if not emb.shape[0]:
+            if nonfinite(x.ravel()):
+                return -1
+        gh = np.empty(g, w.dtype)
+        act = np.empty(acts * hid, w.dtype)
+        bits = bits_for(w, g)
+        s_in = np.empty((n_parts, hid), w.dtype)
+        s_out = np.empty((n_parts, hid), w.dtype)
+        proj = proj_ws[: batch * g].reshape((batch, g))
+        one = typed(w, 1.0)
+        for layer in range(n_layers):
+            at = meta[4 + layer]
+            n_in = in0 if layer == 0 else hid
+            k = n_in + hid + 1
+            xh = xh_ws[: batch * k].reshape((batch, k))
+            for b in range(batch):
+                row = xh[b]
+                if layer > 0:
+                    assign(row[:n_in], parts[0][layer - 1, rows[b]])
+                elif emb.shape[0]:
+                    assign(row[:n_in], emb[ids[b, 0]])
+                else:
+                    assign(row[:n_in], x[b, 0])
+                assign(row[n_in : n_in + hid], parts[0][layer, rows[b]])
+                row[k - 1] = one
+            np.dot(xh, w[at : at + k * g].reshape((k, g)), proj)
+            b_hh = w[at + k * g : at + (k + 1) * g]
+            for b in range(batch):
+                for p in range(n_parts):
+                    assign(s_in[p], parts[p][layer, rows[b]])
+                assign(gh, b_hh)
+                step(proj[b], gh, s_in, s_out, act, bits)
+                for p in range(n_parts):
+                    assign(parts[p][layer, rows[b]], s_out[p])
+        top = parts[0][n_layers - 1]
+        if n_out == 0:
+            for b in range(batch):
+                assign(y[b, 0], top[rows[b]])
+        else:
+            at = meta[4 + n_layers]
+            pad = (n_out + 7) // 8 * 8
+            w_o = w[at : at + hid * pad].reshape((hid, pad))
+            b_o = w[at + hid * pad : at + hid * pad + pad]
+            hb = xh_ws[: batch * hid].reshape((batch, hid))
+            for b in range(batch):
+                assign(hb[b], top[rows[b]])
+            out = np.empty((batch, pad), w.dtype)
+            np.dot(hb, w_o, out)
+            for b in range(batch):
+                row, got = y[b, 0], out[b]
+                for j in range(n_out):
+                    row[j] = got[j] + b_o[j]
+        return finite_rows(parts, rows, bad)
+
+    return run_values, run_tokens, run_batch, run_step
 

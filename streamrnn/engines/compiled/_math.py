@@ -26,7 +26,9 @@ from numba.extending import overload
 
 from ._jit import OPTIONS, helper, kernel
 
-__all__ = ["add_rows", "all_finite", "bits_for", "expm1", "expm1_into", "project"]
+__all__ = [
+    "add_rows", "all_finite", "assign", "bits_for", "expm1", "expm1_into", "nonfinite", "project",
+]
 
 _F = np.float32
 _F32 = {
@@ -124,6 +126,31 @@ def _bits_for(like, n):
 
 
 @helper
+def assign(dst, src):
+    """``dst[j] = src[j]`` for every ``j`` of the 1-D ``dst`` (``src`` at least as long).
+
+    An explicit loop, which vectorises: numba's array-to-array slice assignment
+    (``dst[:] = src``) takes its general broadcasting path, ~5x slower for 512 float32
+    (150 vs 27 ns here), and the kernels copy rows of that size at every step."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@helper
+def nonfinite(a):
+    """How many values of the 1-D array ``a`` are NaN or +-inf.
+
+    ``a[j] - a[j]`` is 0 for a finite value and NaN otherwise (no fast-math flag lets the
+    compiler fold it), and an integer count vectorises; a loop that stops at the first
+    ``not isfinite`` does not (~6x slower for 256 float32: 105 vs 17 ns here)."""
+    bad = 0
+    for j in range(a.shape[0]):
+        d = a[j] - a[j]
+        bad += d != d
+    return bad
+
+
+@helper
 def add_rows(w, v, out):
     """``out += w.T @ v`` for ``w`` ``(K, M)`` row-major: eight rows of ``w`` per pass,
     each added by one chain of fused multiply-adds (measured ~17% faster in float32 than
@@ -156,7 +183,7 @@ def project(w, b, x, out):
     """
     t_len, n, m = x.shape[0], x.shape[1], w.shape[1]
     for t in range(t_len):
-        out[t, :] = b
+        assign(out[t], b)
     t = 0
     while t + 2 <= t_len:
         o0, o1, x0, x1 = out[t], out[t + 1], x[t], x[t + 1]
@@ -199,7 +226,4 @@ def expm1(x: np.ndarray) -> np.ndarray:
 @kernel
 def all_finite(x):
     """Whether every value of the float array ``x`` is finite (no NaN, no inf)."""
-    for v in x.ravel():
-        if not np.isfinite(v):
-            return False
-    return True
+    return nonfinite(x.ravel()) == 0

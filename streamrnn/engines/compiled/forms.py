@@ -74,6 +74,11 @@ class CompiledForm:
     weights : callable
         ``weights(cell)`` -> per layer ``(weight_ih, weight_hh, bias_ih, bias_hh)``
         tensors, or ``None`` when this cell's configuration has no compiled form.
+    additive : bool
+        ``step`` reads ``gi`` and ``gh`` only through their sum ``gi + gh`` (LSTM, RNN;
+        not GRU, whose candidate reads ``gh`` alone). Then one step of many streams is one
+        matrix product per layer, of the rows ``[x, h, 1]`` with the stacked
+        ``[W_ih^T; W_hh^T; b_ih]``, and ``gh`` is ``b_hh``. Default ``False``: two products.
 
     Threads
     -------
@@ -83,8 +88,8 @@ class CompiledForm:
     --------
     >>> import streamrnn
     >>> form = compiled_form(streamrnn.LSTM(3, 4))
-    >>> form.gates, form.parts, form.step.__name__
-    (4, ('h', 'c'), 'lstm_step')
+    >>> form.gates, form.parts, form.step.__name__, form.additive
+    (4, ('h', 'c'), 'lstm_step', True)
     >>> compiled_form(streamrnn.RNN(3, 4, nonlinearity="relu")).step.__name__
     'relu_step'
     """
@@ -95,6 +100,7 @@ class CompiledForm:
     step: Callable
     backward: Callable | None = None
     weights: Callable = field(default=classic_weights)
+    additive: bool = False
 
 
 _FORMS: dict[str, Callable] = {}
