@@ -44,7 +44,7 @@ import math
 import numpy as np
 
 from ._jit import helper, kernel, stamp
-from ._math import add_rows
+from ._math import add_rows, assign, nonfinite
 
 __all__ = ["COUNTERS", "F_LAST_LOSS", "I_HORIZON", "I_LOSS", "I_NLIVE", "I_RING", "build",
            "new_ints"]
@@ -82,6 +82,16 @@ def _sum_squares(a, lo, hi):
     for q in range(n - n % 4, n):
         s0 += x[q] * x[q]
     return (s0 + s1) + (s2 + s3)
+
+
+@helper
+def transpose_into(src, dst):
+    """``dst = src.T`` (``src`` ``(R, C)``, ``dst`` ``(C, R)``), a row of ``dst`` at a time:
+    ~1.5x faster than numba's ``dst[:, :] = src.T`` for 32 x 128 float64."""
+    for j in range(dst.shape[0]):
+        row = dst[j]
+        for i in range(dst.shape[1]):
+            row[i] = src[i, j]
 
 
 @helper
@@ -135,13 +145,13 @@ def build(form):
     def refresh_transposed(ints, theta):
         key  # noqa: B018 - the sources' digest: part of the cache key
         _, whh_t, _, _, _, _, whh, _ = views(ints, theta)
-        whh[:, :] = whh_t.T
+        transpose_into(whh_t, whh)
 
     @helper
     def cell(wih_t, whh_t, bih, bhh, x, s, gi, gh, act, out, bits):
         # One step from state s (P, H) into out (P, H); act keeps what backward needs.
-        gi[:] = bih
-        gh[:] = bhh
+        assign(gi, bih)
+        assign(gh, bhh)
         for k in range(x.shape[0]):
             xk = x[k]
             if xk != 0.0:
@@ -221,7 +231,7 @@ def build(form):
             _adam_range(theta[lo:hi], m[lo:hi], v[lo:hi], grad[lo:hi], coef, w1, beta2, w2,
                         inv_bc2_sqrt, eps, step_size)
         _, whh_t, _, _, _, _, whh, _ = views(ints, theta)
-        whh[:, :] = whh_t.T
+        transpose_into(whh_t, whh)
         ints[I_UPDATES] += 1
         ints[I_LEARNED] += terms
         fl[F_LAST_LOSS] = loss
@@ -245,7 +255,7 @@ def build(form):
         g = bih.shape[0]
         ss = np.zeros((w + 1, n_parts, hid))
         if start > 0:
-            ss[0] = states[end // k1 % ring]
+            assign(ss[0].ravel(), states[end // k1 % ring].ravel())
         acts_t = np.empty((w, acts * hid))
         ys = np.empty((w, n_out))
         gi, gh, bits = np.empty(g), np.empty(g), np.empty(g, dtype=np.int64)
@@ -304,11 +314,11 @@ def build(form):
                         dh[u] += wo[o, u] * d
             backward(acts_t[t], ss[t], ss[t + 1], ds, dgis[t], dghs[t])
             add_rows(whh, dghs[t], ds[0])
-            xs[t] = xbuf[(start + t) % k2, :live]
-            hs[t] = ss[t, 0]
-        if live:
-            gwih_t[:live, :] = np.dot(xs.T, dgis)
-        gwhh_t[:, :] = np.dot(hs.T, dghs)
+            assign(xs[t], xbuf[(start + t) % k2])
+            assign(hs[t], ss[t, 0])
+        if live:  # the products straight into grad (its first rows: contiguous)
+            np.dot(xs.T, dgis, grad[: live * g].reshape((live, g)))
+        np.dot(hs.T, dghs, gwhh_t)
         for t in range(w):
             for j in range(g):
                 gbih[j] += dgis[t, j]
@@ -344,13 +354,13 @@ def build(form):
         _readout(wo, bo, nxt[0], out)
         count = ints[I_COUNT]
         pos = count % k2
-        xbuf[pos] = x
+        assign(xbuf[pos], x)
         if has_target:
-            ybuf[pos] = target
+            assign(ybuf[pos], target)
             ints[I_TSTAT + pos] = PENDING
         else:
             ints[I_TSTAT + pos] = NONE
-        s[:, :] = nxt
+        assign(s.ravel(), nxt.ravel())
         now = count + 1
         ints[I_COUNT] = now
         horizon = ints[I_HORIZON]
@@ -365,21 +375,20 @@ def build(form):
                 ybuf[t % k2, 0] = x[ints[I_HCOL]]
                 ints[I_TSTAT + t % k2] = PENDING
         if (now + k2) % k1 == 0:
-            states[(now + k2) // k1 % ring] = s
+            assign(states[(now + k2) // k1 % ring].ravel(), s.ravel())
         if now % k1 == 0:
             ints[I_DUE] = 1
         ints[I_STEPS] += 1
-        for v in nxt.ravel():
-            if not math.isfinite(v):
-                for q in range(k2):
-                    if ints[I_TSTAT + q] == PENDING:
-                        ints[I_LOST] += 1
-                    ints[I_TSTAT + q] = NONE
-                s[:, :] = 0.0
-                ints[I_COUNT] = 0
-                ints[I_DUE] = 0
-                ints[I_RESETS] += 1
-                return 1
+        if nonfinite(nxt.ravel()):
+            for q in range(k2):
+                if ints[I_TSTAT + q] == PENDING:
+                    ints[I_LOST] += 1
+                ints[I_TSTAT + q] = NONE
+            s[:, :] = 0.0
+            ints[I_COUNT] = 0
+            ints[I_DUE] = 0
+            ints[I_RESETS] += 1
+            return 1
         if k2 == 1 and has_target and horizon < 0:
             # as OnlineLearner: a whole k1 == k2 window pushed with its targets is learned
             # at the end of the push (k2 == 1 is the only such window of one step)
