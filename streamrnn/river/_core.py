@@ -96,6 +96,7 @@ class RNNEstimator:
         self._compiled = False
         self._columns: dict = {}
         self._plans: dict = {}  # tuple of feature keys -> (their columns, any unknown)
+        self._tiled: tuple | None = None  # _tiled_plan's last answer
         self._n_in = self._extra_inputs() + max_features
         self._x_scaler = ColumnScaler(self._n_in)
         self._y_scaler = RunningScaler()
@@ -237,6 +238,49 @@ class RNNEstimator:
         if bad >= 0:
             raise ValueError(f"feature {keys[bad]!r} must be finite, got {vals[bad]}")
         return out
+
+    def _feature_rows(self, xs: list, rows: np.ndarray) -> None:
+        """The scaled features of the dicts ``xs`` into the zero rows ``rows`` (as
+        :meth:`_features_in` without ``learn``, row by row). Dicts with one tuple of keys
+        already planned and plain values (a forecast's future features) take one gather
+        for all rows.
+
+        Shape
+        -----
+        ``len(xs)`` dicts -> ``rows`` ``(len(xs), I)``.
+        """
+        first = xs[0] if xs else None
+        plan = self._plans.get(tuple(first)) if type(first) is dict and first else None
+        if plan is not None and len(xs) > 1:
+            keys, vals = tuple(first), []
+            for x in xs:
+                if type(x) is not dict or tuple(x) != keys:
+                    break
+                vals += x.values()
+            else:
+                if set(map(type, vals)) <= _PLAIN:
+                    cols = self._tiled_plan(plan[0], len(xs))
+                    bad = self._x_scaler.gather_scale(
+                        cols, np.array(vals, dtype=np.float64), learn=False, scale=self.scale,
+                        out=rows.reshape(-1))
+                    if bad >= 0:
+                        raise ValueError(f"feature {keys[bad % len(keys)]!r} must be finite, "
+                                         f"got {vals[bad]}")
+                    return
+        for x, row in zip(xs, rows, strict=True):
+            if x:
+                self._features_in(x, learn=False, out=row)
+
+    def _tiled_plan(self, cols: np.ndarray, n: int) -> np.ndarray:
+        # The columns of one planned key tuple in each of n rows, flat (-1 stays -1);
+        # the last one kept (held by the plan's array: no id is reused while it is).
+        kept = self._tiled
+        if kept is None or kept[0] is not cols or kept[1] != n:
+            width = self._n_in
+            tiled = np.concatenate([np.where(cols < 0, -1, cols + i * width)
+                                    for i in range(n)])
+            kept = self._tiled = (cols, n, tiled)
+        return kept[2]
 
     def _plan(self, keys: tuple) -> tuple:
         # (columns of the keys, -1 for unknown ones; whether any is unknown), cached.

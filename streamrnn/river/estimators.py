@@ -340,9 +340,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
         # the rollout from each forecast
         rows = np.zeros((horizon - 1, self._n_in))
         if xs:
-            for i in range(horizon - 1):
-                if xs[i]:
-                    self._features_in(xs[i], learn=False, out=rows[i])
+            self._feature_rows(xs[: horizon - 1], rows)
         dys, ys = self._dy_scaler, self._y_scaler
         if self._compiled:
             out = self._learner.forecast(rows, self._last_pred, self._last_y, dys.mean, dys.std,

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from river import checks, compose, datasets, evaluate, metrics, preprocessing
 
 from streamrnn.river import RNNClassifier, RNNForecaster, RNNRegressor
@@ -167,3 +169,49 @@ def test_any_registered_feature_cell_by_name_and_time_aware_cells_refused():
         RNNForecaster(cell="decaygru")
     with pytest.raises(ValueError, match="'minlstm' has none"):
         RNNRegressor(cell="minlstm", engine="numba")
+
+
+
+_PLAIN = st.one_of(st.floats(-1e6, 1e6), st.integers(-5, 5))
+_ODD = {"no": st.nothing(), "nonfinite": st.sampled_from([math.nan, math.inf, -math.inf]),
+        "any": st.sampled_from([math.nan, math.inf, "s", True, None])}
+
+
+@settings(max_examples=80, deadline=None)
+@given(scale=st.booleans(), same=st.booleans(), odd=st.sampled_from(sorted(_ODD)),
+       data=st.data())
+def test_a_forecasts_feature_rows_equal_features_gathered_one_dict_at_a_time(scale, same,
+                                                                               odd, data):
+    # _feature_rows takes one gather for dicts sharing a planned key tuple of plain
+    # values; anything else goes row by row. Both give the same rows, or the same error.
+    model = RNNForecaster(scale=scale, **SMALL)
+    for i in range(5):  # columns a, b, c known; d never learned
+        model.learn_one(float(i), {"a": i * 1.5, "b": -i, "c": 2.0 ** i})
+    values = st.one_of(_PLAIN, _ODD[odd])
+    n = data.draw(st.integers(2 if same else 1, 5))
+    if same:
+        keys = data.draw(st.lists(st.sampled_from("abcd"), unique=True, min_size=1))
+        xs = [{k: data.draw(values) for k in keys} for _ in range(n)]  # keys in one order
+    else:
+        dicts = st.lists(st.sampled_from("abcd"), unique=True).flatmap(
+            lambda ks: st.fixed_dictionaries(dict.fromkeys(ks, values)))
+        xs = data.draw(st.lists(dicts, min_size=n, max_size=n))
+
+    def outcome(fill):
+        rows = np.zeros((n, model._n_in))
+        try:
+            fill(rows)
+        except ValueError as err:
+            return str(err)
+        return rows.tolist()
+
+    def one_at_a_time(rows):
+        for x, row in zip(xs, rows, strict=True):
+            if x:
+                model._features_in(x, learn=False, out=row)
+
+    want = outcome(one_at_a_time)  # plans the key tuples it meets
+    model._tiled = None
+    assert outcome(lambda rows: model._feature_rows(xs, rows)) == want
+    if same and odd == "no":  # the one-gather path ran
+        assert model._tiled is not None and model._tiled[1] == n
