@@ -239,16 +239,18 @@ class RNNEstimator:
             raise ValueError(f"feature {keys[bad]!r} must be finite, got {vals[bad]}")
         return out
 
-    def _feature_rows(self, xs: list, rows: np.ndarray) -> None:
-        """The scaled features of the dicts ``xs`` into the zero rows ``rows`` (as
+    def _feature_rows(self, xs, rows: np.ndarray) -> None:
+        """The scaled features of the first N dicts of the sequence ``xs`` (a list, or the
+        deque river's evaluation passes) into the N zero rows ``rows`` (as
         :meth:`_features_in` without ``learn``, row by row). Dicts with one tuple of keys
         already planned and plain values (a forecast's future features) take one gather
         for all rows.
 
         Shape
         -----
-        ``len(xs)`` dicts -> ``rows`` ``(len(xs), I)``.
+        N dicts -> ``rows`` ``(N, I)``.
         """
+        xs = [xs[i] for i in range(rows.shape[0])]
         first = xs[0] if xs else None
         plan = self._plans.get(tuple(first)) if type(first) is dict and first else None
         if plan is not None and len(xs) > 1:

@@ -340,7 +340,7 @@ class RNNForecaster(RNNEstimator, Forecaster):
         # the rollout from each forecast
         rows = np.zeros((horizon - 1, self._n_in))
         if xs:
-            self._feature_rows(xs[: horizon - 1], rows)
+            self._feature_rows(xs, rows)
         dys, ys = self._dy_scaler, self._y_scaler
         if self._compiled:
             out = self._learner.forecast(rows, self._last_pred, self._last_y, dys.mean, dys.std,
