@@ -123,3 +123,21 @@ def test_an_overflow_in_one_step_of_many_streams_resets_that_stream_only():
     for k in range(n):
         want = model.initial_state(1).h if k == loud else alone[k].state.h
         torch.testing.assert_close(bank.get_state(k).h, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, COMPILED_MAX_BATCH + 9], ids=["few", "many"])
+def test_a_state_with_one_nonfinite_value_is_reset(n):
+    # only hidden unit 0 overflows: one inf among the state's values is enough (the
+    # small-batch kernel, and the stacked one-step kernel of many streams)
+    model = overflowing_model()
+    with torch.no_grad():
+        model.rnn.weight_ih_l0.zero_()
+        model.rnn.weight_ih_l0[0].fill_(1.0)
+        model.rnn.weight_hh_l0.zero_()
+    bank = streamrnn.StreamBank(model, max_streams=n)
+    x = torch.rand(n, 1, F)
+    x[1] = 3e38
+    bank.push_many(list(range(n)), torch.rand(n, 1, F))
+    bank.push_many(list(range(n)), x)
+    assert bank.last_reset == [1] and bank.counts["nonfinite_resets"] == 1
+    assert torch.equal(bank.get_state(1).h, model.initial_state(1).h)

@@ -72,6 +72,24 @@ def test_the_finiteness_check_counts_every_nan_and_inf(n, bad, dtype):
     assert all_finite(x.reshape(1, -1, 1)) == bool(np.isfinite(x).all())
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("batch, steps", [(1, 1), (1, 3), (3, 1), (3, 3)])
+def test_every_kernel_refuses_a_nonfinite_input_and_changes_nothing(kind, batch, steps):
+    cell = (streamrnn.LSTM if kind == "LSTM" else streamrnn.GRU)(3, 5, 2, seed=0)
+    engine = CompiledEngine.for_model(cell)
+    state = cell.initial_state(4).map(lambda t: t + 0.5)
+    parts = tuple(state[k].numpy().copy() for k in engine.parts)
+    rows = np.array([2, 0, 3][:batch])
+    for bad in (np.nan, np.inf):
+        x = np.ones((batch, steps, 3), dtype=np.float32)
+        x[-1, -1, -1] = bad
+        y = np.zeros((batch, steps, 5), dtype=np.float32)
+        run = engine.step_rows if batch == 1 else engine.step_batch
+        assert run(x, parts, rows, y, np.zeros(batch, dtype=np.uint8)) == -1
+        for k, got in zip(engine.parts, parts, strict=True):
+            assert np.array_equal(got, state[k].numpy())
+
+
 # -- the current weights -----------------------------------------------------------------
 
 def _pair(seed=0, dtype=torch.float32):
