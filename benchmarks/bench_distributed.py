@@ -5,7 +5,7 @@ LSTM 40 -> 128 (float32), N streams, one step each per push (``push_many``, the
 zero-copy path). Peers are timed round-robin in one process (one push of each in turn,
 the median of ``--repeats``), so a change in the machine's load hits them alike:
 
-- ``in-process``: one StreamBank, torch on one thread, in this process;
+- ``in-process``: one StreamBank, one thread (torch's and BLAS's), in this process;
 - ``1 shard`` / ``2 shards``: a ShardedBank with that many actors, one CPU (one torch
   thread) each, checkpoints off (``checkpoint_every=None``: pure throughput) and on
   (every 100 pushes, the default; at most 1 in 100 pushes pays a checkpoint).
@@ -41,20 +41,26 @@ Checkpoint of 2 shards: 10 MB in 0.02 s, 100 MB in 0.17-0.19 s.
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import tempfile
-import threading
-import time
 
-import ray
-import torch
+# One BLAS thread for every peer, set before numpy loads: the compiled engine's matrix
+# products run in SciPy's OpenBLAS, which otherwise takes every core in this process
+# (the shards' actors get OMP_NUM_THREADS=1 from Ray, which OpenBLAS also reads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import streamrnn
-from streamrnn.cells import GRU
-from streamrnn.distributed import ShardedBank, ShardedLearner
-from streamrnn.heads import Readout, RecurrentModel
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import ray  # noqa: E402
+import torch  # noqa: E402
+
+import streamrnn  # noqa: E402
+from streamrnn.cells import GRU  # noqa: E402
+from streamrnn.distributed import ShardedBank, ShardedLearner  # noqa: E402
+from streamrnn.heads import Readout, RecurrentModel  # noqa: E402
 
 
 def _timed(fn) -> float:

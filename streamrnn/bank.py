@@ -268,7 +268,7 @@ class StreamBank:
             return x.new_zeros(x.shape[0], 0, self._output_size())
         self.counts["steps"] += x.shape[0] * x.shape[1]
         if self._engines.takes(x.shape[0], x.shape[1], self._state):
-            y, bad = self._engines.step(self._state, slots, x)  # in place
+            y, bad = self._engines.step(self._state, slots, x, lend=lend)  # in place
         else:
             y = self._step(rows, x, lend)
             bad = []

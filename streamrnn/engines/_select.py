@@ -181,6 +181,7 @@ class RowStepper:
         self.torch = TorchEngine(model, grad=grad, inference=False)
         self.compiled = None if grad else CompiledEngine.for_model(model)
         self._views: tuple = (None, None)
+        self._lent = np.zeros(0, dtype=np.float32)  # step(lend=True)'s output memory
 
     def finite(self, x: Tensor) -> bool:
         """Whether every value of the float tensor ``x`` is finite."""
@@ -205,11 +206,14 @@ class RowStepper:
             self._views = (state, views)
         return views
 
-    def step(self, state: State, slots: np.ndarray, x: Tensor) -> tuple[Tensor, list[int]]:
+    def step(self, state: State, slots: np.ndarray, x: Tensor, *, lend: bool = False
+             ) -> tuple[Tensor, list[int]]:
         """Step the streams in ``slots`` with ``x`` ``(N, T, F)`` (or ids ``(N, T)``) in
         place (call :meth:`takes` first); returns the outputs and the positions in
         ``slots`` whose new state is not finite (written anyway: reset them). ``state``
-        must be the one :meth:`takes` was asked about.
+        must be the one :meth:`takes` was asked about. With ``lend``, the outputs are
+        written into memory kept by the stepper, valid until its next call (for a caller
+        that copies them at once: no fresh pages per call).
 
         Shape
         -----
@@ -217,7 +221,13 @@ class RowStepper:
         """
         compiled = self.compiled
         n, steps = x.shape[0], x.shape[1]
-        y = np.empty((n, steps, compiled.output_size), dtype=compiled.np_dtype)
+        size = n * steps * compiled.output_size
+        if lend:
+            if self._lent.shape[0] < size or self._lent.dtype != compiled.np_dtype:
+                self._lent = np.empty(size, dtype=compiled.np_dtype)
+            y = self._lent[:size].reshape(n, steps, compiled.output_size)
+        else:
+            y = np.empty((n, steps, compiled.output_size), dtype=compiled.np_dtype)
         bad = np.zeros(n, dtype=np.uint8)
         if slots.dtype != np.int64 or not slots.flags.c_contiguous:
             slots = np.ascontiguousarray(slots, dtype=np.int64)

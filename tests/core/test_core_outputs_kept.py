@@ -63,3 +63,18 @@ def test_stream_outputs_are_never_rewritten_by_later_pushes(kind):
         held.append((y, y.clone()))
     for y, copy in held:
         assert torch.equal(y, copy)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_lent_outputs_equal_the_kept_ones_at_each_call(kind):
+    # push_many(_lend=True) (what a shard calls: Ray copies the result out at once) may
+    # hand out memory its next call rewrites; at each call it equals a twin bank's
+    # outputs, through growing and shrinking batches
+    lender = streamrnn.StreamBank(cell(kind, 2), max_streams=64)
+    twin = streamrnn.StreamBank(cell(kind, 2), max_streams=64)
+    gen = torch.Generator().manual_seed(1)
+    for n, steps in [(20, 1), (40, 1), (10, 1), (40, 2), (64, 1)]:
+        keys = list(range(n))[::-1]
+        x = torch.randn(n, steps, F, generator=gen)
+        got = lender.push_many(keys, x, _lend=True)
+        assert torch.equal(got, twin.push_many(keys, x))

@@ -200,14 +200,18 @@ def test_a_big_bank_call_runs_on_torch_and_a_small_one_compiled():
         assert not RowStepper(model, grad=True).takes(1, 1, state)
 
 
+@pytest.mark.parametrize("block", [5, 1024], ids=["blocks-of-5", "one-block"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("head", ["readout", "linear", "none"])
 @pytest.mark.parametrize("tokens", [False, True], ids=["values", "tokens"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_one_step_of_scattered_rows_equals_the_reference(kind, tokens, head, dtype):
-    # step_batch on T = 1 (LSTM, RNN: the stacked product; GRU: two products) for 37
-    # of 50 slots in a scattered order, 2 layers: the stepped rows equal the model's
-    # forward from their states, every other row is untouched
+def test_one_step_of_scattered_rows_equals_the_reference(kind, tokens, head, dtype, block,
+                                                          monkeypatch):
+    # step_batch on T = 1 (LSTM, RNN: the stacked product, in blocks of STEP_BLOCK
+    # streams: 37 = 7 x 5 + 2, or one block; GRU: two products) for 37 of 50 slots in a
+    # scattered order, 2 layers: the stepped rows equal the model's forward from their
+    # states, every other row is untouched
+    monkeypatch.setattr(streamrnn.engines.compiled, "STEP_BLOCK", block)
     cell = make_model(kind, F_IN, HIDDEN, 2, dtype=dtype, seed=3)
     heads = {"readout": streamrnn.Readout(HIDDEN, 3, dtype=dtype, seed=4),
              "linear": torch.nn.Linear(HIDDEN, 3, dtype=dtype), "none": None}

@@ -220,13 +220,17 @@ def build(form):
         # One step of B streams for a form whose step reads gi and gh only as gi + gh:
         # per layer ONE matrix product of the rows [x, h, 1] with the stacked
         # [W_ih^T; W_hh^T; b_ih] (the packed layout already holds them in that order),
-        # gh = b_hh. The state is read and written in place; the layer below has
-        # already written its new h, which is this layer's input. xh_ws, proj_ws: warm
-        # scratch from the caller, at least B * (max(In0, H) + H + 1) and B * G*H values.
+        # gh = b_hh. The streams go in blocks of as many rows as proj_ws holds, each
+        # through every layer and the head, so that a block's gates are still in cache
+        # when its pointwise step reads them. The state is read and written in place; the
+        # layer below has already written its new h, which is this layer's input.
+        # xh_ws, proj_ws: warm scratch from the caller, R * (max(In0, H) + H + 1) and
+        # R * G*H values for blocks of R rows.
         key  # noqa: B018
         n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
         g = gates * hid
         batch = rows.shape[0]
+        block = proj_ws.shape[0] // g
         if not emb.shape[0]:
             if nonfinite(x.ravel()):
                 return -1
@@ -235,50 +239,55 @@ def build(form):
         bits = bits_for(w, g)
         s_in = np.empty((n_parts, hid), w.dtype)
         s_out = np.empty((n_parts, hid), w.dtype)
-        proj = proj_ws[: batch * g].reshape((batch, g))
         one = typed(w, 1.0)
-        for layer in range(n_layers):
-            at = meta[4 + layer]
-            n_in = in0 if layer == 0 else hid
-            k = n_in + hid + 1
-            xh = xh_ws[: batch * k].reshape((batch, k))
-            for b in range(batch):
-                row = xh[b]
-                if layer > 0:
-                    assign(row[:n_in], parts[0][layer - 1, rows[b]])
-                elif emb.shape[0]:
-                    assign(row[:n_in], emb[ids[b, 0]])
-                else:
-                    assign(row[:n_in], x[b, 0])
-                assign(row[n_in : n_in + hid], parts[0][layer, rows[b]])
-                row[k - 1] = one
-            np.dot(xh, w[at : at + k * g].reshape((k, g)), proj)
-            b_hh = w[at + k * g : at + (k + 1) * g]
-            for b in range(batch):
-                for p in range(n_parts):
-                    assign(s_in[p], parts[p][layer, rows[b]])
-                assign(gh, b_hh)
-                step(proj[b], gh, s_in, s_out, act, bits)
-                for p in range(n_parts):
-                    assign(parts[p][layer, rows[b]], s_out[p])
-        top = parts[0][n_layers - 1]
-        if n_out == 0:
-            for b in range(batch):
-                assign(y[b, 0], top[rows[b]])
-        else:
-            at = meta[4 + n_layers]
-            pad = (n_out + 7) // 8 * 8
-            w_o = w[at : at + hid * pad].reshape((hid, pad))
-            b_o = w[at + hid * pad : at + hid * pad + pad]
-            hb = xh_ws[: batch * hid].reshape((batch, hid))
-            for b in range(batch):
-                assign(hb[b], top[rows[b]])
-            out = np.empty((batch, pad), w.dtype)
-            np.dot(hb, w_o, out)
-            for b in range(batch):
-                row, got = y[b, 0], out[b]
-                for j in range(n_out):
-                    row[j] = got[j] + b_o[j]
+        pad = (n_out + 7) // 8 * 8
+        out_ws = np.empty(block * pad, w.dtype)
+        for lo in range(0, batch, block):
+            m = min(block, batch - lo)
+            proj = proj_ws[: m * g].reshape((m, g))
+            for layer in range(n_layers):
+                at = meta[4 + layer]
+                n_in = in0 if layer == 0 else hid
+                k = n_in + hid + 1
+                xh = xh_ws[: m * k].reshape((m, k))
+                for i in range(m):
+                    b = lo + i
+                    row = xh[i]
+                    if layer > 0:
+                        assign(row[:n_in], parts[0][layer - 1, rows[b]])
+                    elif emb.shape[0]:
+                        assign(row[:n_in], emb[ids[b, 0]])
+                    else:
+                        assign(row[:n_in], x[b, 0])
+                    assign(row[n_in : n_in + hid], parts[0][layer, rows[b]])
+                    row[k - 1] = one
+                np.dot(xh, w[at : at + k * g].reshape((k, g)), proj)
+                b_hh = w[at + k * g : at + (k + 1) * g]
+                for i in range(m):
+                    b = lo + i
+                    for p in range(n_parts):
+                        assign(s_in[p], parts[p][layer, rows[b]])
+                    assign(gh, b_hh)
+                    step(proj[i], gh, s_in, s_out, act, bits)
+                    for p in range(n_parts):
+                        assign(parts[p][layer, rows[b]], s_out[p])
+            top = parts[0][n_layers - 1]
+            if n_out == 0:
+                for i in range(m):
+                    assign(y[lo + i, 0], top[rows[lo + i]])
+            else:
+                at = meta[4 + n_layers]
+                w_o = w[at : at + hid * pad].reshape((hid, pad))
+                b_o = w[at + hid * pad : at + hid * pad + pad]
+                hb = xh_ws[: m * hid].reshape((m, hid))
+                for i in range(m):
+                    assign(hb[i], top[rows[lo + i]])
+                out = out_ws[: m * pad].reshape((m, pad))
+                np.dot(hb, w_o, out)
+                for i in range(m):
+                    row, got = y[lo + i, 0], out[i]
+                    for j in range(n_out):
+                        row[j] = got[j] + b_o[j]
         return finite_rows(parts, rows, bad)
 
     return run_values, run_tokens, run_batch, run_step
