@@ -12,6 +12,7 @@ from .._checks import as_chunk, as_id_chunk, model_device, model_dtype, num_toke
 from .._io import atomic_write_text
 from .._validate import check_positive_float, check_positive_int
 from ..bank import BankOutputs
+from ..engines import finite
 from ..stream import check_model
 from ._calls import ShardCalls
 from ._folder import open_folder, release_folder
@@ -262,7 +263,7 @@ class ShardedBank:
                 row = int(bad.nonzero()[0, 0])
                 raise ValueError(f"chunk for key {keys[row]!r} must hold ids in "
                                  f"[0, {self._tokens})")
-        elif not bool(torch.isfinite(x).all()):
+        elif not finite(x.detach()):
             row = int((~torch.isfinite(x)).nonzero()[0, 0])
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
 

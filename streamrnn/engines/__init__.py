@@ -14,7 +14,7 @@ choice never changes results beyond 1e-5 (float32) / 1e-10 (float64), which one 
 suite proves (``tests/engines``).
 """
 
-from ._select import COMPILED_MAX_BATCH, RowStepper, StreamRunner
+from ._select import COMPILED_MAX_BATCH, RowStepper, StreamRunner, finite
 from .compiled import (
     CompiledEngine,
     CompiledForm,
@@ -26,5 +26,5 @@ from .reference import TorchEngine
 
 __all__ = [
     "COMPILED_MAX_BATCH", "CompiledEngine", "CompiledForm", "RowStepper", "StreamRunner",
-    "TorchEngine", "compiled_form", "register_compiled", "weights_changed",
+    "TorchEngine", "compiled_form", "finite", "register_compiled", "weights_changed",
 ]

@@ -32,15 +32,31 @@ from torch import Tensor
 
 from .._checks import all_finite, shares_memory
 from ..state import State
-from .compiled import CompiledEngine
+from .compiled import HAVE_NUMBA, CompiledEngine
 from .reference import TorchEngine
 
-__all__ = ["COMPILED_MAX_BATCH", "RowStepper", "StreamRunner"]
+__all__ = ["COMPILED_MAX_BATCH", "RowStepper", "StreamRunner", "finite"]
 
 #: Most streams per call the compiled engine takes in a bank (measured: see above).
 COMPILED_MAX_BATCH = 16
 
 _NO_ROWS = np.zeros(1, dtype=np.int64)
+
+
+def finite(x: Tensor) -> bool:
+    """Whether every value of the float tensor ``x`` is finite: on the CPU the compiled
+    engine's vectorised count (no temporary: ~0.3 ms for 4M float32 against ~9 ms for
+    ``torch.isfinite(x).all()``), elsewhere torch's check.
+
+    Examples
+    --------
+    >>> import torch
+    >>> finite(torch.ones(3, 2)), finite(torch.tensor([1.0, float("nan")]))
+    (True, False)
+    """
+    if HAVE_NUMBA and x.device.type == "cpu" and not x.requires_grad:
+        return CompiledEngine.finite(x.numpy())
+    return all_finite(x)
 
 
 class StreamRunner:
@@ -184,10 +200,8 @@ class RowStepper:
         self._lent = np.zeros(0, dtype=np.float32)  # step(lend=True)'s output memory
 
     def finite(self, x: Tensor) -> bool:
-        """Whether every value of the float tensor ``x`` is finite."""
-        if self.compiled is not None and x.device.type == "cpu" and not x.requires_grad:
-            return self.compiled.finite(x.numpy())
-        return all_finite(x)
+        """Whether every value of the float tensor ``x`` is finite (:func:`finite`)."""
+        return finite(x)
 
     def takes(self, batch: int, steps: int, state: State) -> bool:
         """Whether the compiled engine steps this call (re-packs changed weights)."""
