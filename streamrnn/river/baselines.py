@@ -161,6 +161,7 @@ class Combination:
         self._n = 0  # values learned
         self._kept = -1  # the number of values when forecasts were last kept
         self._buffer: np.ndarray | None = None  # (K, horizon), reused while horizon holds
+        self._writers: list = []  # per expert: its row, its forecast_into, itself
         self._table: np.ndarray | None = None  # the buffer last combined
 
     @property
@@ -183,9 +184,12 @@ class Combination:
         table = self._buffer
         if table is None or table.shape[1] != horizon:
             table = self._buffer = np.empty((len(self.names), horizon))
+            # per expert: its row of the table, its forecast_into (None: forecast)
+            self._writers = [(i, getattr(model, "forecast_into", None), model)
+                             for i, model in enumerate(self.experts.values(), 1)]
         table[0] = model_forecasts
-        for row, model in zip(table[1:], self.experts.values(), strict=True):
-            into = getattr(model, "forecast_into", None)
+        for i, into, model in self._writers:
+            row = table[i]
             try:
                 if into is not None:
                     into(row)

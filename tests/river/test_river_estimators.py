@@ -219,3 +219,25 @@ def test_a_forecasts_feature_rows_equal_features_gathered_one_dict_at_a_time(sca
     assert outcome(lambda rows: model._feature_rows(future, rows)) == want
     if same and odd == "no":  # the one-gather path ran
         assert model._tiled is not None and model._tiled[1] == n
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_combined_forecaster_copied_mid_stream_continues_identically(how):
+    # the combination keeps its table and each expert's writer between forecasts: a
+    # copy must write into its own table, through its own experts
+    import copy
+    import pickle
+
+    model = RNNForecaster(season=7, **SMALL)
+    data = list(itertools.islice(datasets.TrumpApproval(), 80))
+    xs = [x for x, _ in data]
+    for t, (x, y) in enumerate(data[:40]):
+        model.learn_one(y, x)
+        model.forecast(3, xs[t + 1 : t + 4])
+    twin = pickle.loads(pickle.dumps(model)) if how == "pickle" else copy.deepcopy(model)
+    for t, (x, y) in enumerate(data[40:76], 40):
+        for m in (model, twin):
+            m.learn_one(y, x)
+        assert model.forecast(3, xs[t + 1 : t + 4]) == twin.forecast(3, xs[t + 1 : t + 4])
+        assert np.array_equal(model.combination.table, twin.combination.table)
+    assert twin.combination.table is not None
