@@ -331,6 +331,8 @@ class StreamBank:
         copies instead of index operations; the same slots again reuse the last index.
         """
         slots = self._slots.lookup(keys)
+        if not len(slots):  # no keys: nothing to step
+            return slots, slice(0, 0)
         cached, generation, rows = self._index
         if cached is slots and generation == self._slots.generation:
             return slots, rows

@@ -136,6 +136,8 @@ class ShardedBank:
         self._dtype = model_dtype(model)
         self._features = model.input_size
         self._tokens = num_tokens(model)
+        size = getattr(model, "output_size", None)
+        self._outputs = size if isinstance(size, int) else model.hidden_size
         self.checkpoint_dir, self._own_dir = open_folder(checkpoint_dir)
         self._router = Router(num_shards)
         self._log = ReplayLog(num_shards, max_replay_bytes, checkpoint_every)
@@ -206,6 +208,8 @@ class ShardedBank:
         x: ``(N, T, F)`` -> ``(N, T, O)``.
         """
         self._check_many(keys, x)
+        if not len(keys):  # no keys: no shard is called
+            return torch.zeros((0, x.shape[1], self._outputs), dtype=self._dtype)
         positions, lists = self._split(keys)
         xn = x.detach().cpu().numpy()
         whole = [s for s in range(self.num_shards) if len(lists[s]) == len(keys)]

@@ -78,3 +78,16 @@ def test_lent_outputs_equal_the_kept_ones_at_each_call(kind):
         x = torch.randn(n, steps, F, generator=gen)
         got = lender.push_many(keys, x, _lend=True)
         assert torch.equal(got, twin.push_many(keys, x))
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["compiled", "torch"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_a_push_of_no_keys_returns_no_rows_and_changes_nothing(kind, grad):
+    bank = streamrnn.StreamBank(cell(kind, 2), grad=grad)
+    bank.push({"a": torch.ones(F)})
+    state, counts = bank.get_state("a").h.clone(), dict(bank.counts)
+    for steps in (1, 2):
+        y = bank.push_many([], torch.zeros(0, steps, F))
+        assert y.shape == (0, steps, 4)
+    assert len(bank.push({})) == 0
+    assert torch.equal(bank.get_state("a").h, state) and bank.counts == counts

@@ -222,3 +222,14 @@ def test_outputs_held_by_the_caller_are_never_rewritten_by_later_pushes():
             held.append((y, y.clone()))
         for y, copy in held:
             assert torch.equal(y, copy)
+
+
+def test_a_push_of_no_keys_returns_no_rows_and_changes_nothing(bank):
+    bank.clear()
+    bank.push_many(["a", "b"], torch.ones(2, 1, 3, dtype=torch.float64))
+    before = bank.offsets
+    for steps in (1, 2):
+        y = bank.push_many([], torch.zeros(0, steps, 3, dtype=torch.float64))
+        assert y.shape == (0, steps, 5) and y.dtype == torch.float64
+    assert len(bank.push({})) == 0
+    assert bank.offsets == before

@@ -90,6 +90,15 @@ def test_every_kernel_refuses_a_nonfinite_input_and_changes_nothing(kind, batch,
             assert np.array_equal(got, state[k].numpy())
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("steps", [1, 2])
+def test_a_chunk_of_no_streams_gives_no_rows(kind, steps):
+    cell = (streamrnn.LSTM if kind == "LSTM" else streamrnn.GRU)(3, 5, 2, seed=0)
+    y, state = CompiledEngine.for_model(cell).run(torch.zeros(0, steps, 3),
+                                                   cell.initial_state(0))
+    assert y.shape == (0, steps, 5) and state.h.shape == (2, 0, 5)
+
+
 # -- the current weights -----------------------------------------------------------------
 
 def _pair(seed=0, dtype=torch.float32):

@@ -164,7 +164,7 @@ class CompiledEngine:
         # The rows [x, h, 1] and the gates of one block of streams of a step (at most
         # STEP_BLOCK rows: the kernel goes through the batch block by block): kept between
         # calls, so that a step writes into warm memory, not fresh pages.
-        rows = min(batch, STEP_BLOCK)
+        rows = max(1, min(batch, STEP_BLOCK))  # at least one row: a block of 0 never ends
         xh, gates = self._scratch
         meta = self.packed.meta
         hid, width = int(meta[1]), int(meta[1]) + max(int(meta[1]), int(meta[2])) + 1
