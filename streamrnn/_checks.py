@@ -39,6 +39,7 @@ def all_finite(x: Tensor) -> bool:
     """
     if x.numel() == 0:
         return True
+    x = x.detach()
     if math.isfinite(float(x.sum())):
         return True
     return bool(torch.isfinite(x).all())

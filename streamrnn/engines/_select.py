@@ -41,12 +41,13 @@ __all__ = ["COMPILED_MAX_BATCH", "RowStepper", "StreamRunner", "finite"]
 COMPILED_MAX_BATCH = 16
 
 _NO_ROWS = np.zeros(1, dtype=np.int64)
+_NUMPY_FLOATS = (torch.float32, torch.float64)  # the dtypes the compiled check reads
 
 
 def finite(x: Tensor) -> bool:
-    """Whether every value of the float tensor ``x`` is finite: on the CPU the compiled
-    engine's vectorised count (no temporary: ~0.3 ms for 4M float32 against ~9 ms for
-    ``torch.isfinite(x).all()``), elsewhere torch's check.
+    """Whether every value of the float tensor ``x`` is finite: for float32 and float64 on
+    the CPU the compiled engine's vectorised count (no temporary: ~0.3 ms for 4M float32
+    against ~9 ms for ``torch.isfinite(x).all()``), else torch's check.
 
     Examples
     --------
@@ -54,7 +55,8 @@ def finite(x: Tensor) -> bool:
     >>> finite(torch.ones(3, 2)), finite(torch.tensor([1.0, float("nan")]))
     (True, False)
     """
-    if HAVE_NUMBA and x.device.type == "cpu" and not x.requires_grad:
+    if (HAVE_NUMBA and x.device.type == "cpu" and not x.requires_grad
+            and x.dtype in _NUMPY_FLOATS):
         return CompiledEngine.finite(x.numpy())
     return all_finite(x)
 

@@ -99,6 +99,20 @@ def test_a_chunk_of_no_streams_gives_no_rows(kind, steps):
     assert y.shape == (0, steps, 5) and state.h.shape == (2, 0, 5)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_the_chunk_finiteness_check_takes_every_float_dtype(dtype, grad):
+    # streamrnn.engines.finite: compiled for float32 / float64 on the CPU, torch's check
+    # for the rest; a huge finite chunk whose sum overflows is finite
+    from streamrnn.engines import finite
+
+    big = float(torch.finfo(dtype).max)
+    for values, want in [([1.0, -2.0], True), ([big, big], True), ([1.0, float("nan")], False),
+                         ([float("inf"), 1.0], False), ([-float("inf")], False)]:
+        x = torch.tensor(values, dtype=dtype).repeat(3, 1).t().requires_grad_(grad)
+        assert finite(x) is want
+
+
 # -- the current weights -----------------------------------------------------------------
 
 def _pair(seed=0, dtype=torch.float32):
