@@ -53,10 +53,9 @@ class StreamBank:
         ``False`` (default): no autograd. Calls of up to
         :data:`~streamrnn.engines.COMPILED_MAX_BATCH` streams of a built-in cell on the
         CPU, and one step of any number of LSTM or RNN streams, run on the compiled
-        engine, in place in the bank's state; others on torch
-        under ``torch.no_grad`` (:mod:`streamrnn.engines`; the engine never changes the
-        results beyond float rounding). ``True`` keeps the autograd graph of the outputs
-        (torch engine).
+        engine, in place in the bank's state; others on torch under ``torch.no_grad``
+        (:mod:`streamrnn.engines`; the engine never changes results beyond float
+        rounding). ``True`` keeps the outputs' autograd graph (torch engine).
 
     Attributes
     ----------

@@ -44,12 +44,7 @@ class ReferenceMix:
         return state
 
     def weights(self, horizon: int) -> np.ndarray:
-        """The weights used now for ``horizon``-step forecasts (a copy; they sum to one).
-
-        Shape
-        -----
-        ``(K,)``.
-        """
+        """As :meth:`ExpertMix.weights` (a copy of the weights of ``horizon``)."""
         check_int("horizon", horizon, minimum=1)
         state = self._horizons.get(horizon)
         return self.prior.copy() if state is None else np.array(self._weights(state))
@@ -81,19 +76,7 @@ class ReferenceMix:
 
     # -- forecasting and scoring -----------------------------------------------------
     def predict(self, origin: int, forecasts, first: int = 1) -> np.ndarray:
-        """Combine the experts' forecasts made at step ``origin``, and keep them to score.
-
-        Column ``j`` holds the forecasts of step ``origin + first + j`` (horizon
-        ``first + j``); it is combined with that horizon's current weights and scored when
-        :meth:`update` gives that step's value. Predicting again at the same origin
-        replaces what was kept. ``origin`` may not precede the last step updated: a
-        forecast cannot be made after its future was seen.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(N,)`` combined forecasts (NaN only where no expert's is finite).
-        """
+        """As :meth:`ExpertMix.predict`."""
         check_int("origin", origin)
         check_int("first", first, minimum=1)
         if self._last_update is not None and origin < self._last_update:
@@ -119,11 +102,7 @@ class ReferenceMix:
         return np.array(out)
 
     def update(self, step: int, y: float) -> None:
-        """``y`` is the value of ``step``: score the forecasts of it, move their weights.
-
-        Steps must increase. Forecasts kept for earlier steps that were never updated are
-        dropped (counted as ``unscored``). A non-finite ``y`` scores nothing and is counted.
-        """
+        """As :meth:`ExpertMix.update`."""
         check_int("step", step)
         if self._last_update is not None and step <= self._last_update:
             raise ValueError(f"step must increase: got {step} after {self._last_update}")
