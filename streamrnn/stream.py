@@ -111,6 +111,7 @@ class Stream:
         self.max_chunk = max_chunk
         self._dtype = model_dtype(model)
         self._device = model_device(model)
+        self._on_cpu = self._device.type == "cpu"  # the fast path's device check
         self._features = model.input_size
         self._tokens = num_tokens(model)
         self._step_shape = torch.Size([model.input_size])
@@ -178,21 +179,21 @@ class Stream:
         ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``; ids ``(T,)`` -> ``(T, O)``, one id
         -> ``(O,)``.
         """
-        if (
-            type(chunk) is Tensor
-            and chunk.dtype == self._dtype
-            and chunk.device == self._device
-            and self._tokens is None
-            and (chunk.shape == self._step_shape or (
-                chunk.dim() == 2 and chunk.shape[1] == self._features
-                and chunk.shape[0] <= self.max_chunk))
-        ):  # a (T, F) chunk or (F,) step of the right kind: the engine checks finiteness
-            done = self._runner.run(chunk)
-            if done is None:  # a NaN / inf in the input: refuse it with the rule's message
-                as_chunk(chunk, features=self._features, dtype=self._dtype, device=self._device)
-            y, finite = done
-            self._commit(finite, 1 if chunk.dim() == 1 else chunk.shape[0])
-            return y
+        if type(chunk) is Tensor and chunk.dtype is self._dtype and self._tokens is None and (
+                chunk.is_cpu if self._on_cpu else chunk.device == self._device):
+            shape = chunk.shape
+            if shape == self._step_shape or (len(shape) == 2 and shape[1] == self._features
+                                             and shape[0] <= self.max_chunk):
+                # a (T, F) chunk or (F,) step of the right kind: the engine checks finiteness
+                done = self._runner.run(chunk)
+                if done is None:  # a NaN / inf in the input: refuse it with the rule's message
+                    as_chunk(chunk, features=self._features, dtype=self._dtype,
+                             device=self._device)
+                y, finite = done
+                self.steps += 1 if len(shape) == 1 else shape[0]
+                if not finite:
+                    self._overflowed(stacklevel=3)
+                return y
         if self._tokens is not None:
             x, one_step = as_id_chunk(chunk, high=self._tokens, device=self._device)
         else:
@@ -219,8 +220,11 @@ class Stream:
     def _commit(self, finite: bool, steps: int, stacklevel: int = 3) -> None:
         """Count the steps; reset and report a state that overflowed to NaN / inf."""
         self.steps += steps
-        if finite:
-            return
+        if not finite:
+            self._overflowed(stacklevel + 1)
+
+    def _overflowed(self, stacklevel: int) -> None:
+        # ``stacklevel`` counts from this frame (3: the caller of push)
         self.counts["nonfinite_resets"] += 1
         self._runner.reset()
         warnings.warn(

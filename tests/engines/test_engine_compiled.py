@@ -7,6 +7,7 @@ torch engine is the one fallback without numba.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import subprocess
 import sys
@@ -17,13 +18,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 from numba.extending import register_jitable
 
 import streamrnn
 from streamrnn.cells import register
 from streamrnn.engines import CompiledEngine, CompiledForm, register_compiled, weights_changed
 from streamrnn.engines.compiled import _jit
-from streamrnn.engines.compiled._math import all_finite, expm1
+from streamrnn.engines.compiled._learn import _sum_squares
+from streamrnn.engines.compiled._math import all_finite, expm1, project
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -70,6 +73,45 @@ def test_the_finiteness_check_counts_every_nan_and_inf(n, bad, dtype):
             x[i] = v
     assert all_finite(x) == bool(np.isfinite(x).all())
     assert all_finite(x.reshape(1, -1, 1)) == bool(np.isfinite(x).all())
+
+
+@njit(cache=False)
+def _project(w, b, x, out):
+    project(w, b, x, out)
+
+
+@njit(cache=False)
+def _squares(a, lo, hi):
+    return _sum_squares(a, lo, hi)
+
+
+@given(steps=st.integers(0, 5), k=st.integers(1, 19), m=st.integers(1, 37),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_the_projection_of_every_step_equals_numpy(steps, k, m, dtype, seed):
+    # one step by the hand loop, more by one BLAS product: both b + x @ w, in float64
+    # rounding bounds (k terms of |w x| at most)
+    rng = np.random.default_rng(seed)
+    w, b = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal(m).astype(dtype)
+    x = rng.standard_normal((steps, k)).astype(dtype)
+    out = np.full((steps, m), np.nan, dtype=dtype)
+    _project(w, b, x, out)
+    want = b.astype(np.float64) + x.astype(np.float64) @ w.astype(np.float64)
+    bound = (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64) + np.abs(b)) * (
+        (k + 2) * float(np.finfo(dtype).eps))
+    assert np.all(np.abs(out - want) <= bound)
+
+
+@given(n=st.integers(0, 300), lo=st.integers(0, 300), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_the_clipping_norms_sum_of_squares_equals_an_exact_sum(n, lo, seed):
+    # the one sum run in the vectoriser's order: within n ulps of the exactly rounded sum
+    a = np.random.default_rng(seed).standard_normal(n) * 10.0 ** np.random.default_rng(
+        seed).integers(-5, 5, n)
+    lo = min(lo, n)
+    want = math.fsum(v * v for v in a[lo:])
+    got = _squares(a, lo, n)
+    assert abs(got - want) <= (n + 1) * 2.3e-16 * want
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])

@@ -64,13 +64,21 @@ def build(form):
         n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
         g = gates * hid
         t_len = xin.shape[0]
-        proj = np.empty((t_len, g), w.dtype)
-        seq = np.empty((t_len, hid), w.dtype)
-        gh = np.empty(g, w.dtype)
-        act = np.empty(acts * hid, w.dtype)
+        pad = (n_out + 7) // 8 * 8
+        # every float scratch array is a view of one allocation (each costs ~60 ns)
+        work = np.empty(t_len * (g + hid) + g + acts * hid + 2 * n_parts * hid + pad,
+                        w.dtype)
+        proj = work[: t_len * g].reshape((t_len, g))
+        at = t_len * g
+        seq = work[at : at + t_len * hid].reshape((t_len, hid))
+        at += t_len * hid
+        gh = work[at : at + g]
+        act = work[at + g : at + g + acts * hid]
+        at += g + acts * hid
+        s_in = work[at : at + n_parts * hid].reshape((n_parts, hid))
+        s_out = work[at + n_parts * hid : at + 2 * n_parts * hid].reshape((n_parts, hid))
+        acc = work[at + 2 * n_parts * hid : at + 2 * n_parts * hid + pad]
         bits = bits_for(w, g)
-        s_in = np.empty((n_parts, hid), w.dtype)
-        s_out = np.empty((n_parts, hid), w.dtype)
         inp = xin
         for layer in range(n_layers):
             at = meta[4 + layer]
@@ -97,10 +105,8 @@ def build(form):
                 assign(y[t], seq[t])
             return
         at = meta[4 + n_layers]
-        pad = (n_out + 7) // 8 * 8
         w_o = w[at : at + hid * pad].reshape((hid, pad))
         b_o = w[at + hid * pad : at + hid * pad + pad]
-        acc = np.empty(pad, w.dtype)
         for t in range(t_len):
             assign(acc, b_o)
             add_rows(w_o, seq[t], acc)

@@ -3,7 +3,8 @@
 Every kernel is compiled with the same options (:data:`OPTIONS`): ``cache=True`` (compiled
 once, then loaded from ``__pycache__``), numpy's error model (a division by zero gives
 inf, not an exception) and fused multiply-adds (``fastmath={"contract"}``: no
-reassociation, so sums run in the order written).
+reassociation, so sums run in the order written), but for the few sums marked
+:func:`reduction`, which run in the vectoriser's order.
 
 numba keys a function's cache to the timestamp of its own file only: a kernel that calls a
 function from another file would keep running the old callee after that file changed
@@ -32,11 +33,12 @@ from numba.extending import overload, register_jitable
 
 from ..._numba import lock_cache
 
-__all__ = ["OPTIONS", "helper", "kernel", "stamp", "typed"]
+__all__ = ["OPTIONS", "helper", "kernel", "reduction", "stamp", "typed"]
 
 OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 
 _jitable = register_jitable(**OPTIONS)
+_reassociable = register_jitable(error_model="numpy", fastmath={"contract", "reassoc"})
 _njit = njit(cache=True, nogil=True, **OPTIONS)
 
 
@@ -67,6 +69,13 @@ def _own_name(function):
 def helper(function):
     """Decorator of a compiled function called from kernels (compiled into its callers)."""
     return _jitable(_own_name(function))
+
+
+def reduction(function):
+    """Decorator of a compiled sum whose terms may be added in any order (``reassoc``, for
+    this function's own arithmetic only): the vectoriser splits it over vector lanes.
+    For sums whose last bit nothing depends on, such as a clipping norm."""
+    return _reassociable(_own_name(function))
 
 
 def kernel(function):

@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 
-from ._jit import helper, kernel, stamp
+from ._jit import helper, kernel, reduction, stamp
 from ._math import add_rows, assign, nonfinite
 
 __all__ = ["COUNTERS", "F_LAST_LOSS", "I_HORIZON", "I_LOSS", "I_NLIVE", "I_RING", "build",
@@ -68,20 +68,15 @@ def new_ints(n_in: int, hidden: int, n_out: int, k1: int, k2: int, horizon: int,
     return ints
 
 
-@helper
+@reduction
 def _sum_squares(a, lo, hi):
-    # Four running sums, so the loop is not one chain of dependent adds.
+    # In the vectoriser's order (a clipping norm): ~3.5x faster than four running sums
+    # for the ~5,400 parameters of LSTM 32 (0.40 vs 1.48 us here).
     x = a[lo:hi]
-    n = x.shape[0]
-    s0 = s1 = s2 = s3 = 0.0
-    for q in range(n // 4):
-        s0 += x[4 * q] * x[4 * q]
-        s1 += x[4 * q + 1] * x[4 * q + 1]
-        s2 += x[4 * q + 2] * x[4 * q + 2]
-        s3 += x[4 * q + 3] * x[4 * q + 3]
-    for q in range(n - n % 4, n):
-        s0 += x[q] * x[q]
-    return (s0 + s1) + (s2 + s3)
+    s = 0.0
+    for q in range(x.shape[0]):
+        s += x[q] * x[q]
+    return s
 
 
 @helper

@@ -177,32 +177,24 @@ def add_rows(w, v, out):
 def project(w, b, x, out):
     """``out[t] = b + w.T @ x[t]`` for every t, in one pass over ``w`` ``(K, M)``.
 
+    One step is :func:`add_rows`; more are one BLAS matrix product (``np.dot``), whose
+    register blocking reads ``w`` once for all the steps at about twice the rate of a
+    hand loop over pairs of steps (128 x 512 float32, two steps: 2.5 vs 4.7 us here).
+
     Shape
     -----
     w ``(K, M)``, b ``(M,)``, x ``(T, K)`` -> out ``(T, M)``.
     """
-    t_len, n, m = x.shape[0], x.shape[1], w.shape[1]
+    t_len, m = x.shape[0], w.shape[1]
+    if t_len == 1:
+        assign(out[0], b)
+        add_rows(w, x[0], out[0])
+        return
+    np.dot(x, w, out)
     for t in range(t_len):
-        assign(out[t], b)
-    t = 0
-    while t + 2 <= t_len:
-        o0, o1, x0, x1 = out[t], out[t + 1], x[t], x[t + 1]
-        k = 0
-        while k + 2 <= n:
-            r0, r1 = w[k], w[k + 1]
-            a0, a1, b0, b1 = x0[k], x0[k + 1], x1[k], x1[k + 1]
-            for j in range(m):
-                o0[j] += r0[j] * a0 + r1[j] * a1
-                o1[j] += r0[j] * b0 + r1[j] * b1
-            k += 2
-        if k < n:
-            r0, a0, b0 = w[k], x0[k], x1[k]
-            for j in range(m):
-                o0[j] += r0[j] * a0
-                o1[j] += r0[j] * b0
-        t += 2
-    if t < t_len:
-        add_rows(w, x[t], out[t])
+        row = out[t]
+        for j in range(m):
+            row[j] += b[j]
 
 
 @kernel
