@@ -64,10 +64,15 @@ Examples
 The commands (``streamrnn forecast``, ``streamrnn demo``) add the CSV, the plot and a
 summary (a table, or one JSON line):
 
+>>> import contextlib, io, json
 >>> out = tempfile.mkdtemp()
->>> demo_main(["--rows", "200", "--json", "--no-progress", "--out", out])  # doctest: +ELLIPSIS
-{"rows": 200, "mae": ..., "naive_mae": ..., "snarimax_mae": ..., "plot": ".../waterflow-h6.png"}
-0
+>>> with contextlib.redirect_stdout(io.StringIO()) as printed:
+...     code = demo_main(["--rows", "200", "--json", "--no-progress", "--out", out])
+>>> summary = json.loads(printed.getvalue())
+>>> code, summary["rows"], {k: round(summary[k], 3) for k in ("mae", "naive_mae", "snarimax_mae")}
+(0, 200, {'mae': 5.627, 'naive_mae': 5.615, 'snarimax_mae': 5.641})
+>>> summary["weights"], os.path.basename(summary["plot"])
+({'rnn': 1.0, 'last': 0.0, 'snarimax': 0.0}, 'waterflow-h6.png')
 >>> sorted(os.listdir(out))
 ['waterflow-h6.csv', 'waterflow-h6.png']
 """
