@@ -55,8 +55,7 @@ def finite(x: Tensor) -> bool:
     >>> finite(torch.ones(3, 2)), finite(torch.tensor([1.0, float("nan")]))
     (True, False)
     """
-    if (HAVE_NUMBA and x.device.type == "cpu" and not x.requires_grad
-            and x.dtype in _NUMPY_FLOATS):
+    if HAVE_NUMBA and x.is_cpu and not x.requires_grad and x.dtype in _NUMPY_FLOATS:
         return CompiledEngine.finite(x.numpy())
     return all_finite(x)
 

@@ -34,6 +34,7 @@ from .forms import CompiledForm, compiled_form, has_compiled_form, register_comp
 
 try:  # numba is a dependency; without it the torch engine runs everything (the fallback)
     from . import _builtin  # noqa: F401 - registers the built-in cells' forms
+    from ._math import all_finite as _all_finite
 except ImportError as err:
     if "numba" not in str(err):
         raise
@@ -122,9 +123,7 @@ class CompiledEngine:
     def finite(x: np.ndarray) -> bool:
         """Whether every value of the float array ``x`` is finite (a compiled loop: no
         temporary, unlike ``torch.isfinite``)."""
-        from ._math import all_finite
-
-        return all_finite(x)
+        return _all_finite(x)
 
     def ready(self) -> bool:
         """Whether the model still fits the engine; re-packs changed weights."""
