@@ -19,8 +19,10 @@ silence and noise, so silence and noise are blank.
 At run time the model itself segments: a word is a run of frames where blank has
 posterior ``< 0.5`` (blank runs shorter than ``release_frames`` inside it do not end
 it). At the ``release_frames``-th blank frame after the word, the digit with the largest
-summed posterior over the word's frames is emitted, if the word lasted ``min_frames``
-frames or more, that digit's mean posterior over them is ``>= threshold``, the frame
+summed posterior over the word's frames is emitted (each frame weighted ``decay`` times
+the one before it: below 1, the end of the word, where the causal model has heard the
+most of it, counts most), if the word lasted ``min_frames`` frames or more, that digit's
+weighted mean posterior is ``>= threshold``, the frame
 energy from the word's start to the emission spans ``min_range_db`` or more (a word rises
 and falls; a noise that switches on and stays does not: measured 4-7 dB for pink and
 brown noise onsets the model mistook for a word, >= 24 dB for every clean FSDD word
@@ -118,11 +120,13 @@ class DigitRecognizer:
         on torch.
     features : AudioFeatures
         The front end, as the model was trained with (its ``input_rate`` is the PCM's).
-    threshold, min_frames, release_frames, voice_frames, min_range_db
-        The decoder (see the module docstring): the least mean posterior of the winning
-        digit over a word, in (0, 1]; the fewest frames of a word; the blank frames that
-        end a word; how recent (in frames) a voiced frame must be for an emission; and the
-        least energy range (dB) from a word's start to its emission.
+    threshold, min_frames, release_frames, voice_frames, min_range_db, decay
+        The decoder (see the module docstring): the least weighted mean posterior of the
+        winning digit over a word, in (0, 1]; the fewest frames of a word; the blank frames
+        that end a word; how recent (in frames) a voiced frame must be for an emission; the
+        least energy range (dB) from a word's start to its emission; and the weight of each
+        frame's vote relative to the next frame's, in (0, 1] (1: every frame counts the
+        same; the default 0.8 raised leave-one-speaker-out accuracy from 82.0 to 84.7 %).
     flush_ms
         Silence appended by :meth:`flush` so a word at the very end is decoded (>= 0).
     warmup_ms
@@ -174,6 +178,7 @@ class DigitRecognizer:
         release_frames: int = DECODER_DEFAULTS["release_frames"],
         voice_frames: int = DECODER_DEFAULTS["voice_frames"],
         min_range_db: float = DECODER_DEFAULTS["min_range_db"],
+        decay: float = DECODER_DEFAULTS["decay"],
         flush_ms: float = 300.0,
         warmup_ms: float = 500.0,
     ) -> None:
@@ -199,10 +204,11 @@ class DigitRecognizer:
             release_frames=release_frames,
             voice_frames=voice_frames,
             min_range_db=min_range_db,
+            decay=decay,
         )
         self.threshold, self.min_frames = self.decoder.threshold, self.decoder.min_frames
         self.release_frames, self.voice_frames = self.decoder.release_frames, voice_frames
-        self.min_range_db = self.decoder.min_range_db
+        self.min_range_db, self.decay = self.decoder.min_range_db, self.decoder.decay
         self.flush_ms = float(flush_ms)
         self.model = copy.deepcopy(model).eval()
         self._stream = Stream(self.model)
@@ -277,6 +283,7 @@ class DigitRecognizer:
                 "release_frames": self.release_frames,
                 "voice_frames": self.voice_frames,
                 "min_range_db": self.min_range_db,
+                "decay": self.decay,
                 "flush_ms": self.flush_ms,
                 "warmup_ms": self.warmup_ms,
             },

@@ -180,7 +180,8 @@ class DigitBank:
         self._feature_cfg = {k: getattr(fe, k) for k in FEATURE_KEYS}
         self._decoder_cfg = {
             k: getattr(recognizer.decoder, k)
-            for k in ("threshold", "min_frames", "release_frames", "voice_frames", "min_range_db")
+            for k in ("threshold", "min_frames", "release_frames", "voice_frames", "min_range_db",
+                      "decay")
         }
         self.flush_ms = recognizer.flush_ms
         self.warmup_ms = recognizer.warmup_ms

@@ -3,8 +3,10 @@
 The rule (documented on :mod:`streamrnn.apps.speech`): a word is a run of frames in
 which blank has posterior ``< 0.5`` (blank runs shorter than ``release_frames`` inside it
 do not end it). At the ``release_frames``-th blank frame after it, the digit with the
-largest summed posterior over the word's frames is emitted, if the word has at least
-``min_frames`` frames, that digit's mean posterior over them is ``>= threshold``, the
+largest summed posterior over the word's frames is emitted (each frame weighted
+``decay`` times the one before it: with ``decay < 1`` the end of the word, where the
+causal model has heard the most of it, counts most), if the word has at least
+``min_frames`` frames, that digit's weighted mean posterior is ``>= threshold``, the
 frame energy from the word's first frame to this one spans ``>= min_range_db`` (a word
 rises and falls; a noise that starts and stays does not), and the endpointer heard a
 voiced frame within the last ``voice_frames`` frames.
@@ -33,6 +35,7 @@ DECODER_DEFAULTS = {
     "release_frames": 6,
     "voice_frames": 60,
     "min_range_db": 10.0,
+    "decay": 0.8,
 }
 
 
@@ -46,6 +49,7 @@ def check_decoder_config(config: dict) -> dict:
     out = {**DECODER_DEFAULTS, **config}
     out["threshold"] = check_number("threshold", out["threshold"], low=0, high=1, low_open=True)
     out["min_range_db"] = check_number("min_range_db", out["min_range_db"], low=0)
+    out["decay"] = check_number("decay", out["decay"], low=0, high=1, low_open=True)
     for name in ("min_frames", "release_frames", "voice_frames"):
         out[name] = check_positive_int(name, out[name])
     return out
@@ -74,6 +78,7 @@ class FrameDecoder:
         release_frames: int,
         voice_frames: int,
         min_range_db: float,
+        decay: float = DECODER_DEFAULTS["decay"],
     ) -> None:
         cfg = check_decoder_config(
             {
@@ -82,9 +87,11 @@ class FrameDecoder:
                 "release_frames": release_frames,
                 "voice_frames": voice_frames,
                 "min_range_db": min_range_db,
+                "decay": decay,
             }
         )
         self.min_range_db = cfg["min_range_db"]
+        self.decay = cfg["decay"]
         self.threshold = cfg["threshold"]
         self.min_frames = cfg["min_frames"]
         self.release_frames = cfg["release_frames"]
@@ -94,6 +101,7 @@ class FrameDecoder:
     def reset(self) -> None:
         """Forget the word in progress."""
         self._votes = np.zeros(10)
+        self._weight = 0.0  # the sum of the votes' weights (the frames, for decay 1)
         self._frames = 0  # non-blank frames of the word in progress
         self._blank_run = 0
         self._lo, self._hi = math.inf, -math.inf  # energy range since the word began
@@ -102,7 +110,10 @@ class FrameDecoder:
         """Take one frame's posteriors ``(C,)`` and energy; return the digit emitted, if any."""
         blank = len(p) - 1
         if p[blank] < 0.5:
+            if self.decay != 1.0:  # earlier frames count decay times less per frame
+                self._votes *= self.decay
             self._votes += p[:blank]
+            self._weight = self._weight * self.decay + 1.0
             self._frames += 1
             self._blank_run = 0
         elif self._frames:
@@ -115,7 +126,7 @@ class FrameDecoder:
         d = int(np.argmax(self._votes))
         ok = (
             self._frames >= self.min_frames
-            and self._votes[d] / self._frames >= self.threshold
+            and self._votes[d] / self._weight >= self.threshold
             and self._hi - self._lo >= self.min_range_db
             and frames_since_voice < self.voice_frames
         )

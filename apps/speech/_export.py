@@ -174,7 +174,7 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
                     "release_frames": recognizer.release_frames,
                     "voice_frames": recognizer.voice_frames,
                     "min_range_db": recognizer.min_range_db,
-                    "flush_ms": recognizer.flush_ms},
+                    "decay": recognizer.decay, "flush_ms": recognizer.flush_ms},
         "endpointer": {"margin_db": ep.margin_db, "min_db": ep.min_db,
                        "floor_frames": ep.floor_frames, "init_db": ep.init_db},
         "config": {"model": model.config(), "features": {

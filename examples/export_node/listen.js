@@ -115,11 +115,14 @@ class Endpointer {
 class FrameDecoder {
   constructor(cfg) {
     Object.assign(this, cfg);
+    // a file exported before decay existed: the Python decoder's default (DECODER_DEFAULTS)
+    if (this.decay === undefined) this.decay = 0.8;
     this.reset();
   }
 
   reset() {
     this.votes = new Float64Array(10);
+    this.weight = 0.0; // the sum of the votes' weights (the frame count, for decay 1)
     this.count = 0;
     this.blankRun = 0;
     this.lo = Infinity;
@@ -129,7 +132,9 @@ class FrameDecoder {
   update(p, framesSinceVoice, e) {
     const blank = p.length - 1;
     if (p[blank] < 0.5) {
+      if (this.decay !== 1.0) for (let d = 0; d < blank; d++) this.votes[d] *= this.decay;
       for (let d = 0; d < blank; d++) this.votes[d] += p[d];
+      this.weight = this.weight * this.decay + 1.0;
       this.count += 1;
       this.blankRun = 0;
     } else if (this.count) {
@@ -141,7 +146,7 @@ class FrameDecoder {
     if (this.blankRun < this.release_frames) return null;
     let d = 0;
     for (let i = 1; i < 10; i++) if (this.votes[i] > this.votes[d]) d = i;
-    const ok = this.count >= this.min_frames && this.votes[d] / this.count >= this.threshold &&
+    const ok = this.count >= this.min_frames && this.votes[d] / this.weight >= this.threshold &&
       this.hi - this.lo >= this.min_range_db && framesSinceVoice < this.voice_frames;
     this.reset();
     return ok ? d : null;

@@ -153,6 +153,9 @@ def test_model_must_fit_the_front_end_and_labels():
         ({"flush_ms": -1}, "flush_ms must be a finite number >= 0"),
         ({"warmup_ms": float("nan")}, "warmup_ms must be a finite number >= 0"),
         ({"min_range_db": -1.0}, "min_range_db must be a finite number >= 0"),
+        ({"decay": 0.0}, "decay must be a number in"),
+        ({"decay": 1.5}, "decay must be a number in"),
+        ({"decay": float("nan")}, "decay must be a number in"),
     ],
 )
 def test_decoder_settings_are_validated(kw, match):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import streamrnn
 from streamrnn.adapters.audio import AudioFeatures
@@ -123,6 +124,33 @@ def test_decoder_votes_over_the_word():
 def test_decoder_short_blank_gaps_do_not_split_a_word():
     seq = [_post(0.9)] * 3 + [_post(0.0)] * 3 + [_post(0.9)] * 3 + [_post(0.0)] * 4
     assert [d for d in _run(_decoder(), seq) if d is not None] == [3]
+
+
+def test_decoder_decay_lets_the_end_of_the_word_decide():
+    # 4 frames say 6, then 3 say 7: the plain vote (decay 1) sums 3.6 against 2.4; with
+    # decay 0.5 the last frames weigh most: 6 gets 0.9 (1/8 + 1/16 + 1/32 + 1/64), 7 gets
+    # 0.8 (1 + 1/2 + 1/4)
+    seq = [_post(0.9, digit=6)] * 4 + [_post(0.8, digit=7)] * 3 + [_post(0.0)] * 4
+    assert [d for d in _run(_decoder(decay=1.0), seq) if d is not None] == [6]
+    assert [d for d in _run(_decoder(decay=0.5), seq) if d is not None] == [7]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.floats(0.51, 1.0)), min_size=3, max_size=12),
+    st.floats(0.05, 1.0),
+    st.floats(0.1, 0.9),
+)
+def test_decoder_emits_the_argmax_of_the_decayed_vote(frames, decay, threshold):
+    # the reference: weights decay ** (frames after this one), threshold on the weighted mean
+    seq = [_post(p, digit=d) for d, p in frames] + [_post(0.0)] * 4
+    w = decay ** np.arange(len(frames) - 1, -1, -1)
+    votes = sum(wi * _post(p, digit=d)[:10] for wi, (d, p) in zip(w, frames, strict=True))
+    best = int(np.argmax(votes))
+    want = [best] if votes[best] / w.sum() >= threshold - 1e-12 else []
+    got = [d for d in _run(_decoder(decay=decay, threshold=threshold), seq) if d is not None]
+    if abs(votes[best] / w.sum() - threshold) > 1e-9:  # not on the threshold's edge
+        assert got == want
 
 
 @pytest.mark.parametrize(
