@@ -25,10 +25,12 @@ they did not help here (the report of issue 16 lists every run). Two more option
 default: vocal tract length perturbation of each clip's log-mel (``--vtlp 0.9 1.1``: on
 the three worst folds 79.4 % mean over seeds 0-2 against 77.4 %, +3.5 and +4.4 points on
 george and nicolas, -2.1 on jackson; all five folds, seed 0: 84.2 % against 83.6 %;
-within the seed noise, not adopted) and blank labels on the first part of each word
-(``--onset-blank``: no gain in one seed; on the three worst folds, seed 0, 79.8 % against
-79.3 %), nor does labelling only from 70 % into the word (78.5 % on those folds, a
-scratch run).
+within the seed noise, not adopted; with the decoder's decay, seed 0, three worst folds:
+80.0 % for 0.9-1.1 and 78.5 % for 0.85-1.15 against 81.7 %) and blank labels on the
+first part of each word (``--onset-blank``: no gain; on the three worst folds, seed 0,
+79.8 % against 79.3 % with the plain vote, 81.6 % against 81.7 % with the decay), nor
+does labelling only from 70 % into the word (78.5 % and 80.1 % on those folds, a scratch
+run).
 
 Labels. Energy endpointing of each clip (``streamrnn.apps.speech.word_bounds``)
 gives its word; frames (centres) from 40 % into the word to 50 ms after it are labelled
