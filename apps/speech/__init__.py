@@ -19,11 +19,11 @@ silence and noise, so silence and noise are blank.
 At run time the model itself segments: a word is a run of frames where blank has
 posterior ``< 0.5`` (blank runs shorter than ``release_frames`` inside it do not end
 it). At the ``release_frames``-th blank frame after the word, the digit with the largest
-summed posterior over the word's frames is emitted (each frame weighted ``decay`` times
-the one before it: below 1, the end of the word, where the causal model has heard the
-most of it, counts most), if the word lasted ``min_frames`` frames or more, that digit's
-weighted mean posterior is ``>= threshold``, the frame
-energy from the word's start to the emission spans ``min_range_db`` or more (a word rises
+summed posterior over the word's frames is emitted (each frame's vote weighted ``decay``
+times the next frame's: below 1, the end of the word, where the causal model has heard
+the most of it, counts most), if the word lasted ``min_frames`` frames or more, that
+digit's weighted mean posterior is ``>= threshold``, the frame energy from the word's
+start to the emission spans ``min_range_db`` or more (a word rises
 and falls; a noise that switches on and stays does not: measured 4-7 dB for pink and
 brown noise onsets the model mistook for a word, >= 24 dB for every clean FSDD word
 checked), and the energy endpointer heard a voiced frame within the last

@@ -3,8 +3,8 @@
 The rule (documented on :mod:`streamrnn.apps.speech`): a word is a run of frames in
 which blank has posterior ``< 0.5`` (blank runs shorter than ``release_frames`` inside it
 do not end it). At the ``release_frames``-th blank frame after it, the digit with the
-largest summed posterior over the word's frames is emitted (each frame weighted
-``decay`` times the one before it: with ``decay < 1`` the end of the word, where the
+largest summed posterior over the word's frames is emitted (each frame's vote weighted
+``decay`` times the next frame's: with ``decay < 1`` the end of the word, where the
 causal model has heard the most of it, counts most), if the word has at least
 ``min_frames`` frames, that digit's weighted mean posterior is ``>= threshold``, the
 frame energy from the word's first frame to this one spans ``>= min_range_db`` (a word
