@@ -206,7 +206,9 @@ def main(argv=None) -> int:
             f = replay(calls, make(names))
             ratios[label][key] = float(np.abs(f[scored] - actual[scored]).mean()) / ref
         own = ratios["NormalHedge, absolute (the command's)"][key]
-        assert math.isclose(own * ref, scores["combination"], rel_tol=1e-12), (key, own)
+        if not math.isclose(own * ref, scores["combination"], rel_tol=1e-12):
+            raise RuntimeError(f"{key}: the replay gives MAE {own * ref!r}, the command "
+                               f"printed {scores['combination']!r}: the recording is incomplete")
         ratios.setdefault("best fixed combination (hindsight)", {})[key] = \
             best_fixed(calls, scored, actual) / ref
     keys = list(runs)

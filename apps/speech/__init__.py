@@ -278,12 +278,7 @@ class DigitRecognizer:
             "features": {k: getattr(self.features, k) for k in FEATURE_KEYS},
             "model": self.model.config(),
             "decoder": {
-                "threshold": self.threshold,
-                "min_frames": self.min_frames,
-                "release_frames": self.release_frames,
-                "voice_frames": self.voice_frames,
-                "min_range_db": self.min_range_db,
-                "decay": self.decay,
+                **{k: getattr(self.decoder, k) for k in DECODER_DEFAULTS},
                 "flush_ms": self.flush_ms,
                 "warmup_ms": self.warmup_ms,
             },

@@ -16,7 +16,7 @@ import torch
 from streamrnn import StreamBank
 from streamrnn.adapters.audio import AudioFeatures
 
-from ._decode import FrameDecoder, frames_since, softmax
+from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
 from ._io import FEATURE_KEYS
 from ._types import Detection, framing, start_stream
@@ -178,11 +178,7 @@ class DigitBank:
         self.model = recognizer.model
         fe = recognizer.features
         self._feature_cfg = {k: getattr(fe, k) for k in FEATURE_KEYS}
-        self._decoder_cfg = {
-            k: getattr(recognizer.decoder, k)
-            for k in ("threshold", "min_frames", "release_frames", "voice_frames", "min_range_db",
-                      "decay")
-        }
+        self._decoder_cfg = {k: getattr(recognizer.decoder, k) for k in DECODER_DEFAULTS}
         self.flush_ms = recognizer.flush_ms
         self.warmup_ms = recognizer.warmup_ms
         self.sample_rate = fe.sample_rate

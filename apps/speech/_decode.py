@@ -110,8 +110,7 @@ class FrameDecoder:
         """Take one frame's posteriors ``(C,)`` and energy; return the digit emitted, if any."""
         blank = len(p) - 1
         if p[blank] < 0.5:
-            if self.decay != 1.0:  # earlier frames count decay times less per frame
-                self._votes *= self.decay
+            self._votes *= self.decay  # earlier frames count decay times less per frame
             self._votes += p[:blank]
             self._weight = self._weight * self.decay + 1.0
             self._frames += 1

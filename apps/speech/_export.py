@@ -28,7 +28,7 @@ import torch
 
 from streamrnn.export import Graph, add_model, read_metadata, write_graph
 
-from ._decode import FrameDecoder, frames_since
+from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since
 from ._endpoint import Endpointer, energy_reference_db
 from ._types import LABELS, Detection, lead_samples
 
@@ -170,11 +170,8 @@ def recognizer_graph(recognizer) -> tuple[Graph, dict]:
         "input_dtype": "float32",
         "input_size": 1,
         "output_size": n_classes,
-        "decoder": {"threshold": recognizer.threshold, "min_frames": recognizer.min_frames,
-                    "release_frames": recognizer.release_frames,
-                    "voice_frames": recognizer.voice_frames,
-                    "min_range_db": recognizer.min_range_db,
-                    "decay": recognizer.decay, "flush_ms": recognizer.flush_ms},
+        "decoder": {**{k: getattr(recognizer.decoder, k) for k in DECODER_DEFAULTS},
+                    "flush_ms": recognizer.flush_ms},
         "endpointer": {"margin_db": ep.margin_db, "min_db": ep.min_db,
                        "floor_frames": ep.floor_frames, "init_db": ep.init_db},
         "config": {"model": model.config(), "features": {

@@ -132,8 +132,7 @@ class FrameDecoder {
   update(p, framesSinceVoice, e) {
     const blank = p.length - 1;
     if (p[blank] < 0.5) {
-      if (this.decay !== 1.0) for (let d = 0; d < blank; d++) this.votes[d] *= this.decay;
-      for (let d = 0; d < blank; d++) this.votes[d] += p[d];
+      for (let d = 0; d < blank; d++) this.votes[d] = this.votes[d] * this.decay + p[d];
       this.weight = this.weight * this.decay + 1.0;
       this.count += 1;
       this.blankRun = 0;
