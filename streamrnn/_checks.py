@@ -188,6 +188,17 @@ def as_id_chunk(chunk, *, high: int, device, name: str = "chunk") -> tuple[Tenso
     return (x.reshape(1), True) if x.dim() == 0 else (x, False)
 
 
+def check_id_rows(x: Tensor, keys: list, *, high: int) -> None:
+    """Refuse ids ``x`` ``(N, T)`` outside ``[0, high)``, naming the key of the first bad
+    row (``keys[i]`` owns row i)."""
+    if x.numel():
+        bad = (x < 0) | (x >= high)
+        if bool(bad.any()):
+            row, col = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"chunk for key {keys[row]!r} must hold ids in [0, {high}), "
+                             f"got {int(x[row, col])}")
+
+
 def num_tokens(model) -> int | None:
     """The vocabulary size of a token model (ids in, through an embedding), else None."""
     n = getattr(model, "num_tokens", None)

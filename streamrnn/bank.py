@@ -15,6 +15,7 @@ from ._checks import (
     all_finite,
     as_chunk,
     as_id_chunk,
+    check_id_rows,
     first_nonfinite,
     model_device,
     model_dtype,
@@ -248,12 +249,7 @@ class StreamBank:
             self._slots.validate(keys)
             x = x.to(self._device)
         if self._tokens is not None:
-            if x.numel():
-                bad = (x < 0) | (x >= self._tokens)
-                if bool(bad.any()):
-                    row, col = (int(i) for i in bad.nonzero()[0])
-                    raise ValueError(f"chunk for key {keys[row]!r} must hold ids in "
-                                     f"[0, {self._tokens}), got {int(x[row, col])}")
+            check_id_rows(x, keys, high=self._tokens)
         elif not self._engines.finite(x):
             row = first_nonfinite(x)[0]
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
