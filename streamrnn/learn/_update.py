@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim import optimizer as _optimizer
 
+from ..engines.compiled import after_optimizer_step
+
 __all__ = ["Updater"]
 
 # Rounding of a Python float to a dtype. One float64 operation on float32 operands,
@@ -40,6 +42,12 @@ _ROUND = {torch.float64: float, torch.float32: _f32}
 # optimizer.step()'s hooks of every optimizer (torch.optim.register_optimizer_step_*_hook).
 _GLOBAL_HOOKS = tuple(getattr(_optimizer, name, None) for name in (
     "_global_optimizer_pre_hooks", "_global_optimizer_post_hooks"))
+# The compiled engine's own post-hook acts on fused steps only: a plain SGD step skips it.
+_OWN_HOOKS = (after_optimizer_step,)
+
+
+def _no_global_hooks() -> bool:
+    return all(h is not None and all(f in _OWN_HOOKS for f in h.values()) for h in _GLOBAL_HOOKS)
 
 
 class Updater:
@@ -123,8 +131,7 @@ class Updater:
         # step describes; otherwise None.
         if (type(opt) is not torch.optim.SGD or self.device.type != "cpu"
                 or "step" in opt.__dict__ or opt._optimizer_step_pre_hooks
-                or opt._optimizer_step_post_hooks or not all(h is not None and not h
-                                                             for h in _GLOBAL_HOOKS)
+                or opt._optimizer_step_post_hooks or not _no_global_hooks()
                 or getattr(opt, "grad_scale", None) is not None
                 or getattr(opt, "found_inf", None) is not None):
             return None

@@ -89,7 +89,7 @@ def _squares(a, lo, hi):
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
 @settings(max_examples=60, deadline=None)
 def test_the_projection_of_every_step_equals_numpy(steps, k, m, dtype, seed):
-    # one step by the hand loop, more by one BLAS product: both b + x @ w, in float64
+    # one or two steps by the hand loops, more by one BLAS product: b + x @ w, in float64
     # rounding bounds (k terms of |w x| at most)
     rng = np.random.default_rng(seed)
     w, b = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal(m).astype(dtype)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ...state import State
-from ._pack import Packed, plan_for, weights_changed
+from ._pack import Packed, after_optimizer_step, plan_for, weights_changed
 from .forms import CompiledForm, compiled_form, has_compiled_form, register_compiled
 
 try:  # numba is a dependency; without it the torch engine runs everything (the fallback)
@@ -42,7 +42,7 @@ except ImportError as err:
 else:
     HAVE_NUMBA = True
 
-__all__ = ["HAVE_NUMBA", "CompiledEngine", "CompiledForm", "compiled_form",
+__all__ = ["HAVE_NUMBA", "CompiledEngine", "after_optimizer_step", "CompiledForm", "compiled_form",
            "has_compiled_form", "register_compiled", "weights_changed"]
 
 

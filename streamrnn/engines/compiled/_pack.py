@@ -39,7 +39,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ...heads import Readout, RecurrentModel
 from .forms import CompiledForm, compiled_form
 
-__all__ = ["Packed", "Plan", "plan_for", "weights_changed"]
+__all__ = ["Packed", "Plan", "after_optimizer_step", "plan_for", "weights_changed"]
 
 _EPOCH = [0]
 _version = operator.attrgetter("_version")
@@ -52,13 +52,15 @@ def weights_changed() -> None:
     _EPOCH[0] += 1
 
 
-def _after_step(optimizer, args, kwargs) -> None:  # noqa: ARG001 - the hook's signature
-    # A fused optimizer's kernels write the parameters without bumping their versions.
+def after_optimizer_step(optimizer, args, kwargs) -> None:  # noqa: ARG001 - hook signature
+    """The global ``optimizer.step`` post-hook this module registers: a fused optimizer's
+    kernels write the parameters without bumping their versions, so its steps call
+    :func:`weights_changed`; other steps do nothing here."""
     if any(group.get("fused") for group in optimizer.param_groups):
         weights_changed()
 
 
-register_optimizer_step_post_hook(_after_step)
+register_optimizer_step_post_hook(after_optimizer_step)
 
 
 @dataclass
