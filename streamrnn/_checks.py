@@ -189,9 +189,10 @@ def as_id_chunk(chunk, *, high: int, device, name: str = "chunk") -> tuple[Tenso
 
 
 def check_id_rows(x: Tensor, keys: list, *, high: int) -> None:
-    """Refuse ids ``x`` ``(N, T)`` outside ``[0, high)``, naming the key of the first bad
-    row (``keys[i]`` owns row i)."""
+    """Refuse ids ``x`` ``(N, T)`` or ``(N,)`` outside ``[0, high)``, naming the key of the
+    first bad row (``keys[i]`` owns row i)."""
     if x.numel():
+        x = x.reshape(x.shape[0], -1)
         bad = (x < 0) | (x >= high)
         if bool(bad.any()):
             row, col = (int(i) for i in bad.nonzero()[0])

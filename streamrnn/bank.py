@@ -25,6 +25,7 @@ from ._checks import (
 )
 from ._outputs import BankOutputs
 from ._slots import SlotTable, show_key
+from ._validate import check_bool, check_positive_int
 from .engines import RowStepper
 from .state import State
 from .stream import check_model
@@ -94,13 +95,9 @@ class StreamBank:
 
     def __init__(self, model, *, max_streams: int = 100_000, grad: bool = False) -> None:
         check_model(model)
-        if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
-            raise ValueError(f"max_streams must be a positive int, got {max_streams!r}")
-        if not isinstance(grad, bool):
-            raise ValueError(f"grad must be a bool, got {grad!r}")
+        self.max_streams = check_positive_int("max_streams", max_streams)
+        self.grad = check_bool("grad", grad)
         self.model = model
-        self.max_streams = max_streams
-        self.grad = grad
         self._dtype = model_dtype(model)
         self._device = model_device(model)
         self._features = model.input_size
@@ -151,11 +148,10 @@ class StreamBank:
         self._slots.validate(keys)  # keys first: the chunks' errors name them
         values = list(chunks.values())
         x = self._stack_uniform(values)
-        if x is not None:
-            one_step = x.dim() == (1 if self._tokens is not None else 2)
-            y = self._push_many(keys, x.unsqueeze(1) if one_step else x, True)
-            return BankOutputs(keys, y[:, 0] if one_step else y)
-        return self._push_ragged(keys, values)
+        if x is None:
+            return self._push_ragged(keys, values)
+        one_step = x.dim() == (1 if self._tokens is not None else 2)  # (N, F) or ids (N,)
+        return BankOutputs(keys, self._push_many(keys, x, True, one_step=one_step))
 
     def _stack_uniform(self, values: list) -> Tensor | None:
         """All chunks as one ``(N, T, F)`` / ``(N, F)`` tensor when they share a shape."""
@@ -226,7 +222,9 @@ class StreamBank:
         with self._lock:
             return self._push_many(keys, x, _checked, _lend)
 
-    def _push_many(self, keys: list, x: Tensor, _checked: bool, lend: bool = False) -> Tensor:
+    def _push_many(self, keys: list, x: Tensor, _checked: bool, lend: bool = False,
+                   one_step: bool = False) -> Tensor:
+        # one_step (checked x only): x is (N, F), one step each, and so are the outputs
         if not _checked:
             tokens = self._tokens is not None
             dims, layout = (2, "(N, T) token ids") if tokens else (
@@ -255,14 +253,19 @@ class StreamBank:
             raise ValueError(f"chunk for key {keys[row]!r} has a non-finite value (NaN or inf)")
         slots, rows = self._rows_for(list(keys))
         self.last_reset = []
-        return self._run(slots, rows, x, keys, lend)
+        return self._run(slots, rows, x, keys, lend, one_step)
 
-    def _run(self, slots: np.ndarray, rows, x: Tensor, keys: list, lend=False) -> Tensor:
+    def _run(self, slots: np.ndarray, rows, x: Tensor, keys: list, lend=False,
+             one_step=False) -> Tensor:
         """Step the streams at ``rows`` with ``x``; reset and report non-finite states."""
-        if x.shape[1] == 0:
+        steps = 1 if one_step else x.shape[1]
+        if steps == 0:
             return x.new_zeros(x.shape[0], 0, self._output_size())
-        self.counts["steps"] += x.shape[0] * x.shape[1]
-        if self._engines.takes(x.shape[0], x.shape[1], self._state):
+        compiled = self._engines.takes(x.shape[0], steps, self._state)
+        if one_step and (not compiled or self._tokens is not None):  # (N, T, ...) wanted
+            return self._run(slots, rows, x.unsqueeze(1), keys, lend)[:, 0]
+        self.counts["steps"] += x.shape[0] * steps
+        if compiled:
             y, bad = self._engines.step(self._state, slots, x, lend=lend)  # in place
         else:
             y = self._step(rows, x, lend)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ._checks import as_chunk, as_id_chunk, model_device, model_dtype, num_tokens
+from ._validate import check_bool, check_positive_int
 from .engines import StreamRunner
 from .state import State
 
@@ -102,13 +103,9 @@ class Stream:
 
     def __init__(self, model, *, grad: bool = False, max_chunk: int = 65536) -> None:
         check_model(model)
-        if not isinstance(grad, bool):
-            raise ValueError(f"grad must be a bool, got {grad!r}")
-        if isinstance(max_chunk, bool) or not isinstance(max_chunk, int) or max_chunk < 1:
-            raise ValueError(f"max_chunk must be a positive int, got {max_chunk!r}")
+        self.grad = check_bool("grad", grad)
         self.model = model
-        self.grad = grad
-        self.max_chunk = max_chunk
+        self.max_chunk = check_positive_int("max_chunk", max_chunk)
         self._dtype = model_dtype(model)
         self._device = model_device(model)
         self._on_cpu = self._device.type == "cpu"  # the fast path's device check

@@ -223,19 +223,23 @@ class RowStepper:
 
     def step(self, state: State, slots: np.ndarray, x: Tensor, *, lend: bool = False
              ) -> tuple[Tensor, list[int]]:
-        """Step the streams in ``slots`` with ``x`` ``(N, T, F)`` (or ids ``(N, T)``) in
-        place (call :meth:`takes` first); returns the outputs and the positions in
-        ``slots`` whose new state is not finite (written anyway: reset them). ``state``
-        must be the one :meth:`takes` was asked about. With ``lend``, the outputs are
-        written into memory kept by the stepper, valid until its next call (for a caller
-        that copies them at once: no fresh pages per call).
+        """Step the streams in ``slots`` with ``x`` ``(N, T, F)`` (or ids ``(N, T)``, or one
+        step of values ``(N, F)``) in place (call :meth:`takes` first); returns the outputs
+        and the positions in ``slots`` whose new state is not finite (written anyway: reset
+        them). ``state`` must be the one :meth:`takes` was asked about. With ``lend``, the
+        outputs are written into memory kept by the stepper, valid until its next call (for
+        a caller that copies them at once: no fresh pages per call).
 
         Shape
         -----
-        x: ``(N, T, F)`` -> ``(N, T, O)``.
+        x: ``(N, T, F)`` -> ``(N, T, O)``; ``(N, F)`` -> ``(N, O)``.
         """
         compiled = self.compiled
-        n, steps = x.shape[0], x.shape[1]
+        xs = x.numpy()
+        flat = xs.ndim == 2 and not compiled.tokens  # one step, no T axis (numpy views:
+        if flat:  # a torch view op costs ~1 us, a numpy reshape ~0.2)
+            xs = xs.reshape(xs.shape[0], 1, xs.shape[1])
+        n, steps = xs.shape[0], xs.shape[1]
         size = n * steps * compiled.output_size
         if lend:
             if self._lent.shape[0] < size or self._lent.dtype != compiled.np_dtype:
@@ -247,7 +251,8 @@ class RowStepper:
         if slots.dtype != np.int64 or not slots.flags.c_contiguous:
             slots = np.ascontiguousarray(slots, dtype=np.int64)
         run = compiled.step_rows if n == 1 else compiled.step_batch
-        code = run(x.numpy(), self._views[1], slots, y, bad)
+        code = run(xs, self._views[1], slots, y, bad)
         if code < 0:
             raise ValueError("x has a non-finite value (NaN or inf)")
-        return torch.from_numpy(y), np.flatnonzero(bad).tolist() if code else []
+        out = torch.from_numpy(y.reshape(n, compiled.output_size) if flat else y)
+        return out, np.flatnonzero(bad).tolist() if code else []
