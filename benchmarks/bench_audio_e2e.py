@@ -23,12 +23,14 @@ in 20 ms chunks through
 
 One process, one torch thread and one BLAS thread, medians of repeats of the process CPU time
 (``time.process_time``: with one thread it is the work done, and it does not count
-waiting for a core on a shared machine). The breakdown times the front end alone and the
-model alone on precomputed frames; interleaved, they cost more than their sum (measured
-~+15 us per chunk): the model streams its 848 KB of float32 weights through the 1 MiB L2
-about 1.6 times a chunk, which evicts the front end's and the interpreter's working set (a
-plain 1 MB numpy read between pushes slows the front end by the same ~6-8 us; a 64 KB
-one does not), and the model's weights are partly refetched in turn.
+waiting for a core on a shared machine). Each repeat runs every row once, in turn, and
+the ratios to silero are the medians of the per-repeat ratios. The breakdown times the
+front end alone and the model alone on precomputed frames; interleaved, they cost more
+than their sum (~+4 us per chunk, 2026-12-07; ~+15 earlier): the model streams its
+848 KB of float32 weights through the 1 MiB L2 about 1.6 times a chunk, which evicts the
+front end's and the interpreter's working set (a plain 1 MB numpy read between pushes
+slows the front end by the same ~6-8 us; a 64 KB one does not), and the model's weights
+are partly refetched in turn.
 
 silero-vad is fetched without installing it (it would pull its own torch requirement):
 ``pip download --no-deps silero-vad`` into a cache folder, and the ``.onnx`` is read out
@@ -71,16 +73,6 @@ def _signal(seconds: float) -> np.ndarray:
     x = 0.3 * np.sin(2 * np.pi * (200 + 100 * np.sin(2 * np.pi * 2 * t)) * t)
     x *= (np.sin(2 * np.pi * 0.7 * t) > 0).astype(np.float64)  # on / off like words
     return (x + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm up (allocations, FFT plans, ONNX graph)
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
 
 
 def silero_onnx(path: str | None) -> Path:
@@ -194,17 +186,32 @@ def main() -> None:
     ]
     print(f"signal {audio_s:g} s at {SR} Hz; ours in {CHUNK}-sample (20 ms) chunks, "
           f"silero in {SILERO_CHUNK}-sample (32 ms) chunks; 1 thread; median of "
-          f"{args.repeats} (process CPU time)")  # fmt: skip
-    rtf = {}
+          f"{args.repeats} interleaved repeats (process CPU time)")  # fmt: skip
+    covered = {fn: audio_s if fn is not silero else len(blocks) * SILERO_CHUNK / SR
+               for _, fn, _ in rows}
+    rtf = _interleaved_rtf([fn for _, fn, _ in rows], covered, args.repeats)
     for name, fn, n in rows:
-        sec = _median_seconds(fn, args.repeats)
-        covered = audio_s if fn is not silero else len(blocks) * SILERO_CHUNK / SR
-        rtf[fn] = sec / covered
-        print(f"{name:68s} {sec / n * 1e6:8.1f} us/chunk   RTF {rtf[fn]:.5f}")
-    print(
-        f"ratio to silero (RTF): as specified {rtf[spec] / rtf[silero]:.2f}   "
-        f"+ decoder {rtf[ours] / rtf[silero]:.2f}   generic {rtf[generic] / rtf[silero]:.2f}"
-    )
+        sec = statistics.median(rtf[fn]) * covered[fn]
+        print(f"{name:68s} {sec / n * 1e6:8.1f} us/chunk   RTF {statistics.median(rtf[fn]):.5f}")
+    ratio = {fn: statistics.median(a / b for a, b in zip(rtf[fn], rtf[silero], strict=True))
+             for fn in (spec, ours, generic)}
+    print(f"ratio to silero (RTF, median of the per-repeat ratios): as specified "
+          f"{ratio[spec]:.2f}   + decoder {ratio[ours]:.2f}   generic {ratio[generic]:.2f}")
+
+
+def _interleaved_rtf(fns: list, covered: dict, repeats: int) -> dict:
+    """Real-time factors of every function, one run of each per repeat, in turn: a
+    phase of the shared machine slows all of a repeat's runs alike, so the ratios of one
+    repeat hold even where the absolute times drift."""
+    for fn in fns:
+        fn()  # warm up (allocations, FFT plans, ONNX graph)
+    out = {fn: [] for fn in fns}
+    for _ in range(repeats):
+        for fn in fns:
+            start = time.process_time()
+            fn()
+            out[fn].append((time.process_time() - start) / covered[fn])
+    return out
 
 
 if __name__ == "__main__":

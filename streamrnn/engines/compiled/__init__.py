@@ -34,6 +34,7 @@ from .forms import CompiledForm, compiled_form, has_compiled_form, register_comp
 
 try:  # numba is a dependency; without it the torch engine runs everything (the fallback)
     from . import _builtin  # noqa: F401 - registers the built-in cells' forms
+    from ._infer import build, work_size
     from ._math import all_finite as _all_finite
 except ImportError as err:
     if "numba" not in str(err):
@@ -52,11 +53,13 @@ __all__ = ["HAVE_NUMBA", "CompiledEngine", "after_optimizer_step", "CompiledForm
 #: 24.6 / 24.1 / 23.4 / 26.2 at 10,000, 248 / 251 / 235 / 296 at 100,000 (medians of 3).
 STEP_BLOCK = 1024
 
+#: Steps of one stream's chunk that :meth:`CompiledEngine.step_rows` runs in kept scratch
+#: (longer chunks allocate theirs: one allocation is small next to their work).
+WORK_STEPS = 8
+
 
 @cache
 def _kernels(form: CompiledForm):
-    from ._infer import build
-
     return build(form)
 
 
@@ -110,6 +113,9 @@ class CompiledEngine:
             packed.plan.form)
         self.stacks = packed.plan.form.additive
         self._scratch = (np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype))
+        form = packed.plan.form  # warm scratch of step_rows, for chunks up to WORK_STEPS
+        self._work = np.zeros(work_size(WORK_STEPS, packed.hidden, form.gates, form.acts,
+                                        len(form.parts), packed.output_size), self.np_dtype)
         self._no_x = np.zeros((0, 0, 0), dtype=self.np_dtype)
         self._no_ids = np.zeros((0, 0), dtype=np.int64)
 
@@ -140,8 +146,9 @@ class CompiledEngine:
         """
         p = self.packed
         if self.tokens:
-            return self.run_tokens(p.weights, p.meta, p.embedding, x, parts, rows, y, bad)
-        return self.run_values(p.weights, p.meta, x, parts, rows, y, bad)
+            return self.run_tokens(p.weights, p.meta, p.embedding, x, parts, rows, y, bad,
+                                   self._work)
+        return self.run_values(p.weights, p.meta, x, parts, rows, y, bad, self._work)
 
     def step_batch(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
                    bad: np.ndarray) -> int:

@@ -1,7 +1,7 @@
 """The inference kernels of the compiled engine, built per compiled form (private).
 
-``run_values(weights, meta, x, parts, rows, y, bad)`` and
-``run_tokens(weights, meta, embedding, ids, parts, rows, y, bad)`` step B streams through
+``run_values(weights, meta, x, parts, rows, y, bad, work)`` and
+``run_tokens(weights, meta, embedding, ids, parts, rows, y, bad, work)`` step B streams through
 a chunk of T steps: for each stream (``rows[b]``, its slot in the state ``parts``, a tuple
 of P arrays ``(L, S, H)``)
 and each layer, the inputs of all T steps are projected in one pass over
@@ -13,7 +13,9 @@ written in place. ``x`` may also be ``(T, F)`` or ``(F,)`` (one stream), ``y`` t
 
 Returns -1, with nothing changed, when ``x`` holds a NaN or inf; else the number of
 streams whose new state is not finite (flagged in ``bad``, their state written anyway:
-the caller resets them).
+the caller resets them). ``work`` is the caller's warm scratch of the weights' dtype
+(:func:`work_size` values for chunks of T steps; a smaller one makes the kernel allocate
+its own): a live chunk then allocates nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ import numpy as np
 from numba.extending import overload
 
 from ._jit import OPTIONS, helper, kernel, stamp, typed
-from ._math import add_rows, assign, bits_for, nonfinite, project
+from ._math import add_rows, as_bits, assign, bits_for, nonfinite, project
 
-__all__ = ["build"]
+__all__ = ["build", "work_size"]
+
+
+def work_size(steps: int, hid: int, gates: int, acts: int, n_parts: int, n_out: int) -> int:
+    """Scratch values one stream's chunk of ``steps`` steps needs (see ``layers``)."""
+    g = gates * hid
+    return steps * (g + hid) + 2 * g + acts * hid + 2 * n_parts * hid + (n_out + 7) // 8 * 8
 
 
 def as3d(a):
@@ -59,15 +67,15 @@ def build(form):
     key = stamp(step)
 
     @helper
-    def layers(w, meta, xin, parts, row, y):
+    def layers(w, meta, xin, parts, row, y, kept):
         # One stream (slot ``row``) through every layer and the head; state in place.
         n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
         g = gates * hid
         t_len = xin.shape[0]
         pad = (n_out + 7) // 8 * 8
-        # every float scratch array is a view of one allocation (each costs ~60 ns)
-        work = np.empty(t_len * (g + hid) + g + acts * hid + 2 * n_parts * hid + pad,
-                        w.dtype)
+        # every scratch array is a view of one buffer: the caller's, if large enough
+        size = t_len * (g + hid) + 2 * g + acts * hid + 2 * n_parts * hid + pad
+        work = kept if kept.shape[0] >= size else np.empty(size, w.dtype)
         proj = work[: t_len * g].reshape((t_len, g))
         at = t_len * g
         seq = work[at : at + t_len * hid].reshape((t_len, hid))
@@ -78,7 +86,8 @@ def build(form):
         s_in = work[at : at + n_parts * hid].reshape((n_parts, hid))
         s_out = work[at + n_parts * hid : at + 2 * n_parts * hid].reshape((n_parts, hid))
         acc = work[at + 2 * n_parts * hid : at + 2 * n_parts * hid + pad]
-        bits = bits_for(w, g)
+        at += 2 * n_parts * hid + pad
+        bits = as_bits(work[at : at + g])
         inp = xin
         for layer in range(n_layers):
             at = meta[4 + layer]
@@ -126,24 +135,24 @@ def build(form):
         return n_bad
 
     @kernel
-    def run_values(w, meta, x, parts, rows, y, bad):
+    def run_values(w, meta, x, parts, rows, y, bad, work):
         key  # noqa: B018 - the sources' digest: part of the cache key
         x3, y3 = as3d(x), as3d(y)
         if nonfinite(x3.ravel()):
             return -1
         for b in range(x3.shape[0]):
-            layers(w, meta, x3[b], parts, rows[b], y3[b])
+            layers(w, meta, x3[b], parts, rows[b], y3[b], work)
         return finite_rows(parts, rows, bad)
 
     @kernel
-    def run_tokens(w, meta, emb, ids, parts, rows, y, bad):
+    def run_tokens(w, meta, emb, ids, parts, rows, y, bad, work):
         key  # noqa: B018
         i2, y3 = as2d(ids), as3d(y)
         xin = np.empty((i2.shape[1], emb.shape[1]), w.dtype)
         for b in range(i2.shape[0]):
             for t in range(i2.shape[1]):
                 assign(xin[t], emb[i2[b, t]])
-            layers(w, meta, xin, parts, rows[b], y3[b])
+            layers(w, meta, xin, parts, rows[b], y3[b], work)
         return finite_rows(parts, rows, bad)
 
     @helper

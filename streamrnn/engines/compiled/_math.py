@@ -27,8 +27,8 @@ from numba.extending import overload
 from ._jit import OPTIONS, helper, kernel
 
 __all__ = [
-    "add_rows", "add_rows_pair", "all_finite", "assign", "bits_for", "expm1", "expm1_into",
-    "nonfinite", "project",
+    "add_rows", "add_rows_pair", "all_finite", "as_bits", "assign", "bits_for", "expm1",
+    "expm1_into", "nonfinite", "project",
 ]
 
 _F = np.float32
@@ -124,6 +124,19 @@ def _bits_for(like, n):
     if like.dtype == types.float32:
         return lambda like, n: np.empty(n, dtype=np.int32)  # noqa: ARG005
     return lambda like, n: np.empty(n, dtype=np.int64)  # noqa: ARG005
+
+
+def as_bits(a):
+    """The float array ``a`` viewed as integers of its width: :func:`expm1_into`'s
+    scratch carved from a float buffer (compiled code only)."""
+    raise TypeError("as_bits is called from compiled code")
+
+
+@overload(as_bits, jit_options=OPTIONS)
+def _as_bits(a):
+    if a.dtype == types.float32:
+        return lambda a: a.view(np.int32)
+    return lambda a: a.view(np.int64)
 
 
 @helper
