@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import streamrnn
 from streamrnn.engines import CompiledEngine, TorchEngine
+from streamrnn.engines.compiled import WORK_STEPS
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,6 +124,25 @@ def test_heads_and_embeddings_equal_the_reference(kind, tokens, head, dtype, cut
     got_y, got_s = _chunked(_engine("compiled", model), x, s0, cuts)
     _close(got_y, want_y, dtype)
     _close(got_s.h, want_s.h, dtype)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, WORK_STEPS, WORK_STEPS + 1, 4 * WORK_STEPS])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("tokens", [False, True], ids=["values", "tokens"])
+def test_one_stream_in_kept_scratch_or_its_own_equals_the_reference(tokens, dtype, steps):
+    # step_rows runs chunks of up to WORK_STEPS steps in the engine's kept scratch and
+    # longer ones in scratch of their own; one to two steps project by the hand loops,
+    # more by one BLAS product: every path, three chunks in a row from one state
+    model = _head_model("LSTM", dtype, "readout", tokens, seed=steps)
+    gen = torch.Generator().manual_seed(steps)
+    x = (torch.randint(0, 7, (1, 3 * steps), generator=gen) if tokens else
+         torch.randn(1, 3 * steps, F_IN, generator=gen, dtype=dtype))
+    s0 = _state(model, 1, dtype, steps)
+    with torch.no_grad():
+        want_y, want_s = model(x, s0)
+    got_y, got_s = _chunked(_engine("compiled", model), x, s0, [steps, steps])
+    _close(got_y, want_y, dtype)
+    _close(got_s.c, want_s.c, dtype)
 
 
 @pytest.mark.parametrize("kind", KINDS)

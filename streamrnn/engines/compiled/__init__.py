@@ -43,8 +43,8 @@ except ImportError as err:
 else:
     HAVE_NUMBA = True
 
-__all__ = ["HAVE_NUMBA", "CompiledEngine", "after_optimizer_step", "CompiledForm", "compiled_form",
-           "has_compiled_form", "register_compiled", "weights_changed"]
+__all__ = ["HAVE_NUMBA", "WORK_STEPS", "CompiledEngine", "CompiledForm", "after_optimizer_step",
+           "compiled_form", "has_compiled_form", "register_compiled", "weights_changed"]
 
 
 #: Streams per block of the one-step kernel of many streams (its scratch holds this many
