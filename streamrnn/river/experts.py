@@ -165,65 +165,60 @@ class ExpertMix:
                  prior=None) -> None:
         self.names, self.method, self.loss, pi = checked_config(names, method, loss, prior)
         k = len(self.names)
-        self.prior = self._prior = pi
+        self.prior = pi
         self._k = k
-        self._args = None
         self._adahedge = self.method == "adahedge"
         self._gradient = self.loss == "gradient"
-        self._counts = np.zeros(len(_mix.COUNTS), dtype=np.int64)
-        self._losses = np.empty(k)
-        self._index: dict = {}  # horizon -> its row in the arrays below
+        self._index: dict = {}  # horizon -> its row in the state's per-horizon parts
         self._columns: dict = {}  # (first, N) -> the rows of horizons first .. first + N - 1
-        self._grow_horizons(4)
-        self._ring(8)
+        self._floats = self._ints = None
+        self._resize(4, 8)
         self._lo, self._hi = 0, -1  # every waiting target is in lo..hi (none: lo > hi)
         self._last_update: int | None = None
 
     # -- storage ---------------------------------------------------------------------
-    def _grow_horizons(self, rows: int) -> None:
-        # The per-horizon learning state (row i: the horizon given index i), rows >= used.
-        k, old = self._k, getattr(self, "_rounds", None)
-        used = 0 if old is None else len(self._index)
+    def _resize(self, rows: int, size: int, lo: int = 0, hi: int = -1) -> None:
+        # New state buffers for ``rows`` horizons and a ring of ``size`` slots (a power of
+        # two); the used horizons' state, the counters and the forecasts waiting for
+        # targets lo..hi (the ring's size changed) or all slots (it did not) are kept.
+        k = self._k
+        n_floats, n_ints = _mix.layout(k, rows, size)
+        floats, ints = np.zeros(n_floats), np.zeros(n_ints, dtype=np.int64)
+        ints[: _mix.HEADER] = (size - 1, self._adahedge, self._gradient, k, rows, size)
+        new = dict(zip(_mix.PARTS, _mix.parts(floats, ints), strict=True))
+        new["prior"][:] = self.prior
+        if self._floats is not None:
+            old = dict(zip(_mix.PARTS, _mix.parts(self._floats, self._ints), strict=True))
+            used = len(self._index)
+            for name in ("rounds", "total", "delta", "regret", "scale", "u", "wc", "wvalid"):
+                new[name][:used] = old[name][:used]
+            new["counts"][:] = old["counts"]
+            if len(old["npend"]) == size:
+                olds = news = np.arange(size)
+            else:
+                t = np.arange(lo, hi + 1)
+                olds, news = t & (len(old["npend"]) - 1), t & (size - 1)
+            new["npend"][news] = old["npend"][olds]
+            for name in ("present", "pcols", "pissued"):
+                new[name][news, :used] = old[name][olds, :used]
+        self._floats, self._ints = floats, ints
+        self._carve()
 
-        def grown(name, shape, dtype=np.float64):
-            new = np.zeros(shape, dtype)
-            if old is not None:
-                new[:used] = getattr(self, name)[:used]
-            return new
+    def _carve(self) -> None:
+        # The named views of the state buffers, for the Python side (_mix.PARTS).
+        for name, value in zip(_mix.PARTS[3:], _mix.parts(self._floats, self._ints)[3:],
+                               strict=True):
+            setattr(self, "_" + name, value)
 
-        self._rounds = grown("_rounds", rows, np.int64)  # rounds scored
-        self._total = grown("_total", (rows, k))  # cumulative losses (AdaHedge)
-        self._delta = grown("_delta", rows)  # cumulative mixability gap (AdaHedge)
-        self._regret = grown("_regret", (rows, k))  # regrets on scaled losses (NormalHedge)
-        self._scale = grown("_scale", rows)  # largest loss range seen (NormalHedge)
-        self._u = grown("_u", rows)  # 1 / c of the last round (NormalHedge)
-        self._wc = grown("_wc", (rows, k))  # the weights, while _wvalid
-        self._wvalid = grown("_wvalid", rows, np.int8)
-        self._args = None
-        if old is not None:
-            present, pcols, pissued = self._present, self._pcols, self._pissued
-            self._present = np.zeros((len(present), rows), np.int8)
-            self._present[:, :used] = present[:, :used]
-            self._pcols = np.zeros((len(present), rows, k))
-            self._pcols[:, :used] = pcols[:, :used]
-            self._pissued = np.zeros((len(present), rows))
-            self._pissued[:, :used] = pissued[:, :used]
+    def __getstate__(self) -> dict:  # the views are remade from the buffers they share
+        state = self.__dict__.copy()
+        for name in _mix.PARTS[3:]:
+            state.pop("_" + name)
+        return state
 
-    def _ring(self, size: int, lo: int = 0, hi: int = -1) -> None:
-        # Slots for the forecasts waiting for targets lo..hi (kept), size a power of two.
-        rows = len(self._rounds)
-        present = np.zeros((size, rows), np.int8)
-        npend = np.zeros(size, np.int64)
-        pcols = np.zeros((size, rows, self._k))
-        pissued = np.zeros((size, rows))
-        if hi >= lo:
-            t = np.arange(lo, hi + 1)
-            old, new = t & (len(self._npend) - 1), t & (size - 1)
-            present[new], npend[new] = self._present[old], self._npend[old]
-            pcols[new], pissued[new] = self._pcols[old], self._pissued[old]
-        self._present, self._npend, self._pcols, self._pissued = present, npend, pcols, pissued
-        self._mask = size - 1
-        self._args = None
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._carve()
 
     def _rows(self, first: int, n: int) -> np.ndarray:
         rows = self._columns.get((first, n))
@@ -231,18 +226,12 @@ class ExpertMix:
             for h in range(first, first + n):
                 if h not in self._index:
                     if len(self._index) == len(self._rounds):
-                        self._grow_horizons(2 * len(self._rounds))
+                        self._resize(2 * len(self._rounds), len(self._npend))
                     self._index[h] = len(self._index)
             rows = np.array([self._index[h] for h in range(first, first + n)], np.int64)
             if len(self._columns) < 1024:
                 self._columns[(first, n)] = rows
         return rows
-
-    def _state(self) -> tuple:
-        # The arrays of _mix.STATE, in order (one tuple, remade when an array is replaced).
-        if self._args is None:
-            self._args = tuple(getattr(self, "_" + name) for name in _mix.STATE)
-        return self._args
 
     @property
     def counts(self) -> dict:
@@ -260,8 +249,7 @@ class ExpertMix:
         i = self._index.get(horizon)
         if i is None:
             return self.prior.copy()
-        _mix.weights(i, self._adahedge, self.prior, self._rounds, self._total, self._delta,
-                     self._regret, self._u, self._wc, self._wvalid)
+        _mix.weights(i, self._floats, self._ints)
         return self._wc[i].copy()
 
     # -- forecasting and scoring -----------------------------------------------------
@@ -302,10 +290,10 @@ class ExpertMix:
                 raise ValueError(f"forecasts would wait for targets {lo}..{hi}, more than "
                                  f"{MAX_SPAN} consecutive steps (first={first}, N={n}, "
                                  f"origin={origin})")
-            self._ring(1 << (hi - lo).bit_length(), self._lo, self._hi)
+            self._resize(len(self._rounds), 1 << (hi - lo).bit_length(), self._lo, self._hi)
         rows = self._rows(first, n)
         self._lo, self._hi = lo, hi
-        _mix.predict(f, rows, t0, out, *self._state())
+        _mix.predict(f, rows, t0, out, self._floats, self._ints)
         return out
 
     def update(self, step: int, y: float) -> None:
@@ -325,6 +313,6 @@ class ExpertMix:
             return
         # drop what waits for lo .. step - 1; score what waits for step (if step > hi,
         # nothing does: slot hi + 1 is empty, or is lo's, emptied first)
-        _mix.update(lo, min(step - 1, hi), step if step <= hi else hi + 1, y, self._gradient,
-                    self._losses, *self._state())
+        _mix.update(lo, min(step - 1, hi), step if step <= hi else hi + 1, y, self._floats,
+                    self._ints)
         self._lo = step + 1
