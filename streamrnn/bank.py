@@ -224,7 +224,7 @@ class StreamBank:
 
     def _push_many(self, keys: list, x: Tensor, _checked: bool, lend: bool = False,
                    one_step: bool = False) -> Tensor:
-        # one_step (checked x only): x is (N, F), one step each, and so are the outputs
+        # one_step (checked x only): x is (N, F) values or (N,) ids, outputs (N, O)
         if not _checked:
             tokens = self._tokens is not None
             dims, layout = (2, "(N, T) token ids") if tokens else (

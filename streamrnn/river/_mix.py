@@ -61,10 +61,15 @@ def layout(k: int, rows: int, slots: int) -> tuple[int, int]:
 
 @_entry
 def parts(floats, ints):
-    """The named parts of the state (:data:`PARTS`): per horizon row ``i``, ``rounds``,
-    ``total[i]`` (K), ``delta``, ``regret[i]`` (K), ``scale``, ``u``, the cached weights
-    ``wc[i]`` (K) and ``wvalid``; per ring slot ``s``, ``present[s, i]``, ``npend[s]``,
-    ``pcols[s, i]`` (K), ``pissued[s, i]``; the counters; ``losses``, K scratch."""
+    """The named parts of the state (:data:`PARTS`), views of the two buffers.
+
+    Per horizon row ``i``: ``rounds`` scored, ``total[i]`` (K) cumulative losses and
+    ``delta`` cumulative mixability gap (AdaHedge), ``regret[i]`` (K) regrets on scaled
+    losses, ``scale`` the largest loss range seen and ``u`` 1 / c of the last round
+    (NormalHedge), the weights ``wc[i]`` (K) while ``wvalid``; per ring slot ``s``:
+    ``present[s, i]``, ``npend[s]``, ``pcols[s, i]`` (K) and ``pissued[s, i]`` (see the
+    module docstring); the counters (:data:`COUNTS`); ``losses``, K values of scratch.
+    """
     k, r, n = ints[3], ints[4], ints[5]
     a = 0
     prior = floats[a : a + k]
