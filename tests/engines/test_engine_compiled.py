@@ -211,6 +211,22 @@ def test_load_state_dict_in_place_or_assigned_and_in_place_edits_are_seen():
     assert stream.engine == "compiled"
 
 
+def test_a_replaced_parameter_is_seen_even_at_the_same_version():
+    # the check reads each parameter's identity as well as its version counter: a fresh
+    # parameter put in place of one (not the first) with an equal version is noticed
+    model, stream = _pair()
+    x = torch.ones(3)
+    stream.push(x)
+    old = model.head.linear.bias
+    new = torch.nn.Parameter(old.detach().clone() + 1.0)
+    with torch.no_grad():
+        while new._version < old._version:
+            new.add_(0.0)  # bumps its version counter, changes no value
+    assert new._version == old._version
+    model.head.linear.bias = new
+    _check_next(model, stream, x)
+
+
 def _check_next(model, stream, x):
     # the stream's next push equals torch's step from the stream's state
     with torch.no_grad():
