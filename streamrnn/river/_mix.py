@@ -3,13 +3,13 @@
 ``predict``, ``update`` and ``weights`` end with the same two arguments, the mix's state
 in two flat buffers (``floats`` float64, ``ints`` int64, laid out by :func:`layout`, read
 as named views by :func:`parts`): each array argument of a compiled call costs ~70 ns of
-dispatch, and the state is 17 arrays (16 arrays: 1.31 us a call here, two buffers and
-three ints: 0.24).
+dispatch, and the state is 16 arrays and three flags (16 arrays one by one: 1.31 us a
+call here; two buffers and three ints: 0.24).
 
 One call per :meth:`~streamrnn.river.experts.ExpertMix.predict` and one per
 :meth:`~streamrnn.river.experts.ExpertMix.update`, whatever the number of horizons: the
 weights, losses and regrets of every horizon, and the forecasts kept to be scored, live
-in small float64 arrays.
+in the two buffers.
 
 - Horizons have dense indices (row ``i`` of ``rounds``, ``total``, ``delta``,
   ``regret``, ``scale``, ``u`` and of the cached weights ``wc`` / ``wvalid``).

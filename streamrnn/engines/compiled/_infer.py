@@ -29,8 +29,11 @@ from ._math import add_rows, as_bits, assign, bits_for, nonfinite, project
 __all__ = ["build", "work_size"]
 
 
+@helper
 def work_size(steps: int, hid: int, gates: int, acts: int, n_parts: int, n_out: int) -> int:
-    """Scratch values one stream's chunk of ``steps`` steps needs (see ``layers``)."""
+    """Scratch values one stream's chunk of ``steps`` steps needs (``layers`` carves them:
+    projections, outputs, gates, activations, two states, the head's row, expm1's bits);
+    from Python or compiled code."""
     g = gates * hid
     return steps * (g + hid) + 2 * g + acts * hid + 2 * n_parts * hid + (n_out + 7) // 8 * 8
 
@@ -74,7 +77,7 @@ def build(form):
         t_len = xin.shape[0]
         pad = (n_out + 7) // 8 * 8
         # every scratch array is a view of one buffer: the caller's, if large enough
-        size = t_len * (g + hid) + 2 * g + acts * hid + 2 * n_parts * hid + pad
+        size = work_size(t_len, hid, gates, acts, n_parts, n_out)
         work = kept if kept.shape[0] >= size else np.empty(size, w.dtype)
         proj = work[: t_len * g].reshape((t_len, g))
         at = t_len * g
