@@ -5,15 +5,16 @@ in 20 ms chunks through
 
 - **ours, as specified**: log-mel 40 (``AudioFeatures``, 25 ms window, 10 ms hop) +
   2 x 128 LSTM + readout (11 classes) + softmax, chunk by chunk through the public
-  ``AudioFeatures.push`` and ``DigitRecognizer.logits`` (the recogniser's Stream),
+  ``AudioFeatures.push`` and ``DigitRecognizer.posteriors`` (the recogniser's Stream),
   random weights (timing only): features, recurrent model and output probabilities, the
   work silero's loop below does too;
 - **ours + decoder**: :class:`~streamrnn.apps.speech.DigitRecognizer` ``.push``, the
   same plus what ``streamrnn listen`` adds: frame energy, endpointer and digit decoder
   (silero's own VADIterator logic on top of its model is not timed);
 - **ours, generic path**: the same front end and model through ``streamrnn.Stream``
-  (which picks the compiled engine) + ``torch.softmax``, no decoder: what any recurrent
-  model gets, and what the recogniser runs;
+  (which picks the compiled engine), ``push(f, softmax=True)``, no decoder: what any
+  recurrent model gets, and what the recogniser runs; and the same with
+  ``torch.softmax(stream.push(f), dim=-1)`` instead (one torch call more per chunk);
 - **ours, shipped**: ``DigitRecognizer.load()``, the shipped model (8 kHz input; its cell
   is read from the model and printed), on the same signal resampled to 8 kHz, in 20 ms
   chunks (for scale);
@@ -59,7 +60,6 @@ from threadpoolctl import threadpool_limits
 import streamrnn
 from streamrnn.adapters.audio import AudioFeatures
 from streamrnn.apps.speech import DigitRecognizer
-from streamrnn.apps.speech._decode import softmax
 from streamrnn.heads import Readout, RecurrentModel
 
 SR, CHUNK, SILERO_CHUNK, SILERO_CONTEXT = 16000, 320, 512, 64
@@ -120,12 +120,20 @@ def main() -> None:
         for c in chunks:
             f = rec.features.push(c)
             if len(f):
-                softmax(rec.logits(f))
+                rec.posteriors(f)
 
     fe = AudioFeatures(SR, n_mels=40)
     stream = streamrnn.Stream(model)
 
     def generic():
+        fe.reset()
+        stream.reset()
+        for c in chunks:
+            f = fe.push(c)
+            if len(f):
+                stream.push(f, softmax=True)
+
+    def generic_torch():
         fe.reset()
         stream.reset()
         for c in chunks:
@@ -177,7 +185,9 @@ def main() -> None:
     rows = [
         ("ours, as specified: log-mel 40 + 2x128 LSTM + head + softmax", spec, len(chunks)),
         ("ours + decoder: DigitRecognizer.push (what listen runs)", ours, len(chunks)),
-        ("ours, generic: AudioFeatures + Stream(model) + softmax", generic, len(chunks)),
+        ("ours, generic: AudioFeatures + Stream.push(f, softmax=True)", generic, len(chunks)),
+        ("ours, generic: AudioFeatures + torch.softmax(Stream.push(f))", generic_torch,
+         len(chunks)),
         ("  of which front end: AudioFeatures.push", front_end, len(chunks)),
         (f"  of which model: Stream ({rec._stream.engine} engine) + readout", model_only,
          len(chunks)),
@@ -194,9 +204,10 @@ def main() -> None:
         sec = statistics.median(rtf[fn]) * covered[fn]
         print(f"{name:68s} {sec / n * 1e6:8.1f} us/chunk   RTF {statistics.median(rtf[fn]):.5f}")
     ratio = {fn: statistics.median(a / b for a, b in zip(rtf[fn], rtf[silero], strict=True))
-             for fn in (spec, ours, generic)}
+             for fn in (spec, ours, generic, generic_torch)}
     print(f"ratio to silero (RTF, median of the per-repeat ratios): as specified "
-          f"{ratio[spec]:.2f}   + decoder {ratio[ours]:.2f}   generic {ratio[generic]:.2f}")
+          f"{ratio[spec]:.2f}   + decoder {ratio[ours]:.2f}   generic {ratio[generic]:.2f} "
+          f"(with torch.softmax: {ratio[generic_torch]:.2f})")
 
 
 def _interleaved_rtf(fns: list, covered: dict, repeats: int) -> dict:

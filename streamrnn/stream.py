@@ -155,7 +155,7 @@ class Stream:
                 raise ValueError(f"state.{part} has non-finite values")
         self._runner.reset(value.to(self._device).detach())
 
-    def push(self, chunk) -> Tensor:
+    def push(self, chunk, *, softmax: bool = False) -> Tensor:
         """Run one chunk through the model from the live state and keep the new state.
 
         Parameters
@@ -165,24 +165,31 @@ class Stream:
             ids or one id. Empty chunks (T = 0) are allowed and leave the state as it is.
             A chunk with a NaN or inf, or an id out of range, raises ``ValueError`` and
             leaves the state untouched.
+        softmax : bool
+            Return the softmax of each step's outputs over their last dimension (a
+            classifier's class probabilities from its logits), as ``torch.softmax(y, -1)``
+            does; the compiled engine computes it inside the chunk's kernel, saving a torch
+            call per push (~1.5 us, more in a live loop). The state is the same either way.
 
         Returns
         -------
         Tensor
-            The outputs of this chunk's steps.
+            The outputs of this chunk's steps (their softmax, with ``softmax``).
 
         Shape
         -----
         ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``; ids ``(T,)`` -> ``(T, O)``, one id
         -> ``(O,)``.
         """
+        if softmax is not False and softmax is not True:
+            check_bool("softmax", softmax)
         if type(chunk) is Tensor and chunk.dtype is self._dtype and self._tokens is None and (
                 chunk.is_cpu if self._on_cpu else chunk.device == self._device):
             shape = chunk.shape
             if shape == self._step_shape or (len(shape) == 2 and shape[1] == self._features
                                              and shape[0] <= self.max_chunk):
                 # a (T, F) chunk or (F,) step of the right kind: the engine checks finiteness
-                done = self._runner.run(chunk)
+                done = self._runner.run(chunk, softmax)
                 if done is None:  # a NaN / inf in the input: refuse it with the rule's message
                     as_chunk(chunk, features=self._features, dtype=self._dtype,
                              device=self._device)
@@ -197,10 +204,10 @@ class Stream:
             x, one_step = as_chunk(
                 chunk, features=self._features, dtype=self._dtype, device=self._device
             )
-        y = self._run(x)
+        y = self._run(x, softmax)
         return y[0] if one_step else y
 
-    def _run(self, x: Tensor) -> Tensor:
+    def _run(self, x: Tensor, softmax: bool = False) -> Tensor:
         # Validated input (T, F) or ids (T,); slices of at most max_chunk steps. A state
         # that overflows in a slice runs on to the chunk's end, as in one pass (every
         # step gets its output row), and is reset once, at the end.
@@ -208,7 +215,7 @@ class Stream:
         parts = []
         finite = True
         for start in range(0, max(steps, 1), self.max_chunk):
-            y, ok = self._runner.run(x[start : start + self.max_chunk])  # validated: not None
+            y, ok = self._runner.run(x[start : start + self.max_chunk], softmax)  # not None
             parts.append(y)
             finite = finite and ok
         self._commit(finite, steps, stacklevel=4)  # warn at push's caller

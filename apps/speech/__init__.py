@@ -76,7 +76,7 @@ from streamrnn.utils import check_number
 
 from ._bank import DigitBank, StreamResult
 from ._cli import listen_main
-from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since, softmax
+from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
 from ._export import OnnxDigitRecognizer, export_onnx
 from ._io import FEATURE_KEYS, build_model, default_weights, read_file, write_file
@@ -343,17 +343,32 @@ class DigitRecognizer:
         -----
         ``(T, F)`` -> ``(T, 11)`` float32.
         """
-        if isinstance(feats, torch.Tensor):
-            feats = feats.numpy(force=True)  # no copy for a CPU tensor without grad
-        x = np.ascontiguousarray(feats, dtype=np.float32)
-        return self._stream.push(torch.from_numpy(x)).numpy()
+        return self._model(feats, softmax=False)
+
+    def posteriors(self, feats) -> np.ndarray:
+        """:meth:`logits`' softmax over the labels (what the decoder reads), computed in
+        the model's own call (``Stream.push(softmax=True)``).
+
+        Shape
+        -----
+        ``(T, F)`` -> ``(T, 11)`` float32, rows summing to 1.
+        """
+        return self._model(feats, softmax=True)
+
+    def _model(self, feats, *, softmax: bool) -> np.ndarray:
+        if type(feats) is not torch.Tensor or feats.dtype is not torch.float32 or (
+                not feats.is_cpu or feats.requires_grad):
+            if isinstance(feats, torch.Tensor):
+                feats = feats.numpy(force=True)  # no copy for a CPU tensor without grad
+            feats = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+        return self._stream.push(feats, softmax=softmax).numpy()
 
     def _frames(self, f: np.ndarray) -> list[Detection]:
         """Model, endpointer and decoder over the frames ``f`` ``(T, F)`` of one push."""
         n = len(f)
         if n == 0:
             return []
-        post = softmax(self._stream.push(torch.from_numpy(f)).numpy())
+        post = self._stream.push(torch.from_numpy(f), softmax=True).numpy()
         energy = frame_energy_db(f, self._ref_db).tolist()
         endpointer, decoder, k = self.endpointer, self.decoder, self.frames
         found = []

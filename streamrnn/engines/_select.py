@@ -40,7 +40,6 @@ __all__ = ["COMPILED_MAX_BATCH", "RowStepper", "StreamRunner", "finite"]
 #: Most streams per call the compiled engine takes in a bank (measured: see above).
 COMPILED_MAX_BATCH = 16
 
-_NO_ROWS = np.zeros(1, dtype=np.int64)
 _NUMPY_FLOATS = (torch.float32, torch.float64)  # the dtypes the compiled check reads
 
 
@@ -135,12 +134,14 @@ class StreamRunner:
             views = self._np = tuple(live[k].numpy() for k in self.compiled.parts)
         return views
 
-    def run(self, x: Tensor) -> tuple[Tensor, bool] | None:
+    def run(self, x: Tensor, softmax: bool = False) -> tuple[Tensor, bool] | None:
         """Step a chunk from the live state and keep the new state.
 
-        ``x`` is ``(T, F)`` values or ``(T,)`` token ids, or one step ``(F,)`` of values.
-        Returns the outputs and whether the new state is finite (the caller resets a
-        non-finite one), or ``None``, with nothing changed, when ``x`` holds a NaN or inf.
+        ``x`` is ``(T, F)`` values or ``(T,)`` token ids, or one step ``(F,)`` of values,
+        checked (device, dtype, features). Returns the outputs (with ``softmax``: their
+        softmax over the last dimension) and whether the new state is finite (the caller
+        resets a non-finite one), or ``None``, with nothing changed, when ``x`` holds a NaN
+        or inf.
 
         Shape
         -----
@@ -150,15 +151,15 @@ class StreamRunner:
         if compiled is not None and not x.requires_grad and compiled.ready():
             views = self._np or self._views()
             if views is not None:
-                xs = x.numpy()
-                if xs.ndim == 1 and not compiled.tokens:  # one step
+                shape = x.shape
+                if len(shape) == 1 and not compiled.tokens:  # one step
                     y = np.empty(compiled.output_size, dtype=compiled.np_dtype)
-                elif xs.shape[0]:
-                    y = np.empty((xs.shape[0], compiled.output_size), dtype=compiled.np_dtype)
+                elif shape[0]:
+                    y = np.empty((shape[0], compiled.output_size), dtype=compiled.np_dtype)
                 else:  # no steps
                     return torch.from_numpy(np.empty((0, compiled.output_size),
                                                      dtype=compiled.np_dtype)), True
-                code = compiled.step_rows(xs, views, _NO_ROWS, y, self._bad)
+                code = compiled.step_one(x, views, y, self._bad, softmax)
                 if code < 0:
                     return None
                 self.engine = "compiled"
@@ -169,7 +170,9 @@ class StreamRunner:
         one = x.dim() == 1 and x.is_floating_point()
         y, new = self.torch.run(x.unsqueeze(0) if not one else x.view(1, 1, -1), self._live)
         y = y[0, 0] if one else y[0]
-        if shares_memory(y, new):
+        if softmax:
+            y = torch.softmax(y, dim=-1)
+        elif shares_memory(y, new):
             y = y.clone()  # one step of a bare layer: its output is the new state
         self._set(new)
         return y, all(bool(torch.isfinite(t).all()) for t in new.values())

@@ -38,6 +38,20 @@ def test_other_models_run_through_a_stream_with_the_same_result():
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["tensor", "numpy float64"])
+def test_posteriors_are_the_softmax_of_the_logits_and_advance_the_stream_alike(kind):
+    fe = AudioFeatures(8000, n_mels=40, win_length=200, hop_length=80)
+    a, b = DigitRecognizer(_model(), fe), DigitRecognizer(_model(), fe)
+    feats = 3 * torch.randn(30, 40, generator=torch.Generator().manual_seed(0))
+    feats = feats if kind == "tensor" else feats.double().numpy()
+    got = np.concatenate([a.posteriors(feats[:7]), a.posteriors(feats[7:])])
+    logits = np.concatenate([b.logits(feats[:12]), b.logits(feats[12:])])
+    want = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a.logits(feats[:3]), b.logits(feats[:3]), rtol=0, atol=1e-5)
+
+
 def test_streams_start_from_the_state_after_warmup_silence():
     fe = AudioFeatures(8000, n_mels=40, win_length=200, hop_length=80)
     model = _model()

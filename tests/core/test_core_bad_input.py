@@ -103,6 +103,15 @@ def test_stream_refuses_bad_chunk_and_keeps_its_state(case):
     stream.push(chunk(9, 2))  # and the stream still works
 
 
+@pytest.mark.parametrize("value", [1, 0, "yes", None], ids=repr)
+def test_stream_refuses_a_softmax_that_is_not_a_bool_and_keeps_its_state(value):
+    stream = warm_stream()
+    snap = snapshot_stream(stream)
+    with pytest.raises(ValueError, match=f"softmax must be a bool, got {value!r}"):
+        stream.push(chunk(9, 2), softmax=value)
+    assert_stream_unchanged(stream, snap)
+
+
 def test_stream_refuses_nan_in_a_long_chunk_sliced_by_max_chunk():
     # The whole chunk is checked before any slice runs: no partial advance.
     stream = streamrnn.Stream(model_for(), max_chunk=2)

@@ -187,6 +187,41 @@ def test_a_stream_on_either_engine_gives_the_same_outputs(kind, dtype, cuts, see
     _close(fast.state.h, slow.state.h, dtype)
 
 
+@SETTINGS
+@given(cuts=chunkings, seed=st.integers(0, 1000))
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("head", ["readout", "none"])
+@pytest.mark.parametrize("tokens", [False, True], ids=["values", "tokens"])
+@pytest.mark.parametrize("grad", [False, True], ids=["compiled", "torch"])
+def test_a_streams_softmax_is_torchs_softmax_of_the_reference(grad, tokens, head, dtype,
+                                                              strided, cuts, seed):
+    # push(softmax=True) in any chunking (empty, one-step, strided chunks): the softmax
+    # of the model's forward over the last dimension, and the state of a plain push
+    model = _head_model("LSTM", dtype, head, tokens, seed)
+    gen = torch.Generator().manual_seed(seed)
+    steps = sum(cuts) + 3
+    if tokens:
+        x = torch.randint(0, 7, (steps,), generator=gen)
+    else:  # logits of several units: the softmax is far from uniform
+        x = 4 * torch.randn(F_IN, steps, generator=gen, dtype=dtype).t()  # (steps, F) strided
+        x = x if strided else x.contiguous()
+    with torch.no_grad():
+        want_y, want_s = model(x.unsqueeze(0))
+    want = torch.softmax(want_y[0], dim=-1)
+    stream = streamrnn.Stream(model, grad=grad)
+    ys, start = [], 0
+    for n in [*cuts, 1, steps]:  # the last one takes the rest
+        chunk = x[start : start + n]
+        if n == 1:
+            chunk = chunk[0]  # one step (F,), or one id
+        ys.append(stream.push(chunk, softmax=True).detach().reshape(-1, want.shape[-1]))
+        start += n
+    assert stream.engine == ("torch" if grad else "compiled")
+    _close(torch.cat(ys), want, dtype)
+    _close(stream.state.h, want_s.h, dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_bank_on_either_engine_gives_the_same_outputs(kind, dtype):

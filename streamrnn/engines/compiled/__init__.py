@@ -53,6 +53,8 @@ __all__ = ["HAVE_NUMBA", "WORK_STEPS", "CompiledEngine", "CompiledForm", "after_
 #: 24.6 / 24.1 / 23.4 / 26.2 at 10,000, 248 / 251 / 235 / 296 at 100,000 (medians of 3).
 STEP_BLOCK = 1024
 
+_ONE_ROW = np.zeros(1, dtype=np.int64)  # the rows of one stream: slot 0
+
 #: Steps of one stream's chunk that :meth:`CompiledEngine.step_rows` runs in kept scratch
 #: (longer chunks allocate theirs: one allocation is small next to their work).
 WORK_STEPS = 8
@@ -109,8 +111,9 @@ class CompiledEngine:
         self.parts = packed.plan.form.parts
         self.output_size = packed.output_size
         self.np_dtype = packed.np_dtype
-        self.run_values, self.run_tokens, self.run_batch, self.run_step = _kernels(
-            packed.plan.form)
+        self.run_values, self.run_at, self.run_tokens, self.run_batch, self.run_step = (
+            _kernels(packed.plan.form))
+        self.ready = packed.current  # the method below, one Python call less per step
         self.stacks = packed.plan.form.additive
         self._scratch = (np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype))
         form = packed.plan.form  # warm scratch of step_rows, for chunks up to WORK_STEPS
@@ -136,19 +139,39 @@ class CompiledEngine:
         return self.packed.current()
 
     def step_rows(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
-                  bad: np.ndarray) -> int:
+                  bad: np.ndarray, softmax: bool = False) -> int:
         """Step the streams at ``rows`` of the state ``parts`` (numpy, in place).
 
         ``x`` is ``(B, T, F)`` values (or ``(T, F)``, ``(F,)`` for one stream) or ``(B, T)``
-        ids; ``y`` receives ``(B, T, O)``. Returns -1 (nothing changed) for a non-finite
-        input, else the number of streams whose new state is not finite (``bad``).
-        Call :meth:`ready` first.
+        ids; ``y`` receives ``(B, T, O)``, or with ``softmax`` their softmax over O.
+        Returns -1 (nothing changed) for a non-finite input, else the number of streams
+        whose new state is not finite (``bad``). Call :meth:`ready` first.
         """
         p = self.packed
         if self.tokens:
             return self.run_tokens(p.weights, p.meta, p.embedding, x, parts, rows, y, bad,
-                                   self._work)
-        return self.run_values(p.weights, p.meta, x, parts, rows, y, bad, self._work)
+                                   self._work, softmax)
+        return self.run_values(p.weights, p.meta, x, parts, rows, y, bad, self._work, softmax)
+
+    def step_one(self, x: Tensor, parts: tuple, y: np.ndarray, bad: np.ndarray,
+                 softmax: bool = False) -> int:
+        """:meth:`step_rows` of one stream (slot 0 of ``parts``) from a checked CPU tensor
+        without autograd: values ``(T, F)`` / ``(F,)`` of the engine's dtype and F features,
+        or int64 ids ``(T,)`` / ``()``. Values are read in place by their address (no
+        ``Tensor.numpy()``, ~0.7 us; a non-contiguous tensor is copied first).
+
+        Shape
+        -----
+        x: ``(T, F)`` -> y: ``(T, O)``; ``(F,)`` -> ``(O,)``.
+        """
+        if self.tokens:
+            return self.step_rows(x.numpy(), parts, _ONE_ROW, y, bad, softmax)
+        if not x.is_contiguous():
+            x = x.contiguous()
+        p = self.packed
+        steps = 1 if x.dim() == 1 else x.shape[0]
+        return self.run_at(p.weights, p.meta, x.data_ptr(), steps, parts, _ONE_ROW, y, bad,
+                           self._work, softmax)
 
     def step_batch(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
                    bad: np.ndarray) -> int:

@@ -1,15 +1,17 @@
 """The inference kernels of the compiled engine, built per compiled form (private).
 
-``run_values(weights, meta, x, parts, rows, y, bad, work)`` and
-``run_tokens(weights, meta, embedding, ids, parts, rows, y, bad, work)`` step B streams through
-a chunk of T steps: for each stream (``rows[b]``, its slot in the state ``parts``, a tuple
-of P arrays ``(L, S, H)``)
-and each layer, the inputs of all T steps are projected in one pass over
-``weight_ih^T`` (:func:`._math.project`), then each step adds ``weight_hh^T h``
-(:func:`._math.add_rows`) and calls the form's pointwise ``step``; the top layer's
-``h`` goes through the head (if any) into ``y`` ``(B, T, O)``. The new states are
-written in place. ``x`` may also be ``(T, F)`` or ``(F,)`` (one stream), ``y`` then
-``(T, O)`` or ``(O,)``.
+``run_values(weights, meta, x, parts, rows, y, bad, work, post)`` and
+``run_tokens(weights, meta, embedding, ids, parts, rows, y, bad, work, post)`` step B
+streams through a chunk of T steps: for each stream (``rows[b]``, its slot in the state
+``parts``, a tuple of P arrays ``(L, S, H)``) and each layer, the inputs of all T steps
+are projected in one pass over ``weight_ih^T`` (:func:`._math.project`), then each step
+adds ``weight_hh^T h`` (:func:`._math.add_rows`) and calls the form's pointwise ``step``;
+the top layer's ``h`` goes through the head (if any) into ``y`` ``(B, T, O)``, and with
+``post`` true each output row through a softmax (:func:`._math.softmax_into`). The new
+states are written in place. ``x`` may also be ``(T, F)`` or ``(F,)`` (one stream), ``y``
+then ``(T, O)`` or ``(O,)``. ``run_at(weights, meta, address, steps, parts, rows, y, bad,
+work, post)`` is ``run_values`` of one stream whose ``(steps, F)`` values are read at a
+tensor's address (:func:`._jit.at_address`).
 
 Returns -1, with nothing changed, when ``x`` holds a NaN or inf; else the number of
 streams whose new state is not finite (flagged in ``bad``, their state written anyway:
@@ -23,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import overload
 
-from ._jit import OPTIONS, helper, kernel, stamp, typed
-from ._math import add_rows, as_bits, assign, bits_for, nonfinite, project
+from ._jit import OPTIONS, at_address, helper, kernel, stamp, typed
+from ._math import add_rows, as_bits, assign, bits_for, nonfinite, project, softmax_into
 
 __all__ = ["build", "work_size"]
 
@@ -65,13 +67,14 @@ def _as2d(a):
 
 
 def build(form):
-    """The two inference kernels of ``form`` (compiled at first call, cached on disk)."""
+    """The inference kernels of ``form`` (compiled at first call, cached on disk)."""
     step, gates, acts, n_parts = form.step, form.gates, form.acts, len(form.parts)
     key = stamp(step)
 
     @helper
-    def layers(w, meta, xin, parts, row, y, kept):
-        # One stream (slot ``row``) through every layer and the head; state in place.
+    def layers(w, meta, xin, parts, row, y, kept, post):
+        # One stream (slot ``row``) through every layer and the head (and the softmax, if
+        # ``post``); state in place.
         n_layers, hid, in0, n_out = meta[0], meta[1], meta[2], meta[3]
         g = gates * hid
         t_len = xin.shape[0]
@@ -115,14 +118,17 @@ def build(form):
         if n_out == 0:
             for t in range(t_len):
                 assign(y[t], seq[t])
-            return
-        at = meta[4 + n_layers]
-        w_o = w[at : at + hid * pad].reshape((hid, pad))
-        b_o = w[at + hid * pad : at + hid * pad + pad]
-        for t in range(t_len):
-            assign(acc, b_o)
-            add_rows(w_o, seq[t], acc)
-            assign(y[t], acc)
+        else:
+            at = meta[4 + n_layers]
+            w_o = w[at : at + hid * pad].reshape((hid, pad))
+            b_o = w[at + hid * pad : at + hid * pad + pad]
+            for t in range(t_len):
+                assign(acc, b_o)
+                add_rows(w_o, seq[t], acc)
+                assign(y[t], acc)
+        if post:
+            for t in range(t_len):
+                softmax_into(y[t])
 
     @helper
     def finite_rows(parts, rows, bad):
@@ -137,25 +143,35 @@ def build(form):
             n_bad += count > 0
         return n_bad
 
-    @kernel
-    def run_values(w, meta, x, parts, rows, y, bad, work):
-        key  # noqa: B018 - the sources' digest: part of the cache key
+    @helper
+    def values(w, meta, x, parts, rows, y, bad, work, post):
         x3, y3 = as3d(x), as3d(y)
         if nonfinite(x3.ravel()):
             return -1
         for b in range(x3.shape[0]):
-            layers(w, meta, x3[b], parts, rows[b], y3[b], work)
+            layers(w, meta, x3[b], parts, rows[b], y3[b], work, post)
         return finite_rows(parts, rows, bad)
 
     @kernel
-    def run_tokens(w, meta, emb, ids, parts, rows, y, bad, work):
+    def run_values(w, meta, x, parts, rows, y, bad, work, post):
+        key  # noqa: B018 - the sources' digest: part of the cache key
+        return values(w, meta, x, parts, rows, y, bad, work, post)
+
+    @kernel
+    def run_at(w, meta, address, steps, parts, rows, y, bad, work, post):
+        key  # noqa: B018
+        x = at_address(address, steps, meta[2], w)
+        return values(w, meta, x, parts, rows, y, bad, work, post)
+
+    @kernel
+    def run_tokens(w, meta, emb, ids, parts, rows, y, bad, work, post):
         key  # noqa: B018
         i2, y3 = as2d(ids), as3d(y)
         xin = np.empty((i2.shape[1], emb.shape[1]), w.dtype)
         for b in range(i2.shape[0]):
             for t in range(i2.shape[1]):
                 assign(xin[t], emb[i2[b, t]])
-            layers(w, meta, xin, parts, rows[b], y3[b], work)
+            layers(w, meta, xin, parts, rows[b], y3[b], work, post)
         return finite_rows(parts, rows, bad)
 
     @helper
@@ -308,5 +324,5 @@ def build(form):
                         row[j] = got[j] + b_o[j]
         return finite_rows(parts, rows, bad)
 
-    return run_values, run_tokens, run_batch, run_step
+    return run_values, run_at, run_tokens, run_batch, run_step
 

@@ -27,13 +27,14 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from numba import njit, types
+from numba import carray, njit, types
+from numba.core import cgutils
 from numba.core.serialize import dumps
-from numba.extending import overload, register_jitable
+from numba.extending import intrinsic, overload, register_jitable
 
 from ..._numba import lock_cache
 
-__all__ = ["OPTIONS", "helper", "kernel", "reduction", "stamp", "typed"]
+__all__ = ["OPTIONS", "at_address", "helper", "kernel", "reduction", "stamp", "typed"]
 
 OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 
@@ -167,3 +168,29 @@ def _typed(like, value):
     if like.dtype == types.float32:
         return lambda like, value: types.float32(value)  # noqa: ARG005
     return lambda like, value: types.float64(value)  # noqa: ARG005
+
+
+@intrinsic
+def _void_pointer(typingctx, address):  # noqa: ARG001 - numba's intrinsic signature
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+def at_address(address, rows, cols, like):
+    """The C-contiguous ``(rows, cols)`` array of ``like``'s dtype whose data start at
+    the integer ``address`` (a CPU tensor's ``data_ptr()``: the kernel reads a tensor
+    without the ~0.7 us of ``Tensor.numpy()``). The caller keeps the memory alive and
+    checks that it is contiguous, of that dtype and that size (compiled code only)."""
+    raise TypeError("at_address is called from compiled code")
+
+
+@overload(at_address, jit_options=OPTIONS)
+def _at_address(address, rows, cols, like):
+    dtype = np.float32 if like.dtype == types.float32 else np.float64
+    return lambda address, rows, cols, like: carray(  # noqa: ARG005
+        _void_pointer(address), (rows, cols), dtype)

@@ -24,11 +24,11 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import OPTIONS, helper, kernel
+from ._jit import OPTIONS, helper, kernel, typed
 
 __all__ = [
     "add_rows", "add_rows_pair", "all_finite", "as_bits", "assign", "bits_for", "expm1",
-    "expm1_into", "nonfinite", "project",
+    "expm1_into", "nonfinite", "project", "softmax_into",
 ]
 
 _F = np.float32
@@ -162,6 +162,26 @@ def nonfinite(a):
         d = a[j] - a[j]
         bad += d != d
     return bad
+
+
+@helper
+def softmax_into(row):
+    """``row = softmax(row)`` in place (1-D), as torch's CPU kernel computes it: the
+    maximum, ``exp(v - max)``, their sum, then each times ``1 / sum``. A NaN anywhere
+    makes the whole row NaN (as in torch)."""
+    n = row.shape[0]
+    top = row[0]
+    for j in range(1, n):
+        v = row[j]
+        top = v if v > top or v != v else top
+    total = typed(row, 0.0)
+    for j in range(n):
+        e = np.exp(row[j] - top)
+        row[j] = e
+        total += e
+    scale = typed(row, 1.0) / total
+    for j in range(n):
+        row[j] *= scale
 
 
 @helper
