@@ -111,7 +111,7 @@ class CompiledEngine:
         self.parts = packed.plan.form.parts
         self.output_size = packed.output_size
         self.np_dtype = packed.np_dtype
-        self.run_values, self.run_at, self.run_tokens, self.run_batch, self.run_step = (
+        self.run_values, self.run_one, self.run_tokens, self.run_batch, self.run_step = (
             _kernels(packed.plan.form))
         self.ready = packed.current  # the method below, one Python call less per step
         self.stacks = packed.plan.form.additive
@@ -170,8 +170,8 @@ class CompiledEngine:
             x = x.contiguous()
         p = self.packed
         steps = 1 if x.dim() == 1 else x.shape[0]
-        return self.run_at(p.weights, p.meta, x.data_ptr(), steps, parts, _ONE_ROW, y, bad,
-                           self._work, softmax)
+        return self.run_one(p.weights, p.meta, x.data_ptr(), steps, parts, y, self._work,
+                            softmax)
 
     def step_batch(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
                    bad: np.ndarray) -> int:

@@ -9,9 +9,9 @@ adds ``weight_hh^T h`` (:func:`._math.add_rows`) and calls the form's pointwise 
 the top layer's ``h`` goes through the head (if any) into ``y`` ``(B, T, O)``, and with
 ``post`` true each output row through a softmax (:func:`._math.softmax_into`). The new
 states are written in place. ``x`` may also be ``(T, F)`` or ``(F,)`` (one stream), ``y``
-then ``(T, O)`` or ``(O,)``. ``run_at(weights, meta, address, steps, parts, rows, y, bad,
-work, post)`` is ``run_values`` of one stream whose ``(steps, F)`` values are read at a
-tensor's address (:func:`._jit.at_address`).
+then ``(T, O)`` or ``(O,)``. ``run_one(weights, meta, address, steps, parts, y, work,
+post)`` is ``run_values`` of one stream in slot 0, whose ``(steps, F)`` values are read at
+a tensor's address (:func:`._jit.at_address`).
 
 Returns -1, with nothing changed, when ``x`` holds a NaN or inf; else the number of
 streams whose new state is not finite (flagged in ``bad``, their state written anyway:
@@ -158,10 +158,20 @@ def build(form):
         return values(w, meta, x, parts, rows, y, bad, work, post)
 
     @kernel
-    def run_at(w, meta, address, steps, parts, rows, y, bad, work, post):
+    def run_one(w, meta, address, steps, parts, y, work, post):
+        # run_values of one stream, slot 0, its values read at ``address``: two array
+        # arguments fewer to unbox (a stream's live call)
         key  # noqa: B018
         x = at_address(address, steps, meta[2], w)
-        return values(w, meta, x, parts, rows, y, bad, work, post)
+        if nonfinite(x.ravel()):
+            return -1
+        layers(w, meta, x, parts, 0, as3d(y)[0], work, post)
+        for p in range(n_parts):
+            block = parts[p]
+            for layer in range(block.shape[0]):
+                if nonfinite(block[layer, 0]):
+                    return 1
+        return 0
 
     @kernel
     def run_tokens(w, meta, emb, ids, parts, rows, y, bad, work, post):
@@ -324,5 +334,5 @@ def build(form):
                         row[j] = got[j] + b_o[j]
         return finite_rows(parts, rows, bad)
 
-    return run_values, run_at, run_tokens, run_batch, run_step
+    return run_values, run_one, run_tokens, run_batch, run_step
 
