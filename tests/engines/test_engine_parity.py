@@ -222,6 +222,23 @@ def test_a_streams_softmax_is_torchs_softmax_of_the_reference(grad, tokens, head
     _close(stream.state.h, want_s.h, dtype)
 
 
+@pytest.mark.parametrize("top", [0, 1, 2], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("grad", [False, True], ids=["compiled", "torch"])
+def test_a_streams_softmax_of_huge_logits_is_finite_as_torchs(grad, top):
+    # logits of +-1000 (exp overflows float32 and float64 past ~88 / ~709): the softmax
+    # subtracts the largest, wherever it is, and gives torch's one-hot rows
+    model = _head_model("LSTM", torch.float32, "readout", False)
+    with torch.no_grad():
+        model.head.linear.bias.copy_(torch.full((3,), -1000.0))
+        model.head.linear.bias[top] = 1000.0
+    x = torch.randn(4, F_IN, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = torch.softmax(model(x.unsqueeze(0))[0][0], dim=-1)
+    got = streamrnn.Stream(model, grad=grad).push(x, softmax=True).detach()
+    assert torch.equal(want, torch.nn.functional.one_hot(torch.full((4,), top), 3).float())
+    _close(got, want, torch.float32)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_bank_on_either_engine_gives_the_same_outputs(kind, dtype):
