@@ -7,8 +7,8 @@ project's 2-core machine under the load of other jobs (1 thread for torch and BL
 LSTM input 40, hidden 128, best of interleaved repeats; ``benchmarks/bench_core.py``):
 
 - one stream (:class:`StreamRunner`): compiled at every chunk length. ``Stream.push`` of
-  one step takes 0.39-0.44x the time of a raw ``nn.LSTMCell`` call (GRU: 0.38-0.43x of
-  ``nn.GRUCell``); a chunk through the engines directly, compiled / torch: 0.62x at
+  one step takes 0.28-0.31x the time of a raw ``nn.LSTMCell`` call (GRU: 0.29x of
+  ``nn.GRUCell``; medians, 2026-12-07); a chunk through the engines directly, compiled / torch: 0.62x at
   T = 1, 0.59x at T = 10, 0.92x at T = 100 (torch's fused kernel catches up on long
   chunks, but does not pass);
 - many streams (:class:`RowStepper`): compiled up to :data:`COMPILED_MAX_BATCH` streams
