@@ -8,9 +8,9 @@ LSTM input 40, hidden 128, best of interleaved repeats; ``benchmarks/bench_core.
 
 - one stream (:class:`StreamRunner`): compiled at every chunk length. ``Stream.push`` of
   one step takes 0.28-0.31x the time of a raw ``nn.LSTMCell`` call (GRU: 0.29x of
-  ``nn.GRUCell``; medians, 2026-12-07); a chunk through the engines directly, compiled / torch: 0.62x at
-  T = 1, 0.59x at T = 10, 0.92x at T = 100 (torch's fused kernel catches up on long
-  chunks, but does not pass);
+  ``nn.GRUCell``; medians, 2026-12-07); a chunk through the engines directly, compiled /
+  torch: 0.62x at T = 1, 0.59x at T = 10, 0.92x at T = 100 (torch's fused kernel catches
+  up on long chunks, but does not pass);
 - many streams (:class:`RowStepper`): compiled up to :data:`COMPILED_MAX_BATCH` streams
   per call (one stream: the single-stream kernel; more: each layer's products as BLAS
   matrix products over the batch), and one step of any number of streams of a cell whose
