@@ -14,6 +14,8 @@ from .state import State
 
 __all__ = ["Stream", "check_model"]
 
+_STRIDED = torch.strided  # dense tensors (sparse ones take the checked path, which refuses them)
+
 
 def check_model(model) -> None:
     """Raise ``ValueError`` unless ``model`` follows the recurrent-model protocol.
@@ -184,7 +186,8 @@ class Stream:
         if softmax is not False and softmax is not True:
             check_bool("softmax", softmax)
         if type(chunk) is Tensor and chunk.dtype is self._dtype and self._tokens is None and (
-                chunk.is_cpu if self._on_cpu else chunk.device == self._device):
+                chunk.is_cpu if self._on_cpu else chunk.device == self._device) and (
+                chunk.layout is _STRIDED):
             shape = chunk.shape
             if shape == self._step_shape or (len(shape) == 2 and shape[1] == self._features
                                              and shape[0] <= self.max_chunk):

@@ -78,6 +78,8 @@ STREAM_BAD_CHUNKS = {
     "bool tensor": (torch.zeros(4, F, dtype=torch.bool), ["chunk", "dtype", "bool"]),
     "numpy int": (np.zeros((4, F), dtype=np.int32), ["chunk", "int32"]),
     "numpy float64": (np.zeros((4, F)), ["chunk", "dtype", "float64"]),
+    "sparse step": (torch.zeros(F).to_sparse(), ["chunk", "dense", "sparse_coo"]),
+    "sparse chunk": (torch.ones(4, F).to_sparse(), ["chunk", "dense", "sparse_coo"]),
     "NaN": (NAN_3, ["chunk", "non-finite", "(1, 1)"]),
     "inf": (torch.tensor([math.inf, 0.0, 0.0]), ["chunk", "non-finite"]),
     "-inf": (torch.full((2, F), -math.inf), ["chunk", "non-finite"]),

@@ -222,6 +222,19 @@ def test_a_streams_softmax_is_torchs_softmax_of_the_reference(grad, tokens, head
     _close(stream.state.h, want_s.h, dtype)
 
 
+@pytest.mark.parametrize("shape", [(F_IN,), (5, F_IN)], ids=["step", "chunk"])
+def test_a_negative_view_is_pushed_as_its_values(shape):
+    # torch._neg_view shares the memory of x and reads it negated: the compiled engine,
+    # which reads a chunk by its address, must see -x, not x
+    model = _head_model("GRU", torch.float32, "readout", False)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    view = torch._neg_view(x)
+    assert view.is_neg() and view.is_contiguous()
+    a, b = streamrnn.Stream(model), streamrnn.Stream(model)
+    torch.testing.assert_close(a.push(view), b.push(-x), rtol=0, atol=0)
+    assert a.engine == "compiled"
+
+
 @pytest.mark.parametrize("top", [0, 1, 2], ids=["first", "middle", "last"])
 @pytest.mark.parametrize("grad", [False, True], ids=["compiled", "torch"])
 def test_a_streams_softmax_of_huge_logits_is_finite_as_torchs(grad, top):

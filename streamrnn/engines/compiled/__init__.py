@@ -157,8 +157,9 @@ class CompiledEngine:
                  softmax: bool = False) -> int:
         """:meth:`step_rows` of one stream (slot 0 of ``parts``) from a checked CPU tensor
         without autograd: values ``(T, F)`` / ``(F,)`` of the engine's dtype and F features,
-        or int64 ids ``(T,)`` / ``()``. Values are read in place by their address (no
-        ``Tensor.numpy()``, ~0.7 us; a non-contiguous tensor is copied first).
+        or int64 ids ``(T,)`` / ``()``. Dense values are read in place by their address
+        (no ``Tensor.numpy()``, ~0.7 us; a non-contiguous tensor, or a negative view, is
+        copied first).
 
         Shape
         -----
@@ -166,8 +167,8 @@ class CompiledEngine:
         """
         if self.tokens:
             return self.step_rows(x.numpy(), parts, _ONE_ROW, y, bad, softmax)
-        if not x.is_contiguous():
-            x = x.contiguous()
+        if x.is_neg() or not x.is_contiguous():  # the address must hold the values
+            x = x.resolve_neg().contiguous()
         p = self.packed
         steps = 1 if x.dim() == 1 else x.shape[0]
         return self.run_one(p.weights, p.meta, x.data_ptr(), steps, parts, y, self._work,
