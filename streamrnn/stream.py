@@ -182,6 +182,21 @@ class Stream:
         -----
         ``(T, F)`` -> ``(T, O)``; ``(F,)`` -> ``(O,)``; ids ``(T,)`` -> ``(T, O)``, one id
         -> ``(O,)``.
+
+        Examples
+        --------
+        A classifier's class probabilities, from the same state as its logits:
+
+        >>> import torch, streamrnn
+        >>> model = streamrnn.RecurrentModel(streamrnn.GRU(2, 8, seed=0),
+        ...                                  streamrnn.Readout(8, 3, seed=1)).eval()
+        >>> x = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
+        >>> logits = streamrnn.Stream(model).push(x)
+        >>> probs = streamrnn.Stream(model).push(x, softmax=True)
+        >>> probs.sum(dim=-1), torch.allclose(probs, torch.softmax(logits, -1), atol=1e-7)
+        (tensor([1.0000, 1.0000]), True)
+        >>> probs.argmax(dim=-1).tolist() == logits.argmax(dim=-1).tolist()
+        True
         """
         if softmax is not False and softmax is not True:
             check_bool("softmax", softmax)
