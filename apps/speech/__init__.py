@@ -346,18 +346,12 @@ class DigitRecognizer:
         return self._model(feats, softmax=False)
 
     def posteriors(self, feats) -> np.ndarray:
-        """:meth:`logits`' softmax over the labels (what the decoder reads), computed in
-        the model's own call (``Stream.push(softmax=True)``).
-
-        Shape
-        -----
-        ``(T, F)`` -> ``(T, 11)`` float32, rows summing to 1.
-        """
+        """:meth:`logits`' softmax over the labels, what the decoder reads (computed in the
+        model's call: ``Stream.push(softmax=True)``). Shape: ``(T, F)`` -> ``(T, 11)``."""
         return self._model(feats, softmax=True)
 
     def _model(self, feats, *, softmax: bool) -> np.ndarray:
-        if type(feats) is not torch.Tensor or feats.dtype is not torch.float32 or (
-                not feats.is_cpu or feats.requires_grad):
+        if not (type(feats) is torch.Tensor and feats.dtype is torch.float32 and feats.is_cpu):
             if isinstance(feats, torch.Tensor):
                 feats = feats.numpy(force=True)  # no copy for a CPU tensor without grad
             feats = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
