@@ -274,14 +274,11 @@ class DigitRecognizer:
         ``info`` is free-form JSON provenance (data, training settings) kept in the header.
         The model must be a ``RecurrentModel(LSTM | GRU | RNN, Readout)``.
         """
+        decoder = {k: getattr(self.decoder, k) for k in DECODER_DEFAULTS}
         header = {
             "features": {k: getattr(self.features, k) for k in FEATURE_KEYS},
             "model": self.model.config(),
-            "decoder": {
-                **{k: getattr(self.decoder, k) for k in DECODER_DEFAULTS},
-                "flush_ms": self.flush_ms,
-                "warmup_ms": self.warmup_ms,
-            },
+            "decoder": {**decoder, "flush_ms": self.flush_ms, "warmup_ms": self.warmup_ms},
             "labels": list(LABELS),
             "info": info or {},
         }
@@ -347,14 +344,18 @@ class DigitRecognizer:
 
     def posteriors(self, feats) -> np.ndarray:
         """:meth:`logits`' softmax over the labels, what the decoder reads (computed in the
-        model's call: ``Stream.push(softmax=True)``). Shape: ``(T, F)`` -> ``(T, 11)``."""
+        model's call: ``Stream.push(softmax=True)``).
+
+        Shape
+        -----
+        ``(T, F)`` -> ``(T, 11)`` float32, rows summing to 1.
+        """
         return self._model(feats, softmax=True)
 
     def _model(self, feats, *, softmax: bool) -> np.ndarray:
         if not (type(feats) is torch.Tensor and feats.dtype is torch.float32 and feats.is_cpu):
-            if isinstance(feats, torch.Tensor):
-                feats = feats.numpy(force=True)  # no copy for a CPU tensor without grad
-            feats = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+            x = feats.numpy(force=True) if isinstance(feats, torch.Tensor) else feats
+            feats = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         return self._stream.push(feats, softmax=softmax).numpy()
 
     def _frames(self, f: np.ndarray) -> list[Detection]:
