@@ -157,7 +157,7 @@ class CompiledEngine:
                  softmax: bool = False) -> int:
         """:meth:`step_rows` of one stream (slot 0 of ``parts``) from a checked CPU tensor
         without autograd: values ``(T, F)`` / ``(F,)`` of the engine's dtype and F features,
-        or int64 ids ``(T,)`` / ``()``. Dense values are read in place by their address
+        or int64 ids ``(T,)``. Dense values are read in place by their address
         (no ``Tensor.numpy()``, ~0.7 us; a non-contiguous tensor, or a negative view, is
         copied first).
 
