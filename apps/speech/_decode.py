@@ -30,7 +30,7 @@ __all__ = [
 
 #: The decoder settings and their defaults.
 DECODER_DEFAULTS = {
-    "threshold": 0.3,
+    "threshold": 0.2,
     "min_frames": 4,
     "release_frames": 6,
     "voice_frames": 60,
