@@ -121,3 +121,20 @@ def test_a_copied_mix_goes_on_exactly_like_the_original(how):
     assert all(_same(mix.weights(h), twin.weights(h)) for h in (1, 2, 3))
     twin.update(61, 0.0)  # the copy's arrays are its own: the original does not move
     assert twin.counts["scored"] == mix.counts["scored"] + 2  # horizons 2 and 3 of 61
+
+
+@pytest.mark.parametrize(("k", "rows", "slots"), [(1, 1, 1), (3, 2, 4), (4, 5, 8)])
+def test_the_named_parts_tile_the_buffers_that_layout_sizes(k, rows, slots):
+    # layout() sizes the two buffers by formula and parts() carves them in order: every
+    # value belongs to exactly one part (no overlap, no gap, nothing past the end)
+    from streamrnn.river import _mix
+
+    n_floats, n_ints = _mix.layout(k, rows, slots)
+    floats = np.zeros(n_floats)
+    ints = np.zeros(n_ints, dtype=np.int64)
+    ints[:_mix.HEADER] = [slots - 1, 0, 0, k, rows, slots]
+    views = list(_mix.parts(floats, ints)[3:])
+    for v in views:
+        v += 1  # each view adds one to the values it covers
+    assert np.array_equal(floats, np.ones(n_floats))
+    assert np.array_equal(ints[_mix.HEADER:], np.ones(n_ints - _mix.HEADER, dtype=np.int64))
