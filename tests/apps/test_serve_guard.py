@@ -71,12 +71,26 @@ def posteriors(replies: list[dict]) -> np.ndarray:
     return np.array(rows)
 
 
+async def converse(ws, sending) -> list[dict]:
+    """The replies until ``flushed``, read while ``sending`` (a coroutine) runs, as a
+    live client reads them: one that reads only at the end may be a slow reader."""
+    reader = asyncio.ensure_future(collect(ws))
+    try:
+        await sending
+    except BaseException:
+        reader.cancel()
+        raise
+    return await reader
+
+
 async def good_client(http, server, pcm: bytes) -> list[dict]:
     """A well-behaved stream: the whole signal in 20 ms chunks, then flush."""
     async with http.ws_connect(ws_url(server)) as ws:
-        await stream_pcm(ws, pcm, pace_s=0.002)
-        await ws.send_str('{"type": "flush"}')
-        return await collect(ws)
+        async def send():
+            await stream_pcm(ws, pcm, pace_s=0.002)
+            await ws.send_str('{"type": "flush"}')
+
+        return await converse(ws, send())
 
 
 def digits(replies) -> list[int]:
@@ -130,13 +144,17 @@ def test_malformed_frames_get_errors_on_their_stream_only(server, demo_pcm):
         async with http.ws_connect(ws_url(server)) as ws:
             hello = await ws.receive_json()
             half = len(demo_pcm) // 2 // 320 * 320
-            await stream_pcm(ws, demo_pcm[:half], pace_s=0.002)
-            await ws.send_bytes(b"\x01\x02\x03")  # odd byte count
-            await ws.send_str("{not json")
-            await ws.send_str('{"type": "explode"}')
-            await stream_pcm(ws, demo_pcm[half:], pace_s=0.002)
-            await ws.send_str('{"type": "flush"}')
-            return hello, await collect(ws)
+
+            async def send():
+                await stream_pcm(ws, demo_pcm[:half], pace_s=0.002)
+                await ws.send_bytes(b"\x01\x02\x03")  # odd byte count
+                await ws.send_str("{not json")
+                await ws.send_str('{"type": "explode"}')
+                await stream_pcm(ws, demo_pcm[half:], pace_s=0.002)
+                await ws.send_str('{"type": "flush"}')
+
+            replies = await converse(ws, send())
+            return hello, replies, ws.close_code
 
     async def float_client(http):  # declares float32, sends a NaN
         async with http.ws_connect(ws_url(server, format="float32")) as ws:
@@ -148,18 +166,19 @@ def test_malformed_frames_get_errors_on_their_stream_only(server, demo_pcm):
 
     async def main():
         async with aiohttp.ClientSession() as http:
-            (hello, bad), good, floats = await asyncio.gather(
+            (hello, bad, closed), good, floats = await asyncio.gather(
                 bad_client(http), good_client(http, server, demo_pcm), float_client(http))
             for rate in ("abc", "0", "10000000"):  # a wrong rate refuses that stream
                 async with http.ws_connect(ws_url(server, rate=rate)) as ws:
                     msg = await ws.receive_json()
                     assert msg["type"] == "error" and "rate must be" in msg["error"]
                     assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
-            return hello, bad, good, floats
+            return hello, bad, closed, good, floats
 
-    hello, bad, good, floats = run(main())
+    hello, bad, closed, good, floats = run(main())
     errors = [r for r in bad if r["type"] == "error"]
-    assert len(errors) == 3
+    stats = json.loads(_get(server.url + f"/stats?token={TOKEN}"))["speech"]
+    assert len(errors) == 3, (closed, [r["type"] for r in bad], stats)
     assert "3 bytes" in errors[0]["error"] and "multiple of 2" in errors[0]["error"]
     assert "JSON" in errors[1]["error"] and "flush" in errors[2]["error"]
     assert hello["rate"] == 8000 and hello["model_rate"] == 8000
