@@ -131,16 +131,22 @@ def build(form):
                 softmax_into(y[t])
 
     @helper
+    def row_bad(parts, row):
+        # whether any state part of slot ``row`` holds a NaN or an infinity
+        for p in range(n_parts):
+            block = parts[p]
+            for layer in range(block.shape[0]):
+                if nonfinite(block[layer, row]):
+                    return True
+        return False
+
+    @helper
     def finite_rows(parts, rows, bad):
         n_bad = 0
         for b in range(rows.shape[0]):
-            count = 0
-            for p in range(n_parts):
-                block = parts[p]
-                for layer in range(block.shape[0]):
-                    count += nonfinite(block[layer, rows[b]])
-            bad[b] = count > 0
-            n_bad += count > 0
+            is_bad = row_bad(parts, rows[b])
+            bad[b] = is_bad
+            n_bad += is_bad
         return n_bad
 
     @helper
@@ -166,12 +172,7 @@ def build(form):
         if nonfinite(x.ravel()):
             return -1
         layers(w, meta, x, parts, 0, as3d(y)[0], work, post)
-        for p in range(n_parts):
-            block = parts[p]
-            for layer in range(block.shape[0]):
-                if nonfinite(block[layer, 0]):
-                    return 1
-        return 0
+        return 1 if row_bad(parts, 0) else 0
 
     @kernel
     def run_tokens(w, meta, emb, ids, parts, rows, y, bad, work, post):
