@@ -78,6 +78,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from digits_conv import ConvGRU
 from digits_data import (
     EARLY,
     FEATURES,
@@ -113,7 +114,16 @@ CELLS = {"lstm": streamrnn.LSTM, "gru": streamrnn.GRU}
 def fold_front(model: RecurrentModel, mean, std, proj) -> RecurrentModel:
     """A model that takes raw log-mel ``x``: the trained one computes ``W P (x - m) / s + b``
     (standardised, then projected on the first cepstra if ``proj`` is not None); every
-    part is linear, so it is folded into the first layer's input weights and bias."""
+    part is linear, so it is folded into the first layer's input weights and bias. A
+    :class:`ConvGRU` keeps the standardisation as its own step (its filters are shared
+    across bands, a per-band scale does not fold into them)."""
+    if isinstance(model.cell, ConvGRU):
+        out = RecurrentModel(ConvGRU(len(mean), model.cell.hidden_size, **{
+            k: getattr(model.cell, k) for k in ("channels", "kernel_time", "kernel_bands",
+                                                "pool")}, seed=0),
+            Readout(model.cell.hidden_size, len(LABELS), seed=0))
+        out.load_state_dict({**model.state_dict(), "cell.mean": mean, "cell.std": std})
+        return out.eval()
     src = model.state_dict()
     w = src["cell.rnn.weight_ih_l0"]
     if proj is not None:
@@ -171,7 +181,10 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
     # standardised log-mel (drops the pitch harmonics' fine structure); folded in at the end
     proj = None if not args.cepstra else create_dct(args.cepstra, n_feat, "ortho").T.contiguous()
     n_in = n_feat if proj is None else args.cepstra
-    cell = CELLS[args.cell](n_in, args.hidden, args.layers, dropout=args.dropout, seed=seed)
+    if args.conv:  # a causal conv front over the standardised log-mel (digits_conv.py)
+        cell = ConvGRU(n_in, args.hidden, channels=args.conv, seed=seed)
+    else:
+        cell = CELLS[args.cell](n_in, args.hidden, args.layers, dropout=args.dropout, seed=seed)
     model = RecurrentModel(cell, Readout(args.hidden, len(LABELS), seed=seed + 1))
     params = list(model.parameters())
     # speaker-adversarial training: a speaker classifier on the hidden states whose
@@ -363,7 +376,7 @@ def recipe(args) -> dict:
         "epochs", "cell", "hidden", "layers", "dropout", "ema", "smooth", "adversary", "cepstra",
         "lr", "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
         "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask", "vtlp",
-        "onset_blank",
+        "onset_blank", "conv",
     )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
@@ -442,6 +455,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--smooth", type=float, default=0.0, help="label smoothing of the frame loss")
     add("--adversary", type=float, default=0.0, help="speaker-adversarial weight (0: off)")
     add("--cepstra", type=int, default=20, help="train on this many cepstra (0: log-mel)")
+    add("--conv", type=int, default=0,
+        help="filters of a causal conv front before the GRU (digits_conv.py; 0: off)")
     add("--epochs", type=int, default=14)
     add("--lr", type=float, default=5e-3)
     add("--batch", type=int, default=32)
@@ -489,6 +504,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         v = getattr(args, name)
         if not lo <= v <= hi:
             p.error(f"--{name} must be in [{lo}, {hi}], got {v}")  # fmt: skip
+    if not 0 <= args.conv <= 256:
+        p.error(f"--conv must be a number of filters in [0, 256], got {args.conv}")
+    if args.conv and (args.cell != "gru" or args.layers != 1 or args.cepstra != 0):
+        p.error("--conv filters the log-mel bands before one GRU layer: it needs --cell gru "
+                f"--layers 1 --cepstra 0, got --cell {args.cell} --layers {args.layers} "
+                f"--cepstra {args.cepstra}")
+    if args.conv and (args.final or args.keep is not None or args.adversary):
+        p.error("--conv models are measured, not shipped: the recogniser's file format knows "
+                "LSTM / GRU / RNN only (no --final, --keep or --adversary with --conv)")
     if not 0 <= args.cepstra <= FEATURES["n_mels"]:
         p.error(f"--cepstra must be in [0, {FEATURES['n_mels']}], got {args.cepstra}")
     if not 0.0 <= args.ema < 1.0:
