@@ -186,7 +186,7 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
     proj = None if not args.cepstra else create_dct(args.cepstra, n_feat, "ortho").T.contiguous()
     n_in = n_feat if proj is None else args.cepstra
     if args.conv:  # a causal conv front over the standardised log-mel (digits_conv.py)
-        cell = ConvGRU(n_in, args.hidden, channels=args.conv, seed=seed)
+        cell = ConvGRU(n_in, args.hidden, channels=args.conv, pool=args.conv_pool, seed=seed)
     else:
         cell = CELLS[args.cell](n_in, args.hidden, args.layers, dropout=args.dropout, seed=seed)
     model = RecurrentModel(cell, Readout(args.hidden, len(LABELS), seed=seed + 1))
@@ -380,7 +380,7 @@ def recipe(args) -> dict:
         "epochs", "cell", "hidden", "layers", "dropout", "ema", "smooth", "adversary", "cepstra",
         "lr", "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
         "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask", "vtlp",
-        "onset_blank", "conv",
+        "onset_blank", "conv", "conv_pool",
     )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
@@ -461,6 +461,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--cepstra", type=int, default=20, help="train on this many cepstra (0: log-mel)")
     add("--conv", type=int, default=0,
         help="filters of a causal conv front before the GRU (digits_conv.py; 0: off)")
+    add("--conv-pool", type=int, default=2, help="mel bands per max-pool of the conv front")
     add("--epochs", type=int, default=14)
     add("--lr", type=float, default=5e-3)
     add("--batch", type=int, default=32)
@@ -510,6 +511,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be in [{lo}, {hi}], got {v}")  # fmt: skip
     if not 0 <= args.conv <= 256:
         p.error(f"--conv must be a number of filters in [0, 256], got {args.conv}")
+    if not 1 <= args.conv_pool <= FEATURES["n_mels"] or FEATURES["n_mels"] % args.conv_pool:
+        p.error(f"--conv-pool must divide the {FEATURES['n_mels']} mel bands, got "
+                f"{args.conv_pool}")
     if args.conv and (args.cell != "gru" or args.layers != 1 or args.cepstra != 0):
         p.error("--conv filters the log-mel bands before one GRU layer: it needs --cell gru "
                 f"--layers 1 --cepstra 0, got --cell {args.cell} --layers {args.layers} "

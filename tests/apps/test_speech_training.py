@@ -321,6 +321,7 @@ def test_augment_refuses_bad_settings(scripts, kw, match):
         (["--folds", "--vtlp", "0.9", "1.5"], "vtlp must be"),
         (["--folds", "--onset-blank", "0.5"], "--onset-blank must be"),
         (["--folds", "--conv", "-1"], "--conv must be"),
+        (["--folds", "--conv-pool", "3"], "--conv-pool must divide the 40 mel bands"),
         (["--folds", "--conv", "16"], "it needs --cell gru --layers 1 --cepstra 0"),
         (["--folds", "--conv", "16", "--cepstra", "0", "--cell", "lstm"], "it needs --cell gru"),
         (["--final", "--conv", "16", "--cepstra", "0"], "measured, not shipped"),
