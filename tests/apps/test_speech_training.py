@@ -134,6 +134,8 @@ def test_conv_gru_streamed_in_any_chunks_equals_one_pass(scripts, cuts, float64)
     gen = torch.Generator().manual_seed(3)
     model = RecurrentModel(td.ConvGRU(8, 6, channels=3, seed=4), Readout(6, 11, seed=5))
     model = model.to(dtype).eval()
+    model.cell.mean.copy_(torch.randn(8, generator=gen, dtype=dtype))  # the carried frames
+    model.cell.std.copy_(torch.rand(8, generator=gen, dtype=dtype) + 0.5)  # are standardised
     x = torch.randn(30, 8, generator=gen, dtype=dtype)
     with torch.no_grad():
         want, state = model(x[None])
