@@ -24,6 +24,7 @@ import streamrnn
 from streamrnn import State
 from streamrnn.cells import Cell
 from streamrnn.cells.base import uniform_
+from streamrnn.utils import check_positive_int
 
 
 class ConvGRU(Cell):
@@ -74,8 +75,7 @@ class ConvGRU(Cell):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("channels", channels), ("kernel_time", kernel_time),
                             ("kernel_bands", kernel_bands), ("pool", pool)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         if num_layers != 1:
             raise ValueError(f"num_layers must be 1 (one conv front, one GRU), got {num_layers}")
         if kernel_bands % 2 == 0:

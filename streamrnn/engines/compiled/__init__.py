@@ -113,7 +113,9 @@ class CompiledEngine:
         self.np_dtype = packed.np_dtype
         self.run_values, self.run_one, self.run_tokens, self.run_batch, self.run_step = (
             _kernels(packed.plan.form))
-        self.ready = packed.current  # the method below, one Python call less per step
+        # ready() -> bool: whether the model still fits the engine (changed weights are
+        # re-packed); packed.current itself, one Python call less per step
+        self.ready = packed.current
         self.stacks = packed.plan.form.additive
         self._scratch = (np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype))
         form = packed.plan.form  # warm scratch of step_rows, for chunks up to WORK_STEPS
@@ -134,10 +136,6 @@ class CompiledEngine:
         temporary, unlike ``torch.isfinite``)."""
         return _all_finite(x)
 
-    def ready(self) -> bool:
-        """Whether the model still fits the engine; re-packs changed weights."""
-        return self.packed.current()
-
     def step_rows(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
                   bad: np.ndarray, softmax: bool = False) -> int:
         """Step the streams at ``rows`` of the state ``parts`` (numpy, in place).
@@ -145,7 +143,7 @@ class CompiledEngine:
         ``x`` is ``(B, T, F)`` values (or ``(T, F)``, ``(F,)`` for one stream) or ``(B, T)``
         ids; ``y`` receives ``(B, T, O)``, or with ``softmax`` their softmax over O.
         Returns -1 (nothing changed) for a non-finite input, else the number of streams
-        whose new state is not finite (``bad``). Call :meth:`ready` first.
+        whose new state is not finite (``bad``). Call ``ready()`` first.
         """
         p = self.packed
         if self.tokens:

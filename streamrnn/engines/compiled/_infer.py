@@ -149,19 +149,15 @@ def build(form):
             n_bad += is_bad
         return n_bad
 
-    @helper
-    def values(w, meta, x, parts, rows, y, bad, work, post):
+    @kernel
+    def run_values(w, meta, x, parts, rows, y, bad, work, post):
+        key  # noqa: B018 - the sources' digest: part of the cache key
         x3, y3 = as3d(x), as3d(y)
         if nonfinite(x3.ravel()):
             return -1
         for b in range(x3.shape[0]):
             layers(w, meta, x3[b], parts, rows[b], y3[b], work, post)
         return finite_rows(parts, rows, bad)
-
-    @kernel
-    def run_values(w, meta, x, parts, rows, y, bad, work, post):
-        key  # noqa: B018 - the sources' digest: part of the cache key
-        return values(w, meta, x, parts, rows, y, bad, work, post)
 
     @kernel
     def run_one(w, meta, address, steps, parts, y, work, post):
