@@ -31,11 +31,12 @@ first part of each word (``--onset-blank``: no gain; on the three worst folds, s
 79.8 % against 79.3 % with the plain vote, 81.6 % against 81.7 % with the decay), nor
 does labelling only from 70 % into the word (78.5 % and 80.1 % on those folds, a scratch
 run). A causal convolution front before the GRU (``--conv 16 --conv-pool 4
---cepstra 0``, ``digits_conv.ConvGRU``: filters over 3 frames x 5 mel bands, the largest
-of each 4 bands) measured 88.3 % over seeds 0-2 against 85.5 % (87.3 % pooling band
-pairs, the first setting tried; README has the folds); not the shipped recipe: it has no
-compiled form (~11x the GRU's time per chunk on the torch engine) and the recogniser's
-file format and ONNX export do not know it.
+--cepstra 0``, :class:`streamrnn.apps.speech.ConvGRU`: filters over 3 frames x 5 mel
+bands, the largest of each 4 bands) measured 88.3 % over seeds 0-2 against 85.5 % (87.3 %
+pooling band pairs, the first setting tried; README has the folds). Its models save, load,
+export to ONNX and run in a DigitBank like the shipped one (``--final`` / ``--keep``
+write them), but it is not the shipped recipe: it has no compiled form, so the
+recogniser runs it on the torch engine at ~6x the GRU's time per 20 ms push.
 
 Labels. Energy endpointing of each clip (``streamrnn.apps.speech.word_bounds``)
 gives its word; frames (centres) from 40 % into the word to 50 ms after it are labelled
@@ -83,7 +84,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from digits_conv import ConvGRU
 from digits_data import (
     EARLY,
     FEATURES,
@@ -103,7 +103,7 @@ from torchaudio.functional import create_dct
 
 import streamrnn
 from streamrnn.adapters.audio import AudioFeatures, write_wav
-from streamrnn.apps.speech import LABELS, DigitRecognizer, word_bounds
+from streamrnn.apps.speech import LABELS, ConvGRU, DigitRecognizer, word_bounds
 from streamrnn.heads import Readout, RecurrentModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
     # standardised log-mel (drops the pitch harmonics' fine structure); folded in at the end
     proj = None if not args.cepstra else create_dct(args.cepstra, n_feat, "ortho").T.contiguous()
     n_in = n_feat if proj is None else args.cepstra
-    if args.conv:  # a causal conv front over the standardised log-mel (digits_conv.py)
+    if args.conv:  # a causal conv front over the standardised log-mel (ConvGRU)
         cell = ConvGRU(n_in, args.hidden, channels=args.conv, pool=args.conv_pool, seed=seed)
     else:
         cell = CELLS[args.cell](n_in, args.hidden, args.layers, dropout=args.dropout, seed=seed)
@@ -461,7 +461,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--adversary", type=float, default=0.0, help="speaker-adversarial weight (0: off)")
     add("--cepstra", type=int, default=20, help="train on this many cepstra (0: log-mel)")
     add("--conv", type=int, default=0,
-        help="filters of a causal conv front before the GRU (digits_conv.py; 0: off)")
+        help="filters of a causal conv front before the GRU (speech.ConvGRU; 0: off)")
     add("--conv-pool", type=int, default=2, help="mel bands per max-pool of the conv front")
     add("--epochs", type=int, default=14)
     add("--lr", type=float, default=5e-3)
@@ -519,9 +519,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--conv filters the log-mel bands before one GRU layer: it needs --cell gru "
                 f"--layers 1 --cepstra 0, got --cell {args.cell} --layers {args.layers} "
                 f"--cepstra {args.cepstra}")
-    if args.conv and (args.final or args.keep is not None or args.adversary):
-        p.error("--conv models are measured, not shipped: the recogniser's file format knows "
-                "LSTM / GRU / RNN only (no --final, --keep or --adversary with --conv)")
+    if args.conv and args.adversary:
+        p.error("--adversary reads the GRU's hidden state of a plain cell: not with --conv")
     if not 0 <= args.cepstra <= FEATURES["n_mels"]:
         p.error(f"--cepstra must be in [0, {FEATURES['n_mels']}], got {args.cepstra}")
     if not 0.0 <= args.ema < 1.0:

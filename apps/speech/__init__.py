@@ -76,6 +76,7 @@ from streamrnn.utils import check_number
 
 from ._bank import DigitBank, StreamResult
 from ._cli import listen_main
+from ._conv import ConvGRU
 from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
 from ._export import OnnxDigitRecognizer, export_onnx
@@ -91,19 +92,10 @@ from ._types import (
 )
 
 __all__ = [
-    "LABELS",
-    "Detection",
-    "DigitBank",
-    "DigitRecognizer",
-    "OnnxDigitRecognizer",
-    "demo_path",
-    "export_onnx",
-    "lead_samples",
-    "listen_main",
-    "StreamResult",
-    "register_listen",
-    "word_bounds",
-]
+    "LABELS", "ConvGRU", "Detection", "DigitBank", "DigitRecognizer", "OnnxDigitRecognizer",
+    "demo_path", "export_onnx", "lead_samples", "listen_main", "StreamResult",
+    "register_listen", "word_bounds",
+]  # fmt: skip
 
 
 class DigitRecognizer:
@@ -272,7 +264,7 @@ class DigitRecognizer:
         """Write the model, the front end's and decoder's settings to ``path`` (atomically).
 
         ``info`` is free-form JSON provenance (data, training settings) kept in the header.
-        The model must be a ``RecurrentModel(LSTM | GRU | RNN, Readout)``.
+        The model must be a ``RecurrentModel(LSTM | GRU | RNN | ConvGRU, Readout)``.
         """
         decoder = {k: getattr(self.decoder, k) for k in DECODER_DEFAULTS}
         header = {

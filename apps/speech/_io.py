@@ -17,6 +17,7 @@ import torch
 from streamrnn.utils import atomic_write_bytes, read_header, read_tensors, safetensors_bytes
 
 from .._checks import check_model_config
+from ._conv import ConvGRU, check_conv_config
 
 __all__ = [
     "FEATURE_KEYS",
@@ -84,16 +85,22 @@ def read_file(path) -> tuple[dict, dict]:
         raise ValueError(f"{where}: header entry 'decoder' must be a mapping")
     if not isinstance(header["labels"], list):
         raise ValueError(f"{where}: header entry 'labels' must be a list")
-    check_model_config(header["model"], head)
+    model = header["model"]
+    cell = model.get("cell") if isinstance(model, dict) else None
+    if isinstance(cell, dict) and cell.get("type") == "ConvGRU":
+        check_conv_config(model, head)
+    else:
+        check_model_config(model, head)
     return read_tensors(head), header
 
 
 def build_model(config: dict, tensors: dict, where: str) -> torch.nn.Module:
-    """Rebuild ``RecurrentModel(LSTM | GRU | RNN, Readout)`` from its config and tensors."""
+    """Rebuild ``RecurrentModel(LSTM | GRU | RNN | ConvGRU, Readout)`` from its config and
+    tensors."""
     from streamrnn.cells import GRU, LSTM, RNN
     from streamrnn.heads import Readout, RecurrentModel
 
-    layers = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
+    layers = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN, "ConvGRU": ConvGRU}
     try:
         if config.get("type") != "RecurrentModel" or config.get("num_tokens") is not None:
             raise ValueError(f"a RecurrentModel without tokens, got {config.get('type')!r}")
@@ -107,6 +114,6 @@ def build_model(config: dict, tensors: dict, where: str) -> torch.nn.Module:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(
             f"path {where!r}: the model header and tensors must describe a "
-            f"RecurrentModel(LSTM/GRU/RNN, Readout): {exc}"
+            f"RecurrentModel(LSTM/GRU/RNN/ConvGRU, Readout): {exc}"
         ) from exc
     return model.eval()

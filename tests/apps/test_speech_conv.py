@@ -1,0 +1,280 @@
+"""The recogniser's conv-front cell (``streamrnn.apps.speech.ConvGRU``): its equations step
+by step, streaming == one pass, its ONNX export == the eager cell (float32 and float64,
+random chunkings, ragged ``lengths``), a recogniser file with it round-trips, a forged
+header is refused before anything is built, and a DigitBank stream gets what the
+recogniser alone gets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import load_file, save_file
+
+import streamrnn
+from streamrnn.adapters.audio import WavSource
+from streamrnn.apps.speech import ConvGRU, DigitBank, DigitRecognizer, demo_path, export_onnx
+from streamrnn.apps.speech._export import initial_feeds
+from streamrnn.export import Graph, OnnxModel, add_model, read_metadata, to_onnx, write_graph
+from streamrnn.heads import Readout, RecurrentModel
+
+
+def _model(f=8, hidden=6, dtype=torch.float32, seed=4, **kw) -> RecurrentModel:
+    """A model with a non-trivial standardisation (the carried frames are standardised)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = RecurrentModel(ConvGRU(f, hidden, seed=seed, **{"channels": 3, **kw}),
+                           Readout(hidden, 11, seed=seed + 1)).to(dtype).eval()
+    model.cell.mean.copy_(torch.randn(f, generator=gen, dtype=dtype))
+    model.cell.std.copy_(torch.rand(f, generator=gen, dtype=dtype) + 0.5)
+    return model
+
+
+def _reference(cell, x: torch.Tensor) -> torch.Tensor:
+    """The ConvGRU's equations one step at a time: the filters on the window of the last
+    ``kernel_time`` standardised frames (standardised zeros before the first), written as
+    sums over the window, a ReLU, the largest of each ``pool`` bands, a GRU cell step."""
+    k, kb, pool = cell.kernel_time, cell.kernel_bands, cell.pool
+    b, t, f = x.shape
+    z = (x - cell.mean) / cell.std
+    z = torch.cat([z.new_zeros(b, k - 1, f), z], 1)
+    z = torch.nn.functional.pad(z, (kb // 2, kb // 2))  # zeros beyond the edge bands
+    w, bias = cell.conv.weight[:, 0], cell.conv.bias  # (C, k, kb), (C,)
+    rnn = cell.gru.rnn
+    step = torch.nn.GRUCell(rnn.input_size, rnn.hidden_size).to(x.dtype)
+    step.load_state_dict({name[:-3]: p for name, p in rnn.state_dict().items()})
+    h, ys = x.new_zeros(b, rnn.hidden_size), []
+    for i in range(t):
+        window = z[:, i : i + k]  # (B, k, F + kb - 1)
+        out = torch.stack([(window[:, :, j : j + kb, None] * w.permute(1, 2, 0)).sum((1, 2))
+                           for j in range(f)], 2) + bias[None, :, None]  # (B, C, F)
+        pooled = torch.relu(out).reshape(b, -1, f // pool, pool).amax(-1)
+        h = step(pooled.reshape(b, -1), h)
+        ys.append(h)
+    return torch.stack(ys, 1)
+
+
+@pytest.mark.parametrize("kernel_time, pool", [(3, 2), (1, 1), (4, 4)])
+def test_conv_gru_equals_its_equations_step_by_step(kernel_time, pool):
+    cell = _model(dtype=torch.float64, kernel_time=kernel_time, pool=pool, seed=2).cell
+    x = torch.randn(2, 9, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        got = cell(x)[0]
+        want = _reference(cell, x)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 30), max_size=8), float64=st.booleans())
+def test_conv_gru_streamed_in_any_chunks_equals_one_pass(cuts, float64):
+    """Through the library's Stream (the torch engine: the cell has no compiled form), a
+    recogniser model with the conv front gets the outputs and state of one offline pass,
+    whatever the chunks (empty and one-step ones included)."""
+    dtype = torch.float64 if float64 else torch.float32
+    model = _model(dtype=dtype)
+    x = torch.randn(30, 8, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    with torch.no_grad():
+        want, state = model(x[None])
+    stream = streamrnn.Stream(model)
+    edges = [0, *sorted(cuts), 30]
+    got = torch.cat([stream.push(x[a:b]) for a, b in itertools.pairwise(edges)])
+    tol = 1e-10 if float64 else 1e-5
+    torch.testing.assert_close(got, want[0], atol=tol, rtol=tol)
+    for part in ("h", "frames"):
+        torch.testing.assert_close(stream.state[part], state[part], atol=tol, rtol=tol)
+
+
+def test_config_rules_name_the_parameter():
+    for kw, match in [({"kernel_bands": 4}, "kernel_bands must be odd"),
+                      ({"pool": 3}, "must be a multiple of pool"),
+                      ({"channels": 0}, "channels"), ({"num_layers": 2}, "num_layers must be 1")]:
+        with pytest.raises(ValueError, match=match):
+            ConvGRU(8, 6, **kw)
+
+
+# ------------------------------------------------------------------ the export form
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory):
+    """One exported file per (dtype, kernel_time, pool), for every batch size."""
+    out = {}
+    for dtype, kt, pool in [(torch.float32, 3, 2), (torch.float64, 3, 2),
+                            (torch.float32, 1, 1), (torch.float64, 4, 4)]:
+        model = _model(dtype=dtype, kernel_time=kt, pool=pool, seed=kt + pool)
+        path = tmp_path_factory.mktemp("conv") / f"{dtype}_{kt}_{pool}.onnx"
+        to_onnx(model, path)
+        out[dtype, kt, pool] = model, OnnxModel(path)
+    return out
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(which=st.integers(0, 3), batch=st.sampled_from([1, 3]), seed=st.integers(0, 2**16),
+       split=st.lists(st.sampled_from([0, 1, 1, 2, 3, 7]), min_size=1, max_size=8))
+def test_chunked_onnx_equals_one_eager_pass(onnx_models, which, batch, seed, split):
+    """Chunk by chunk through onnxruntime, the state carried through the graph's ports,
+    from a random state: the eager cell's outputs and state of one pass (float32 1e-5,
+    float64 1e-10; the float64 graph checks the filter matrix exactly)."""
+    model, onnx_model = list(onnx_models.values())[which]
+    dtype = model.cell.mean.dtype
+    gen = torch.Generator().manual_seed(seed)
+    steps = sum(split)
+    x = torch.randn(batch, steps, 8, generator=gen, dtype=dtype) * 2.0
+    s0 = streamrnn.State(**{k: torch.randn(v.shape, generator=gen, dtype=dtype)
+                            for k, v in model.initial_state(batch, dtype=dtype).items()})
+    with torch.no_grad():
+        want, want_state = model(x, s0)
+    got, state, start = [], s0, 0
+    for length in split:
+        y, state = onnx_model(x[:, start:start + length], state)
+        got.append(y)
+        start += length
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(torch.cat(got, 1), want, atol=tol, rtol=0)
+    for part in ("h", "frames"):
+        torch.testing.assert_close(state[part], want_state[part], atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lengths_leave_each_streams_frames_and_state_after_its_last_real_step(dtype, tmp_path):
+    model = _model(dtype=dtype, kernel_time=3, pool=2, seed=9)
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    g = Graph("lengths")
+    x = g.input("x", np_dtype, ["T", "B", 8])
+    lengths = g.input("lengths", np.int64, ["B"])
+    shapes = {k: [1, "B", *v] for k, v in model.cell.state_shapes().items()}
+    state = {k: g.input(f"state_{k}", np_dtype, shapes[k]) for k in shapes}
+    y, new = add_model(g, model, x, state, lengths)
+    g.output("y", y, np_dtype, ["T", "B", 11])
+    for k, v in new.items():
+        g.output(f"new_state_{k}", v, np_dtype, shapes[k])
+    write_graph(g, tmp_path / "lengths.onnx", {})
+    session = ort.InferenceSession(str(tmp_path / "lengths.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(3)
+    xs = torch.randn(6, 4, 8, generator=gen, dtype=dtype)
+    s0 = streamrnn.State(**{k: torch.randn(v.shape, generator=gen, dtype=dtype)
+                            for k, v in model.initial_state(4, dtype=dtype).items()})
+    lens = np.array([6, 1, 3, 2])
+    y, *got = session.run(None, {"x": xs.numpy(), "lengths": lens,
+                                 **{f"state_{k}": v.numpy() for k, v in s0.items()}})
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for b, n in enumerate(lens):
+        with torch.no_grad():
+            want_y, want = model(xs[:n, b:b + 1].transpose(0, 1),
+                                 streamrnn.State(**{k: v[:, b:b + 1] for k, v in s0.items()}))
+        np.testing.assert_allclose(y[:n, b], want_y[0].numpy(), rtol=0, atol=tol)
+        for k, part in zip(s0.parts, got, strict=True):
+            np.testing.assert_allclose(part[:, b], want[k][:, 0].numpy(), rtol=0, atol=tol)
+
+
+# ------------------------------------------------------------------ in the recogniser
+
+
+@pytest.fixture(scope="module")
+def conv_file(tmp_path_factory):
+    """A recogniser file with a (small, untrained) ConvGRU model and the shipped front end."""
+    rec = DigitRecognizer(_model(f=40, hidden=12, channels=4, pool=4, seed=7),
+                          DigitRecognizer.load().features)
+    path = tmp_path_factory.mktemp("convrec") / "conv.safetensors"
+    rec.save(path)
+    return rec, path
+
+
+def _posteriors(rec: DigitRecognizer, pcm: np.ndarray) -> np.ndarray:
+    rec.reset()
+    logits = rec.logits(rec.features.push(pcm).numpy())
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def test_a_conv_recogniser_file_round_trips(conv_file):
+    rec, path = conv_file
+    back = DigitRecognizer.load(path)
+    assert type(back.model.cell) is ConvGRU and back.model.cell.pool == 4
+    for name, value in rec.model.state_dict().items():
+        torch.testing.assert_close(back.model.state_dict()[name], value, rtol=0, atol=0)
+    pcm = WavSource(demo_path()).read()[:16000]
+    np.testing.assert_array_equal(_posteriors(back, pcm), _posteriors(rec, pcm))
+
+
+def _forge(src, dst, cell=None, drop=None):
+    tensors = load_file(src)
+    with open(src, "rb") as fh:  # the metadata, as safetensors stores it
+        size = int.from_bytes(fh.read(8), "little")
+        meta = json.loads(fh.read(size))["__metadata__"]
+    if cell:
+        model = json.loads(meta["model"])
+        model["cell"].update(cell)
+        meta["model"] = json.dumps(model)
+    if drop:
+        del tensors[drop]
+    meta.pop("checksum", None)
+    meta["version"] = "1"  # an unsealed file: the header checks alone stand
+    save_file(tensors, dst, metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"cell": {"channels": 10**9}}, "'channels' must be an int in"),
+    ({"cell": {"hidden_size": 64}}, "the tensors hold"),
+    ({"cell": {"pool": 3}}, "a pool that divides input_size"),
+    ({"cell": {"kernel_bands": 4}}, "odd kernel_bands"),
+    ({"cell": {"kernel_time": True}}, "'kernel_time' must be an int"),
+    ({"drop": "cell.mean"}, "the tensors hold"),
+], ids=["channels-1e9", "hidden", "pool", "bands", "bool", "missing-buffer"])
+def test_forged_conv_headers_are_refused_naming_the_file(conv_file, tmp_path, change, match):
+    _, path = conv_file
+    forged = _forge(str(path), str(tmp_path / "forged.safetensors"), **change)
+    with pytest.raises(ValueError, match=match) as info:
+        DigitRecognizer.load(forged)
+    assert str(forged) in str(info.value)
+
+
+def test_the_exported_conv_recogniser_equals_the_python_one(conv_file, tmp_path):
+    rec, _ = conv_file
+    export_onnx(rec, tmp_path / "conv.onnx")
+    meta = read_metadata(tmp_path / "conv.onnx")
+    assert set(meta["state"]) == {"pcm", "h", "frames"}
+    session = ort.InferenceSession(str(tmp_path / "conv.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    pcm = WavSource(demo_path()).read()[4000:4000 + 41 * 80][None]
+    feeds, posts = initial_feeds(meta, 1), []
+    names = [o.name for o in session.get_outputs()]
+    for a, b in [(0, 1), (1, 3), (3, 20), (20, 41)]:  # hops
+        out = dict(zip(names, session.run(None, {**feeds, "pcm": pcm[:, a * 80:b * 80]}),
+                       strict=True))
+        posts.append(out["posteriors"][0])
+        feeds = {k: out[f"new_{k}"] for k in feeds}
+    np.testing.assert_allclose(np.concatenate(posts), _posteriors(rec, pcm[0]), rtol=0,
+                               atol=1e-5)
+
+
+def test_a_bank_stream_gets_what_the_conv_recogniser_gets_alone(conv_file):
+    rec, path = conv_file
+    pcm = WavSource(demo_path()).read()
+    bank = DigitBank(DigitRecognizer.load(path), max_streams=3)
+    for key in ("a", "b"):
+        bank.open(key)
+    posts = {"a": [], "b": []}
+    rng = np.random.default_rng(0)
+    at = {"a": 0, "b": 0}
+    while at["a"] < len(pcm) or at["b"] < len(pcm):
+        chunks = {}
+        for key in posts:
+            size = int(rng.choice([0, 80, 160, 801, 3000]))
+            chunks[key] = pcm[at[key]:at[key] + size]
+            at[key] += size
+        for key, res in bank.push(chunks).items():
+            posts[key].append(res.posteriors)
+    want = _posteriors(rec, pcm)
+    for key in posts:
+        got = np.concatenate(posts[key])
+        assert len(got) == len(want)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
