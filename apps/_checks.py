@@ -10,9 +10,10 @@ and minutes.
 
 from __future__ import annotations
 
+from streamrnn.cells.convgru import CONV_KEYS
 from streamrnn.utils import FileHeader
 
-__all__ = ["GATES", "check_model_config", "recurrent_numel"]
+__all__ = ["GATES", "check_conv_config", "check_model_config", "conv_numel", "recurrent_numel"]
 
 #: Gate blocks per layer of the built-in cells (the weight rows are ``gates * hidden``).
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -84,3 +85,48 @@ def check_model_config(config, head: FileHeader, prefix: str = "",
                          f"RecurrentModel of the same size: the header declares {want} "
                          f"parameters ({cell['type']} {sizes}, {n_out} outputs), the "
                          f"tensors hold {have}")
+
+
+def conv_numel(cell: dict, n_out: int) -> int:
+    """Values of ``RecurrentModel(ConvGRU(**cell), Readout(hidden, n_out))``: the filters
+    and their biases, the standardisation (2 F), the GRU and the readout.
+
+    Examples
+    --------
+    >>> conv_numel({"input_size": 40, "hidden_size": 8, "channels": 2, "kernel_time": 3,
+    ...             "kernel_bands": 5, "pool": 4}, 11)  # 32 + 80 + (672 + 48) + 99
+    931
+    """
+    f, h, c = cell["input_size"], cell["hidden_size"], cell["channels"]
+    front = c * cell["kernel_time"] * cell["kernel_bands"] + c + 2 * f
+    gru = 3 * h * (c * (f // cell["pool"]) + h) + 6 * h
+    return front + gru + n_out * h + n_out
+
+
+def check_conv_config(model: dict, head: FileHeader) -> None:
+    """Refuse a ``RecurrentModel(ConvGRU, Readout)`` configuration whose sizes the file's
+    tensors cannot hold, or whose value count differs from theirs (``ValueError`` naming
+    the file and the field; nothing is allocated)."""
+    where, limit = head.where, max(head.numel(), 1)
+    cell, out = model.get("cell"), model.get("head")
+    if model.get("type") != "RecurrentModel" or model.get("num_tokens") is not None or \
+            not isinstance(out, dict) or out.get("type") != "Readout" or \
+            out.get("bias", True) is not True:
+        raise ValueError(f"{where}: a ConvGRU model must be a RecurrentModel with a Readout "
+                         f"head (with bias) and no tokens, got {model!r}"[:300])
+    fields = [(cell, key) for key in ("input_size", "hidden_size", "num_layers", *CONV_KEYS)]
+    for config, key in [*fields, (out, "output_size")]:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValueError(f"{where}: model field {key!r} must be an int in [1, {limit}] "
+                             f"(the file's tensors hold {limit} values), got {value!r}")
+    if cell["num_layers"] != 1 or cell["kernel_bands"] % 2 == 0 or \
+            cell["input_size"] % cell["pool"]:
+        raise ValueError(f"{where}: a ConvGRU has 1 layer, odd kernel_bands and a pool that "
+                         f"divides input_size, got {cell!r}"[:300])
+    want, have = conv_numel(cell, out["output_size"]), head.numel()
+    if want != have:
+        raise ValueError(f"{where}: the model header and tensors must describe a "
+                         f"RecurrentModel of the same size: the header declares {want} "
+                         f"values (ConvGRU, {out['output_size']} outputs), the tensors hold "
+                         f"{have}")

@@ -31,7 +31,7 @@ first part of each word (``--onset-blank``: no gain; on the three worst folds, s
 79.8 % against 79.3 % with the plain vote, 81.6 % against 81.7 % with the decay), nor
 does labelling only from 70 % into the word (78.5 % and 80.1 % on those folds, a scratch
 run). A causal convolution front before the GRU (``--conv 16 --conv-pool 4
---cepstra 0``, :class:`streamrnn.apps.speech.ConvGRU`: filters over 3 frames x 5 mel
+--cepstra 0``, :class:`streamrnn.ConvGRU`: filters over 3 frames x 5 mel
 bands, the largest of each 4 bands) measured 88.3 % over seeds 0-2 against 85.5 % (87.3 %
 pooling band pairs, the first setting tried; README has the folds). Its models save, load,
 export to ONNX and run in a DigitBank like the shipped one (``--final`` / ``--keep``
@@ -102,8 +102,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchaudio.functional import create_dct
 
 import streamrnn
+from streamrnn import ConvGRU
 from streamrnn.adapters.audio import AudioFeatures, write_wav
-from streamrnn.apps.speech import LABELS, ConvGRU, DigitRecognizer, word_bounds
+from streamrnn.apps.speech import LABELS, DigitRecognizer, word_bounds
 from streamrnn.heads import Readout, RecurrentModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -461,7 +462,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--adversary", type=float, default=0.0, help="speaker-adversarial weight (0: off)")
     add("--cepstra", type=int, default=20, help="train on this many cepstra (0: log-mel)")
     add("--conv", type=int, default=0,
-        help="filters of a causal conv front before the GRU (speech.ConvGRU; 0: off)")
+        help="filters of a causal conv front before the GRU (streamrnn.ConvGRU; 0: off)")
     add("--conv-pool", type=int, default=2, help="mel bands per max-pool of the conv front")
     add("--epochs", type=int, default=14)
     add("--lr", type=float, default=5e-3)

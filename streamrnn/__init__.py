@@ -16,6 +16,7 @@ torch.Size([5, 8])
 from ._version import __version__
 from .bank import BankOutputs, StreamBank
 from .cells.classic import GRU, LSTM, RNN, RecurrentLayer
+from .cells.convgru import ConvGRU
 from .cells.decaygru import DecayGRU
 from .cells.mingru import MinGRU
 from .cells.minlstm import MinLSTM
@@ -32,6 +33,7 @@ __all__ = [
     "RNN",
     "BankOutputs",
     "Bidirectional",
+    "ConvGRU",
     "DecayGRU",
     "Lookahead",
     "ManyToOne",

@@ -76,7 +76,6 @@ from streamrnn.utils import check_number
 
 from ._bank import DigitBank, StreamResult
 from ._cli import listen_main
-from ._conv import ConvGRU
 from ._decode import DECODER_DEFAULTS, FrameDecoder, frames_since
 from ._endpoint import Endpointer, energy_reference_db, frame_energy_db
 from ._export import OnnxDigitRecognizer, export_onnx
@@ -92,7 +91,7 @@ from ._types import (
 )
 
 __all__ = [
-    "LABELS", "ConvGRU", "Detection", "DigitBank", "DigitRecognizer", "OnnxDigitRecognizer",
+    "LABELS", "Detection", "DigitBank", "DigitRecognizer", "OnnxDigitRecognizer",
     "demo_path", "export_onnx", "lead_samples", "listen_main", "StreamResult",
     "register_listen", "word_bounds",
 ]  # fmt: skip

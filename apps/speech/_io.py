@@ -16,8 +16,7 @@ import torch
 
 from streamrnn.utils import atomic_write_bytes, read_header, read_tensors, safetensors_bytes
 
-from .._checks import check_model_config
-from ._conv import ConvGRU, check_conv_config
+from .._checks import check_conv_config, check_model_config
 
 __all__ = [
     "FEATURE_KEYS",
@@ -97,7 +96,7 @@ def read_file(path) -> tuple[dict, dict]:
 def build_model(config: dict, tensors: dict, where: str) -> torch.nn.Module:
     """Rebuild ``RecurrentModel(LSTM | GRU | RNN | ConvGRU, Readout)`` from its config and
     tensors."""
-    from streamrnn.cells import GRU, LSTM, RNN
+    from streamrnn.cells import GRU, LSTM, RNN, ConvGRU
     from streamrnn.heads import Readout, RecurrentModel
 
     layers = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN, "ConvGRU": ConvGRU}

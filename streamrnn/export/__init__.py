@@ -1,6 +1,6 @@
 """Export with explicit state: ONNX graphs that onnxruntime runs in any language.
 
-:func:`to_onnx` writes a cell (RNN, LSTM, GRU, MinGRU, MinLSTM; any number of layers)
+:func:`to_onnx` writes a cell (RNN, LSTM, GRU, MinGRU, MinLSTM, ConvGRU; any number of layers)
 or a :class:`~streamrnn.RecurrentModel` of one as an ONNX graph whose recurrent state is
 explicit: inputs ``x`` and ``state_<part>``, outputs ``y`` and ``new_state_<part>``,
 batch and time dynamic, and metadata (:func:`read_metadata`) that says what the file
@@ -16,7 +16,7 @@ a model (the digit recogniser's, PCM to posteriors:
 and :func:`if_steps`, and written with :func:`write_graph`.
 """
 
-from . import _classic, _min  # noqa: F401  (they register the built-in export forms)
+from . import _classic, _conv, _min  # noqa: F401  (they register the built-in export forms)
 from ._build import add_model, if_steps
 from ._graph import Graph
 from ._runtime import OnnxModel, read_metadata

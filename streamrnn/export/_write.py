@@ -139,7 +139,7 @@ def to_onnx(model, path, *, opset: int | None = None, quantize: str | None = Non
     Traceback (most recent call last):
     ...
     ValueError: cell DecayGRU (registered name 'decaygru') has no export form; cells with
-    one: ['gru', 'lstm', 'mingru', 'minlstm', 'rnn'] (add one with
+    one: ['convgru', 'gru', 'lstm', 'mingru', 'minlstm', 'rnn'] (add one with
     streamrnn.export.register_export)
     """
     g, facts = model_graph(model)

@@ -1,12 +1,15 @@
-"""The recogniser's conv-front cell (``streamrnn.apps.speech.ConvGRU``): its equations step
-by step, streaming == one pass, its ONNX export == the eager cell (float32 and float64,
-random chunkings, ragged ``lengths``), a recogniser file with it round-trips, a forged
-header is refused before anything is built, and a DigitBank stream gets what the
-recogniser alone gets.
+"""The conv-front cell (``streamrnn.ConvGRU``), the recogniser's model option: its
+equations step by step; streaming on the compiled engine (the front's compiled loop, then
+the GRU's kernels) == one torch pass in any chunking, one stream or many (compiled up to 16
+streams a call, torch beyond), a rejected chunk changing nothing and changed weights seen;
+its ONNX export == the eager cell (float32 and float64, random chunkings, ragged
+``lengths``); a recogniser file with it round-trips, a forged header is refused before
+anything is built, and a DigitBank stream gets what the recogniser alone gets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -19,9 +22,11 @@ from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 import streamrnn
+from streamrnn import ConvGRU
 from streamrnn.adapters.audio import WavSource
-from streamrnn.apps.speech import ConvGRU, DigitBank, DigitRecognizer, demo_path, export_onnx
+from streamrnn.apps.speech import DigitBank, DigitRecognizer, demo_path, export_onnx
 from streamrnn.apps.speech._export import initial_feeds
+from streamrnn.engines import CompiledEngine
 from streamrnn.export import Graph, OnnxModel, add_model, read_metadata, to_onnx, write_graph
 from streamrnn.heads import Readout, RecurrentModel
 
@@ -73,9 +78,9 @@ def test_conv_gru_equals_its_equations_step_by_step(kernel_time, pool):
 @settings(max_examples=25, deadline=None)
 @given(cuts=st.lists(st.integers(0, 30), max_size=8), float64=st.booleans())
 def test_conv_gru_streamed_in_any_chunks_equals_one_pass(cuts, float64):
-    """Through the library's Stream (the torch engine: the cell has no compiled form), a
-    recogniser model with the conv front gets the outputs and state of one offline pass,
-    whatever the chunks (empty and one-step ones included)."""
+    """Through the library's Stream (the compiled engine: the front's loop, then the GRU's
+    kernels), a recogniser model with the conv front gets the outputs and state of one
+    offline torch pass, whatever the chunks (empty and one-step ones included)."""
     dtype = torch.float64 if float64 else torch.float32
     model = _model(dtype=dtype)
     x = torch.randn(30, 8, generator=torch.Generator().manual_seed(3), dtype=dtype)
@@ -84,10 +89,102 @@ def test_conv_gru_streamed_in_any_chunks_equals_one_pass(cuts, float64):
     stream = streamrnn.Stream(model)
     edges = [0, *sorted(cuts), 30]
     got = torch.cat([stream.push(x[a:b]) for a, b in itertools.pairwise(edges)])
+    assert stream.engine == "compiled"
     tol = 1e-10 if float64 else 1e-5
     torch.testing.assert_close(got, want[0], atol=tol, rtol=tol)
     for part in ("h", "frames"):
         torch.testing.assert_close(stream.state[part], state[part], atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("streams", [3, 20])  # compiled (<= 16 a call), torch beyond
+def test_a_bank_of_conv_streams_equals_each_stream_alone(streams):
+    model = _model(kernel_time=4, pool=4, seed=11)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(streams, 9, 8, generator=gen) * 2.0
+    with torch.no_grad():
+        want, state = model(x)
+    bank = streamrnn.StreamBank(model, max_streams=32)
+    keys = [f"s{i}" for i in range(streams)]
+    got = []
+    for a, b in [(0, 1), (1, 4), (4, 5), (5, 9)]:
+        out = bank.push({k: x[i, a:b] if b - a > 1 else x[i, a] for i, k in enumerate(keys)})
+        got.append(torch.stack([out[k].reshape(b - a, -1) for k in keys]))
+    torch.testing.assert_close(torch.cat(got, 1), want, rtol=0, atol=1e-5)
+    for i, k in enumerate(keys):
+        torch.testing.assert_close(bank.get_state(k).frames[:, 0], state.frames[:, i], rtol=0,
+                                   atol=1e-6)
+
+
+def test_a_rejected_chunk_changes_nothing_and_new_weights_are_seen():
+    model = _model(seed=12)
+    stream = streamrnn.Stream(model)
+    x = torch.randn(6, 8, generator=torch.Generator().manual_seed(6))
+    stream.push(x[:3])
+    before = stream.state
+    bad = x[3:].clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="non-finite|NaN"):
+        stream.push(bad)
+    for part in ("h", "frames"):  # neither the GRU's state nor the front's frames moved
+        torch.testing.assert_close(stream.state[part], before[part], rtol=0, atol=0)
+    def replace_mean():  # a buffer replaced (load_state_dict(assign=True) does that)
+        model.cell.mean = model.cell.mean + 0.5
+
+    for change in (replace_mean, lambda: model.cell.std.mul_(2.0),  # in place, as
+                   lambda: model.cell.conv.weight.mul_(-1.0)):  # load_state_dict writes
+        with torch.no_grad():
+            change()
+            start = stream.state
+            want = model(x[3:][None], start)[0][0]
+        got = stream.push(x[3:])
+        assert stream.engine == "compiled"
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_a_chunk_the_front_overflows_resets_that_stream_on_either_engine():
+    # finite input that the standardisation blows past float32: the torch engine's state
+    # turns NaN and is reset, counted; the compiled engine reports the same, and in a bank
+    # only that stream is reset
+    model = _model(seed=13)
+    with torch.no_grad():
+        model.cell.std.fill_(1e-20)
+    big = torch.full((3, 8), 1e20)
+    for grad in (False, True):  # compiled, torch
+        stream = streamrnn.Stream(model, grad=grad)
+        with pytest.warns(RuntimeWarning, match="non-finite"):
+            y = stream.push(big)
+        assert stream.engine == ("torch" if grad else "compiled")
+        assert torch.isnan(y).all() and stream.counts["nonfinite_resets"] == 1
+        for part in ("h", "frames"):
+            assert not stream.state[part].any()
+    engine = CompiledEngine.for_model(model)  # the engine alone: the state it hands back
+    y, state = engine.run(big[None], model.initial_state(1))
+    with torch.no_grad():
+        want_y, want = model(big[None])
+    assert torch.isnan(y).all() and torch.isnan(want_y).all()
+    assert torch.isnan(state.h).all() and torch.isnan(want.h).all()
+    bank = streamrnn.StreamBank(model)
+    calm = torch.randn(3, 8, generator=torch.Generator().manual_seed(7)) * 1e-20
+    out = bank.push({"loud": big, "calm": calm})
+    assert torch.isnan(out["loud"]).all() and bank.last_reset == ["loud"]
+    assert bank.counts["nonfinite_resets"] == 1 and not bank.get_state("loud").frames.any()
+    with torch.no_grad():
+        torch.testing.assert_close(out["calm"], model(calm[None])[0][0], rtol=0, atol=1e-5)
+
+
+def test_the_compiled_learner_never_takes_a_fronted_form(monkeypatch):
+    # its kernels have no front: even a fronted form with a backward pass stays off it
+    from streamrnn.engines.compiled import _cells, forms
+    from streamrnn.engines.compiled._conv import CONVGRU_FORM
+    from streamrnn.engines.compiled.learner import learner_eligible
+
+    model = _model(dtype=torch.float64, seed=14)
+    assert not learner_eligible(model)
+    monkeypatch.setitem(forms._FORMS, "convgru",
+                        dataclasses.replace(CONVGRU_FORM, backward=_cells.gru_backward))
+    assert not learner_eligible(model)
+    plain = RecurrentModel(streamrnn.GRU(8, 6, seed=0), Readout(6, 11, seed=1)).double()
+    assert learner_eligible(plain)  # the check is not vacuous
 
 
 def test_config_rules_name_the_parameter():

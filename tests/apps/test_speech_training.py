@@ -15,8 +15,9 @@ import torch
 from torchaudio.functional import create_dct
 
 import streamrnn
+from streamrnn import ConvGRU
 from streamrnn.adapters.audio import AudioFeatures
-from streamrnn.apps.speech import ConvGRU, word_bounds
+from streamrnn.apps.speech import word_bounds
 from streamrnn.heads import Readout, RecurrentModel
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

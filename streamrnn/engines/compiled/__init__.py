@@ -108,11 +108,14 @@ class CompiledEngine:
         self.model = model
         self.packed = packed
         self.tokens = packed.plan.embedding is not None
-        self.parts = packed.plan.form.parts
+        form = packed.plan.form
+        self.parts = form.parts + form.front_parts  # the layers' parts, then the front's
+        self._core = len(form.parts)
+        self.fronted = form.front is not None
         self.output_size = packed.output_size
         self.np_dtype = packed.np_dtype
         self.run_values, self.run_one, self.run_tokens, self.run_batch, self.run_step = (
-            _kernels(packed.plan.form))
+            _kernels(form.kernels))
         # ready() -> bool: whether the model still fits the engine (changed weights are
         # re-packed); packed.current itself, one Python call less per step
         self.ready = packed.current
@@ -149,7 +152,36 @@ class CompiledEngine:
         if self.tokens:
             return self.run_tokens(p.weights, p.meta, p.embedding, x, parts, rows, y, bad,
                                    self._work, softmax)
+        if self.fronted:
+            return self._through_front(x, parts, rows, y, bad, lambda z, core: self.run_values(
+                p.weights, p.meta, z, core, rows, y, bad, self._work, softmax))
         return self.run_values(p.weights, p.meta, x, parts, rows, y, bad, self._work, softmax)
+
+    def _through_front(self, x: np.ndarray, parts: tuple, rows: np.ndarray, y: np.ndarray,
+                       bad: np.ndarray, run) -> int:
+        """``run(z, layer_parts)`` on the front's map ``z`` of ``x`` (any of step_rows'
+        shapes), then the front's state of ``rows`` is written. A non-finite ``x`` changes
+        nothing (-1). A stream whose finite chunk the front overflows (values too large for
+        the dtype) is stepped on zeros, then given NaN outputs and a NaN state and counted
+        in ``bad``, as the torch engine's state turns non-finite: its caller resets it."""
+        if not _all_finite(x):
+            return -1
+        x3 = x.reshape((1,) * (3 - x.ndim) + x.shape)
+        core, own = parts[:self._core], parts[self._core:]
+        z, new = self.packed.plan.front(x3, tuple(part[0, rows] for part in own))
+        over = None if _all_finite(z) else ~np.isfinite(z).all(axis=(1, 2))
+        if over is not None:
+            z[over] = 0.0
+        code = run(z.reshape(x.shape[:-1] + z.shape[-1:]), core)  # z finite: never -1
+        for part, value in zip(own, new, strict=True):
+            part[0, rows] = value
+        if over is not None:
+            y.reshape(len(rows), -1)[over] = np.nan
+            for part in core:
+                part[:, rows[over]] = np.nan
+            bad[over] = 1
+            code = int(np.count_nonzero(bad))
+        return code
 
     def step_one(self, x: Tensor, parts: tuple, y: np.ndarray, bad: np.ndarray,
                  softmax: bool = False) -> int:
@@ -163,8 +195,8 @@ class CompiledEngine:
         -----
         x: ``(T, F)`` -> y: ``(T, O)``; ``(F,)`` -> ``(O,)``.
         """
-        if self.tokens:
-            return self.step_rows(x.numpy(), parts, _ONE_ROW, y, bad, softmax)
+        if self.tokens or self.fronted:
+            return self.step_rows(x.resolve_neg().numpy(), parts, _ONE_ROW, y, bad, softmax)
         if x.is_neg() or not x.is_contiguous():  # the address must hold the values
             x = x.resolve_neg().contiguous()
         p = self.packed
@@ -182,6 +214,9 @@ class CompiledEngine:
         x: ``(B, T, F)`` or ids ``(B, T)`` -> y: ``(B, T, O)``.
         """
         p = self.packed
+        if self.fronted:
+            return self._through_front(x, parts, rows, y, bad, lambda z, core: self.run_batch(
+                p.weights, p.meta, p.embedding, z, self._no_ids, core, rows, y, bad))
         x_in, ids = (self._no_x, x) if self.tokens else (x, self._no_ids)
         if x.shape[1] == 1 and self.stacks:
             return self.run_step(p.weights, p.meta, p.embedding, x_in, ids, parts, rows, y,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from . import _cells, _mingru  # noqa: F401 - _mingru registers MinGRU's form
+from . import (  # noqa: F401 - _mingru registers MinGRU's form
+                         _cells,
+                         _conv,  # noqa: F401 - registers ConvGRU's form (after GRU_FORM: it shares its step)
+                         _mingru,
+)
 from .forms import CompiledForm, register_compiled
 
 __all__ = ["GRU_FORM", "LSTM_FORM", "RELU_FORM", "TANH_FORM"]

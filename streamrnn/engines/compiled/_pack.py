@@ -76,6 +76,7 @@ class Plan:
     head: tuple | None  # (weight (O, H), bias (O,) | None)
     embedding: Tensor | None  # (V, E)
     dtype: torch.dtype
+    front: object = None  # the form's Front of the cell's current weights, if it has one
 
     @property
     def tensors(self) -> list[Tensor]:
@@ -84,7 +85,7 @@ class Plan:
             out += [t for t in self.head if t is not None]
         if self.embedding is not None:
             out.append(self.embedding)
-        return out
+        return out + (list(self.front.tensors) if self.front is not None else [])
 
 
 def plan_for(model) -> Plan | None:
@@ -108,7 +109,10 @@ def plan_for(model) -> Plan | None:
     layers = None if form is None else form.weights(cell)
     if not layers:
         return None
-    plan = Plan(cell, form, layers, head, embedding, layers[0][1].dtype)
+    if form.front is not None and embedding is not None:
+        return None
+    front = None if form.front is None else form.front(cell)
+    plan = Plan(cell, form, layers, head, embedding, layers[0][1].dtype, front)
     tensors = plan.tensors
     if plan.dtype not in (torch.float32, torch.float64) or any(
             t.dtype != plan.dtype or t.device.type != "cpu" for t in tensors):
@@ -142,10 +146,11 @@ class Packed:
         self._tensors = plan.tensors
         self._cell = plan.cell
         self._dropout = bool(getattr(plan.cell, "dropout", 0.0)) and len(plan.layers) > 1
-        # where each tensor lives (module._parameters, name): a replaced one is noticed
+        # where each tensor lives (module._parameters or _buffers, name): a replaced one
+        # is noticed
         wanted = {id(t) for t in self._tensors}
-        slots = [(m._parameters, n) for m in self.model.modules()
-                 for n, t in m._parameters.items() if id(t) in wanted]
+        slots = [(d, n) for m in self.model.modules() for d in (m._parameters, m._buffers)
+                 for n, t in d.items() if t is not None and id(t) in wanted]
         self._dicts, self._names = [d for d, _ in slots], [n for _, n in slots]
 
     def current(self) -> bool:

@@ -17,17 +17,26 @@ Adding a compiled form for a cell is one registration::
 caches its kernels around them. ``weights(cell)`` (default: the cell's wrapped
 ``nn.RNNBase`` as the built-in cells have it) gives each layer's
 ``(weight_ih, weight_hh, bias_ih, bias_hh)`` in torch's layout, or ``None`` to decline.
+
+A cell whose input passes through a stateful map before its recurrent layers (a causal
+convolution over the last frames, as ``streamrnn.apps.speech.ConvGRU`` has) gives that
+map as its form's ``front`` (a :class:`Front`, built from the cell's current weights)
+and the layers as ``weights``: the engine maps each chunk through the front, then runs
+the layers' kernels on the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
 
 from ...cells.base import cell_name
 from ...cells.classic import RecurrentLayer
 
-__all__ = ["CompiledForm", "classic_weights", "compiled_form", "register_compiled"]
+__all__ = ["CompiledForm", "Front", "classic_weights", "compiled_form", "register_compiled"]
 
 
 def classic_weights(cell) -> list[tuple] | None:
@@ -79,6 +88,13 @@ class CompiledForm:
         not GRU, whose candidate reads ``gh`` alone). Then one step of many streams is one
         matrix product per layer, of the rows ``[x, h, 1]`` with the stacked
         ``[W_ih^T; W_hh^T; b_ih]``, and ``gh`` is ``b_hh``. Default ``False``: two products.
+    front : callable or None
+        ``front(cell)`` -> a :class:`Front` of the cell's current weights: a stateful map
+        of each chunk's input before the first layer (a convolution over the last frames,
+        say), whose state parts ``front_parts`` follow ``parts`` in the state. ``None``
+        (default): the input enters the first layer as it is.
+    front_parts : tuple of str
+        The front's state parts, each ``(1, B, P)``.
 
     Threads
     -------
@@ -101,6 +117,30 @@ class CompiledForm:
     backward: Callable | None = None
     weights: Callable = field(default=classic_weights)
     additive: bool = False
+    front: Callable | None = None
+    front_parts: tuple[str, ...] = ()
+
+    @property
+    def kernels(self) -> CompiledForm:
+        """The form the inference kernels are built from: equal for cells that share a
+        step, so that they share their compiled kernels."""
+        return replace(self, backward=None, weights=classic_weights, front=None,
+                       front_parts=())
+
+
+class Front(Protocol):
+    """A stateful map of a chunk's input before the first layer (:attr:`CompiledForm.front`).
+
+    ``tensors`` are the model's tensors it was built from (the engine re-builds it when one
+    of them changes). ``front(x, past)`` maps ``x`` ``(B, T, F)`` and the front's state of
+    those streams, one ``(B, P)`` array per part of ``front_parts``, to the first layer's
+    input ``(B, T, In)`` (contiguous) and the new state; it changes nothing itself (the
+    engine writes the state once the chunk's kernel has accepted the input).
+    """
+
+    tensors: list
+
+    def __call__(self, x: np.ndarray, past: tuple) -> tuple[np.ndarray, tuple]: ...
 
 
 _FORMS: dict[str, Callable] = {}

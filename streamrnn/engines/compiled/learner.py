@@ -31,7 +31,8 @@ def learner_eligible(model) -> bool:
     layer of a cell with a compiled form that has a backward pass (LSTM, GRU, RNN), with
     biases, and a linear readout with a bias; no embedding."""
     plan = plan_for(model)
-    if plan is None or plan.form.backward is None or plan.embedding is not None:
+    if plan is None or plan.form.backward is None or plan.embedding is not None or \
+            plan.front is not None:
         return False
     return (len(plan.layers) == 1 and all(t is not None for t in plan.layers[0])
             and plan.head is not None and plan.head[1] is not None)
