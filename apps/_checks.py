@@ -120,6 +120,9 @@ def check_conv_config(model: dict, head: FileHeader) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
             raise ValueError(f"{where}: model field {key!r} must be an int in [1, {limit}] "
                              f"(the file's tensors hold {limit} values), got {value!r}")
+    if out.get("input_size", cell["hidden_size"]) != cell["hidden_size"]:
+        raise ValueError(f"{where}: model field 'head.input_size' must equal the cell's "
+                         f"hidden_size {cell['hidden_size']}, got {out.get('input_size')!r}")
     if cell["num_layers"] != 1 or cell["kernel_bands"] % 2 == 0 or \
             cell["input_size"] % cell["pool"]:
         raise ValueError(f"{where}: a ConvGRU has 1 layer, odd kernel_bands and a pool that "

@@ -106,7 +106,7 @@ class DigitRecognizer:
         A recurrent model (``input_size``, ``initial_state``, ``forward(x, state)``) mapping
         ``features.n_features`` log-mel features to 11 logits per frame (:data:`LABELS`).
         Its weights are copied at construction. It runs in a :class:`~streamrnn.Stream`,
-        which steps a built-in cell (LSTM, GRU, RNN; any width and depth) with a
+        which steps a built-in cell (LSTM, GRU, RNN of any width and depth; ConvGRU) with a
         ``Readout`` on the compiled engine (:mod:`streamrnn.engines`) and any other model
         on torch.
     features : AudioFeatures

@@ -210,7 +210,7 @@ def export_onnx(recognizer, path, *, opset: int | None = None,
     >>> export_onnx(DigitRecognizer.load(), path)
     >>> meta = read_metadata(path)
     >>> meta["state"], meta["chunk_samples"], meta["lead_samples"]
-    ({'pcm': ['B', 160], 'h': [1, 'B', 256]}, 160, 160)
+    ({'pcm': ['B', 160], 'h': [1, 'B', 256], 'frames': [1, 'B', 80]}, 160, 160)
     >>> session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     >>> post, energy, *state = session.run(None, {"pcm": np.zeros((1, 480), np.float32),
     ...                                           **initial_feeds(meta, 1)})

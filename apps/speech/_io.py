@@ -16,7 +16,7 @@ import torch
 
 from streamrnn.utils import atomic_write_bytes, read_header, read_tensors, safetensors_bytes
 
-from .._checks import check_conv_config, check_model_config
+from .._checks import GATES, check_conv_config, check_model_config
 
 __all__ = [
     "FEATURE_KEYS",
@@ -86,7 +86,11 @@ def read_file(path) -> tuple[dict, dict]:
         raise ValueError(f"{where}: header entry 'labels' must be a list")
     model = header["model"]
     cell = model.get("cell") if isinstance(model, dict) else None
-    if isinstance(cell, dict) and cell.get("type") == "ConvGRU":
+    kind = cell.get("type") if isinstance(cell, dict) else None
+    if kind not in (*GATES, "ConvGRU"):
+        raise ValueError(f"{where}: model field 'cell' must be an LSTM, GRU, RNN or ConvGRU "
+                         f"config, got {kind!r}")
+    if kind == "ConvGRU":
         check_conv_config(model, head)
     else:
         check_model_config(model, head)

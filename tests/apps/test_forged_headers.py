@@ -108,7 +108,7 @@ def _forge_speech(src, dst, *, features=None, cell=None, drop=None, raw=None):
         ({"cell": {"hidden_size": 8192}}, "hidden_size 8192"),
         ({"cell": {"hidden_size": 10**9}}, "'hidden_size' must be an int in"),
         ({"cell": {"num_layers": 10**9}}, "'num_layers' must be an int in"),  # > the values
-        ({"cell": {"type": "Transformer"}}, "'cell' must be an LSTM, GRU or RNN"),
+        ({"cell": {"type": "Transformer"}}, "'cell' must be an LSTM, GRU, RNN or ConvGRU"),
         ({"drop": "head.linear.bias"}, "must describe a RecurrentModel"),
         ({"raw": {"features": "[1, 2]"}}, "'features' must be a mapping"),
         ({"raw": {"labels": "{not json"}}, "'labels' is not JSON"),

@@ -320,12 +320,13 @@ def _forge(src, dst, cell=None, drop=None):
 
 @pytest.mark.parametrize(("change", "match"), [
     ({"cell": {"channels": 10**9}}, "'channels' must be an int in"),
-    ({"cell": {"hidden_size": 64}}, "the tensors hold"),
+    ({"cell": {"hidden_size": 64}}, "must equal the cell.s hidden_size 64"),
+    ({"cell": {"channels": 5}}, "the tensors hold"),
     ({"cell": {"pool": 3}}, "a pool that divides input_size"),
     ({"cell": {"kernel_bands": 4}}, "odd kernel_bands"),
     ({"cell": {"kernel_time": True}}, "'kernel_time' must be an int"),
     ({"drop": "cell.mean"}, "the tensors hold"),
-], ids=["channels-1e9", "hidden", "pool", "bands", "bool", "missing-buffer"])
+], ids=["channels-1e9", "hidden", "channels", "pool", "bands", "bool", "missing-buffer"])
 def test_forged_conv_headers_are_refused_naming_the_file(conv_file, tmp_path, change, match):
     _, path = conv_file
     forged = _forge(str(path), str(tmp_path / "forged.safetensors"), **change)
