@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from . import (  # noqa: F401 - _mingru registers MinGRU's form
-                         _cells,
-                         _conv,  # noqa: F401 - registers ConvGRU's form (after GRU_FORM: it shares its step)
-                         _mingru,
-)
+from . import _cells, _conv, _mingru  # noqa: F401 - _conv, _mingru register their forms
 from .forms import CompiledForm, register_compiled
 
 __all__ = ["GRU_FORM", "LSTM_FORM", "RELU_FORM", "TANH_FORM"]

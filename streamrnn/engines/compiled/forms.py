@@ -19,7 +19,7 @@ caches its kernels around them. ``weights(cell)`` (default: the cell's wrapped
 ``(weight_ih, weight_hh, bias_ih, bias_hh)`` in torch's layout, or ``None`` to decline.
 
 A cell whose input passes through a stateful map before its recurrent layers (a causal
-convolution over the last frames, as ``streamrnn.apps.speech.ConvGRU`` has) gives that
+convolution over the last frames, as :class:`streamrnn.ConvGRU` has) gives that
 map as its form's ``front`` (a :class:`Front`, built from the cell's current weights)
 and the layers as ``weights``: the engine maps each chunk through the front, then runs
 the layers' kernels on the result.
