@@ -96,6 +96,32 @@ def test_conv_gru_streamed_in_any_chunks_equals_one_pass(cuts, float64):
         torch.testing.assert_close(stream.state[part], state[part], atol=tol, rtol=tol)
 
 
+@settings(max_examples=20, deadline=None)
+@given(cuts=st.lists(st.sampled_from([0, 1, 2, 3, 9]), min_size=1, max_size=5),
+       batch=st.sampled_from([1, 3]), float64=st.booleans(), seed=st.integers(0, 999))
+def test_the_compiled_engine_equals_the_cell_from_any_state(cuts, batch, float64, seed):
+    """CompiledEngine.run (one stream: the single-stream kernel; several: the batched one)
+    from a random state, carried frames included, in any chunking: the torch pass."""
+    dtype = torch.float64 if float64 else torch.float32
+    model = _model(dtype=dtype, kernel_time=3, pool=2, seed=seed)
+    engine = CompiledEngine.for_model(model)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, sum(cuts), 8, generator=gen, dtype=dtype)
+    s0 = model.initial_state(batch, dtype=dtype).map(
+        lambda t: torch.randn(t.shape, generator=gen, dtype=dtype))
+    with torch.no_grad():
+        want, want_state = model(x, s0)
+    got, state, start = [], s0, 0
+    for n in cuts:
+        y, state = engine.run(x[:, start:start + n], state)
+        got.append(y)
+        start += n
+    tol = 1e-10 if float64 else 1e-5
+    torch.testing.assert_close(torch.cat(got, 1), want, rtol=0, atol=tol)
+    for part in ("h", "frames"):
+        torch.testing.assert_close(state[part], want_state[part], rtol=0, atol=tol)
+
+
 @pytest.mark.parametrize("streams", [3, 20])  # compiled (<= 16 a call), torch beyond
 def test_a_bank_of_conv_streams_equals_each_stream_alone(streams):
     model = _model(kernel_time=4, pool=4, seed=11)
