@@ -36,14 +36,14 @@ first part of each word (``--onset-blank``: no gain; on the three worst folds, s
 79.8 % against 79.3 % with the plain vote, 81.6 % against 81.7 % with the decay), nor
 does labelling only from 70 % into the word (78.5 % and 80.1 % on those folds, a scratch
 run). A causal convolution front before the GRU (``--conv 16 --conv-pool 4
---cepstra 0``, :class:`streamrnn.ConvGRU`: filters over 3 frames x 5 mel
-bands, the largest of each 4 bands) measured 88.3 % over seeds 0-2 against 85.5 % (87.3 %
-pooling band pairs, the first setting tried; 32 filters pooling 8 or 4 bands and 20 epochs,
-tried on seed 0 after, were no better, nor was VTLP on top over three seeds, 88.2 %;
-README has the folds). It is the shipped recipe:
-the standardisation stays in the cell (:func:`fold_front`), and the compiled engine runs
-the front in one compiled loop before the GRU's kernels (a 20 ms push of the recogniser
-~79 us against ~52 for the GRU it replaced).
+--cepstra 0``, :class:`streamrnn.ConvGRU`: filters over 3 frames x 5 mel bands, the
+largest of each 4 bands) measured 88.3 % over seeds 0-2 against 85.5 % (87.3 % pooling
+band pairs, the first setting tried; 32 filters pooling 8 or 4 bands and 20 epochs, tried
+on seed 0 after, were no better, nor was VTLP on top over three seeds, 88.2 %; README has
+the folds). It is the shipped recipe: the standardisation stays in the cell
+(:func:`fold_front`), and the compiled engine runs the front in one compiled loop before
+the GRU's kernels (a 20 ms push of the recogniser ~79 us against ~52 for the GRU it
+replaced).
 
 Labels. Energy endpointing of each clip (``streamrnn.apps.speech.word_bounds``)
 gives its word; frames (centres) from 40 % into the word to 50 ms after it are labelled
