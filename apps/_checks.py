@@ -114,12 +114,9 @@ def check_conv_config(model: dict, head: FileHeader) -> None:
             out.get("bias", True) is not True:
         raise ValueError(f"{where}: a ConvGRU model must be a RecurrentModel with a Readout "
                          f"head (with bias) and no tokens, got {model!r}"[:300])
-    fields = [(cell, key) for key in ("input_size", "hidden_size", "num_layers", *CONV_KEYS)]
-    for config, key in [*fields, (out, "output_size")]:
-        value = config.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise ValueError(f"{where}: model field {key!r} must be an int in [1, {limit}] "
-                             f"(the file's tensors hold {limit} values), got {value!r}")
+    for key in ("input_size", "hidden_size", "num_layers", *CONV_KEYS):
+        _size(cell, key, where, limit, {})
+    _size(out, "output_size", where, limit, {})
     if out.get("input_size", cell["hidden_size"]) != cell["hidden_size"]:
         raise ValueError(f"{where}: model field 'head.input_size' must equal the cell's "
                          f"hidden_size {cell['hidden_size']}, got {out.get('input_size')!r}")

@@ -18,6 +18,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from _exported import KINDS, cell, fresh_path
+from _lengths import check_lengths
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -148,34 +149,5 @@ def test_lengths_leave_each_streams_state_after_its_last_real_step(kind, dtype):
     # add_model(..., lengths): stream b's steps from lengths[b] on are padding; its state
     # is the eager state after its first lengths[b] steps (ragged chunks in one batch; the
     # fused kernels, the Scan forms and the min forms each honour it).
-    from streamrnn.export import Graph, add_model, write_graph
-
-    model = build(kind, 2, "readout", dtype=dtype)
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
-    g = Graph("lengths")
-    x = g.input("x", np_dtype, ["T", "B", FEATURES])
-    lengths = g.input("lengths", np.int64, ["B"])
-    shapes = {k: [2, "B", *v] for k, v in model.cell.state_shapes().items()}
-    state = {k: g.input(f"state_{k}", np_dtype, shapes[k]) for k in shapes}
-    y, new = add_model(g, model, x, state, lengths)
-    g.output("y", y, np_dtype, ["T", "B", OUT])
-    for k, v in new.items():
-        g.output(f"new_state_{k}", v, np_dtype, shapes[k])
-    path = fresh_path()
-    write_graph(g, path, {})
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    gen = torch.Generator().manual_seed(3)
-    xs = torch.randn(6, 4, FEATURES, generator=gen, dtype=dtype)
-    s0 = streamrnn.State(**{k: 0.5 * torch.randn(v.shape, generator=gen, dtype=dtype)
-                            for k, v in model.initial_state(4, dtype=dtype).items()})
-    lens = np.array([6, 1, 3, 5])
-    y, *got = session.run(None, {"x": xs.numpy(), "lengths": lens,
-                                 **{f"state_{k}": v.numpy() for k, v in s0.items()}})
-    atol = 1e-5 if dtype == torch.float32 else 1e-10
-    for b, n in enumerate(lens):
-        with torch.no_grad():
-            want_y, want = model(xs[:n, b:b + 1].transpose(0, 1),
-                                 streamrnn.State(**{k: v[:, b:b + 1] for k, v in s0.items()}))
-        np.testing.assert_allclose(y[:n, b], want_y[0].numpy(), rtol=0, atol=atol)
-        for k, part in zip(s0.parts, got, strict=True):
-            np.testing.assert_allclose(part[:, b], want[k][:, 0].numpy(), rtol=0, atol=atol)
+    check_lengths(build(kind, 2, "readout", dtype=dtype), fresh_path(), [6, 1, 3, 5],
+                  features=FEATURES, outputs=OUT, state_scale=0.5, dtype=dtype)
