@@ -53,9 +53,9 @@ FEATURES = {
 SR, HOP, WIN, BLANK = 8000, 80, 200, len(LABELS) - 1
 IGNORE, EARLY, HANG_S, SEQ_S = -100, 0.4, 0.05, 3.0
 LABEL_RULE = (
-    "frames (centres) from 40% into the endpointed word to 50 ms after it: the digit; "
+    "frames (centres) from 40% into the endpointed word to {hang_ms} ms after it: the digit; "
     "the word's first 40%: not in the loss; all other frames: blank"
-)
+)  # .format(hang_ms=...)
 
 
 @dataclass(frozen=True)
@@ -245,9 +245,10 @@ def compose(clips: list[dict], order, rng: np.random.Generator, aug: Augment):
 
 
 def frame_labels(
-    n_frames: int, events, speakers=(), onset_blank: float = 0.0
+    n_frames: int, events, speakers=(), onset_blank: float = 0.0, hang_s: float = HANG_S
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: the digit from 40 % into its word to 50 ms after it, blank outside words;
+    """Per frame: the digit from 40 % into its word to ``hang_s`` after it (the word is
+    endpointed on voicing, so the hang covers an unvoiced tail: six's "ks"), blank outside;
     and the speaker's index in ``speakers`` over the whole word (-100 elsewhere).
 
     The first 40 % of a word is left out of the digit loss (-100): whether the model
@@ -263,9 +264,9 @@ def frame_labels(
     who = np.full(n_frames, IGNORE, dtype=np.int64)
     centres = np.arange(n_frames) * HOP + WIN / 2
     for start, end, digit, speaker in events:
-        word = (centres >= start) & (centres <= end + HANG_S * SR)
+        word = (centres >= start) & (centres <= end + hang_s * SR)
         y[word] = IGNORE
-        y[(centres >= start + EARLY * (end - start)) & (centres <= end + HANG_S * SR)] = digit
+        y[(centres >= start + EARLY * (end - start)) & (centres <= end + hang_s * SR)] = digit
         if onset_blank:
             y[(centres >= start) & (centres < start + onset_blank * (end - start))] = BLANK
         if speaker in speakers:
@@ -273,12 +274,14 @@ def frame_labels(
     return y, who
 
 
-def batch_tensors(seqs, fe: AudioFeatures, speakers=(), onset_blank: float = 0.0):
+def batch_tensors(
+    seqs, fe: AudioFeatures, speakers=(), onset_blank: float = 0.0, hang_s: float = HANG_S
+):
     """Log-mel features ``(N, T, F)``, frame labels ``(N, T)`` and speaker labels ``(N, T)``
-    of composed sequences (``onset_blank``: see :func:`frame_labels`)."""
+    of composed sequences (``onset_blank``, ``hang_s``: see :func:`frame_labels`)."""
     feats = [fe.offline(np.clip(x, -1.0, 1.0).astype(np.float32)) for x, _ in seqs]
     labels = [
-        frame_labels(len(f), ev, speakers, onset_blank)
+        frame_labels(len(f), ev, speakers, onset_blank, hang_s)
         for f, (_, ev) in zip(feats, seqs, strict=True)
     ]
     y = torch.from_numpy(np.stack([a for a, _ in labels]))

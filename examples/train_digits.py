@@ -45,15 +45,19 @@ the folds). It is the shipped recipe: the standardisation stays in the cell
 the GRU's kernels (a 20 ms push of the recogniser ~79 us against ~52 for the GRU it
 replaced).
 
-Labels. Energy endpointing of each clip (``streamrnn.apps.speech.word_bounds``)
-gives its word; frames (centres) from 40 % into the word to 50 ms after it are labelled
-with the digit, the first 40 % of the word is left out of the loss, every other frame is
-blank. The decoder (``DigitRecognizer``) votes over the frames the model calls non-blank,
-each frame weighted 0.8 times the next (``decay``: the end of the word, where the causal
-model has heard all of it, decides most), and emits one digit per word after 6 blank
-frames (see ``streamrnn.apps.speech``). The decay was chosen on seed 0's five folds (83.2
-% with the plain vote of every frame, 85.2 % at 0.9, 85.6 % at 0.8, the same models);
-seeds 1 and 2 were not looked at before: see README.
+Labels. Energy endpointing of each clip (``streamrnn.apps.speech.word_bounds``) gives
+its word; frames (centres) from 40 % into the word to 50 ms after it (``--hang``) are
+labelled with the digit, the first 40 % of the word is left out of the loss, every other
+frame is blank. The word is endpointed on voicing, so a longer hang also labels an
+unvoiced tail (six's "ks"): ``--hang 0.15`` gave 87.4 % on seed 0's folds against 88.6 %
+(conv recipe), jackson's "six" still heard as "seven" (45 of 50), and doubled the
+latency (~185 ms after the word end against ~87). The decoder (``DigitRecognizer``)
+votes over the frames the model calls non-blank, each frame weighted 0.8 times the next
+(``decay``: the end of the word, where the causal model has heard all of it, decides
+most), and emits one digit per word after 6 blank frames (see
+``streamrnn.apps.speech``). The decay was chosen on seed 0's five folds (83.2 % with the
+plain vote of every frame, 85.2 % at 0.9, 85.6 % at 0.8, the same models); seeds 1 and 2
+were not looked at before: see README.
 
 Training. Adam (5e-3, cosine to 5 %), gradient clipping at 1, batches of 32 sequences,
 truncated BPTT in windows of 100 frames with the state carried (detached) between them,
@@ -61,6 +65,15 @@ truncated BPTT in windows of 100 frames with the state carried (detached) betwee
 weights (decay 0.99 per step, ``torch.optim.swa_utils``). All randomness comes from the
 seed (``--seeds``): a local ``torch.Generator`` (initialisation, shuffling, masks) and a
 numpy ``Generator`` (augmentation); the global RNGs are never seeded or used.
+
+Distillation (``--teachers DIR... --distill D``, off by default). Averaging the logits of
+several fold models (each never trained on the held-out speaker) is a better recogniser
+than any of them, but K models cost K times the compute. With teachers, each window's
+frame loss is ``(1 - D) * cross-entropy + D * KL(teachers || model)``, the teachers'
+posterior being the softmax of their mean logits on the same augmented frames
+(:func:`teacher_targets`), so one model of the usual size learns from the ensemble. A
+fold's teachers are the ``--keep`` files ``digits_without_{speaker}_seed*`` of every
+folder given (``--final``: ``digits_seed*``). Results so far are in README (one seed).
 
 Evaluation streams each test clip alone through ``DigitRecognizer`` in 20 ms chunks (160
 samples) and calls ``flush()``; a clip is correct when the first digit emitted is the
@@ -94,6 +107,7 @@ import torch.nn.functional as F
 from digits_data import (
     EARLY,
     FEATURES,
+    HANG_S,
     LABEL_RULE,
     SPEAKERS,
     SR,
@@ -105,6 +119,7 @@ from digits_data import (
     spec_augment,
     vtlp,
 )
+from safetensors import safe_open
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchaudio.functional import create_dct
 
@@ -183,8 +198,44 @@ def augment_of(args) -> Augment:
     )  # fmt: skip
 
 
-def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
-    """Train on ``clips``; returns the model taking raw log-mel (normalisation folded in)."""
+def teacher_files(args, held: str | None) -> list[Path]:
+    """The ``--teachers`` files of this fold (``digits_without_{held}_seed*``), or of the
+    final recipe (``digits_seed*``), from every folder given; none without ``--teachers``."""
+    pattern = "digits_seed*.safetensors" if held is None else f"digits_without_{held}_seed*"
+    found = sorted(f for d in args.teachers for f in d.glob(pattern))
+    if args.teachers and not found:
+        raise SystemExit(f"--teachers: no {pattern} in {[str(d) for d in args.teachers]}")
+    return found
+
+
+def teachers_of(args, held: str | None) -> list[RecurrentModel]:
+    """The models of :func:`teacher_files`, in evaluation mode."""
+    return [DigitRecognizer.load(f).model.eval() for f in teacher_files(args, held)]
+
+
+def training_info(path: Path) -> dict:
+    """The ``info`` header of a recogniser file (its provenance; ``{}`` if none)."""
+    with safe_open(path, "pt") as f:
+        return json.loads((f.metadata() or {}).get("info", "{}"))
+
+
+def teacher_targets(teachers: list, x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Log-softmax of the teachers' mean logits on standardised frames ``x`` ``(N, T, F)``,
+    given to them as the raw log-mel they take (``x * std + mean``): ``(N, T, 11)``."""
+    with torch.no_grad():
+        raw = x * std + mean
+        return torch.log_softmax(sum(t(raw)[0] for t in teachers) / len(teachers), -1)
+
+
+def train(
+    clips: list[dict], args, seed: int, log=print, teachers: list | None = None
+) -> RecurrentModel:
+    """Train on ``clips``; returns the model taking raw log-mel (normalisation folded in).
+
+    With ``teachers`` (models taking raw log-mel, never trained on the held-out speaker),
+    the frame loss is ``(1 - d) * cross-entropy + d * KL(teachers || model)``, ``d =
+    args.distill``, the teachers' posterior being the softmax of their mean logits on the
+    same (augmented) input: knowledge distillation of an ensemble into one model."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     aug = augment_of(args)
@@ -219,12 +270,13 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
         order = torch.randperm(len(clips), generator=gen).tolist()
         with one_thread():
             seqs = compose(clips, order, rng, aug)
-            x, y, who = batch_tensors(seqs, fe, speakers, args.onset_blank)
+            x, y, who = batch_tensors(seqs, fe, speakers, args.onset_blank, args.hang)
         if mean is None:  # the statistics of unwarped features: what the model will meet
             mean, std = x.reshape(-1, n_feat).mean(0), x.reshape(-1, n_feat).std(0) + 1e-3
         vtlp(x, seqs, aug, rng)  # per clip, on raw log-mel; nothing when --vtlp is 1 1
         x = (x - mean) / std
         spec_augment(x, aug, gen)
+        soft = teacher_targets(teachers, x, mean, std) if teachers else None
         if proj is not None:
             x = x @ proj.T
         perm = torch.randperm(len(x), generator=gen)
@@ -245,6 +297,10 @@ def train(clips: list[dict], args, seed: int, log=print) -> RecurrentModel:
                     logits.reshape(-1, len(LABELS)), yb[:, win].reshape(-1),
                     label_smoothing=args.smooth,
                 )  # fmt: skip
+                if soft is not None:
+                    kl = F.kl_div(F.log_softmax(logits, -1), soft[idx][:, win],
+                                  log_target=True, reduction="none").sum(-1).mean()
+                    loss = (1 - args.distill) * loss + args.distill * kl
                 if adversary is not None and (wb[:, win] >= 0).any():
                     guess = adversary(Reverse.apply(hidden, args.adversary))
                     loss = loss + F.cross_entropy(
@@ -326,7 +382,8 @@ def run_folds(clips, args) -> None:
         for held in args.speakers:
             t0 = time.perf_counter()
             print(f"seed {seed}, fold: test on {held}, train on the other speakers")
-            model = train([c for c in clips if c["speaker"] != held], args, seed)
+            model = train([c for c in clips if c["speaker"] != held], args, seed,
+                          teachers=teachers_of(args, held))  # fmt: skip
             train_s = time.perf_counter() - t0
             test = [c for c in clips if c["speaker"] == held]
             rec = recognizer(model)
@@ -389,7 +446,7 @@ def recipe(args) -> dict:
         "epochs", "cell", "hidden", "layers", "dropout", "ema", "smooth", "adversary", "cepstra",
         "lr", "batch", "window", "speed", "tempo", "tilt_db", "ripple_db", "snr_db", "babble",
         "babble_snr", "freq_masks", "freq_mask", "time_masks", "time_mask", "vtlp",
-        "onset_blank", "conv", "conv_pool",
+        "onset_blank", "hang", "conv", "conv_pool", "distill",
     )  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
@@ -400,7 +457,7 @@ def run_final(clips, args) -> None:
     train_set = [c for c in clips if c["name"] not in DEMO_CLIPS]
     print(f"final: {len(train_set)} clips of {len(SPEAKERS)} speakers (demo clips left out)")
     t0 = time.perf_counter()
-    model = train(train_set, args, seed)
+    model = train(train_set, args, seed, teachers=teachers_of(args, None))
     print(f"trained in {time.perf_counter() - t0:.0f} s")
     rec = recognizer(model)
     demo = [c for c in clips if c["name"] in DEMO_CLIPS]
@@ -411,7 +468,11 @@ def run_final(clips, args) -> None:
         "license": "CC BY-SA 4.0 (the weights are a derivative of FSDD); see ATTRIBUTION.md",
         "excluded_clips": list(DEMO_CLIPS),
         "training": {**recipe(args), "seed": seed},
-        "labels": LABEL_RULE
+        "teachers": [
+            {"file": f.name, "training": training_info(f).get("training")}
+            for f in teacher_files(args, None)
+        ],
+        "labels": LABEL_RULE.format(hang_ms=round(args.hang * 1000))
         + (f"; except the word's first {args.onset_blank:.0%}: blank" if args.onset_blank else ""),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -501,6 +562,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0.0,
         help="label the first fraction of each word blank, not ignored (<= 0.4; 0: off)",
     )
+    add("--hang", type=float, default=HANG_S,
+        help="seconds after the voiced word's end still labelled with its digit")
+    add("--teachers", type=Path, nargs="+", default=[],
+        help="folders of models to distil (--keep's names; final: digits_seed*)")
+    add("--distill", type=float, default=0.0,
+        help="weight of the teachers' loss (> 0 with --teachers)")
     add("--threads", type=int, default=1, help="torch threads while training")
     args = p.parse_args(argv)
     if not (args.folds or args.final or args.make_demo):
@@ -540,6 +607,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0.0 <= args.onset_blank <= EARLY:
         p.error(f"--onset-blank must be a fraction of the word in [0, {EARLY}], "
                 f"got {args.onset_blank}")  # fmt: skip
+    if not 0.0 <= args.hang <= 0.5:
+        p.error(f"--hang must be in [0, 0.5] seconds, got {args.hang}")
+    if not 0.0 <= args.distill <= 1.0 or bool(args.teachers) != (args.distill > 0):
+        p.error(f"--distill must be in (0, 1] with --teachers, 0 without, got {args.distill}")
     if not 0.0 <= args.dropout < 1.0:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if not (math.isfinite(args.lr) and args.lr > 0):

@@ -114,13 +114,16 @@ def test_tempo_keeps_the_pitch(scripts):
         assert abs(peak - 500) <= 8000 / len(mid)  # the FFT bin width
 
 
-def test_frame_labels_mark_the_word_and_its_speaker(scripts):
+@pytest.mark.parametrize("hang", [None, 0.0, 0.15])
+def test_frame_labels_mark_the_word_and_its_speaker(scripts, hang):
+    """The digit from 40 % into the word to ``hang_s`` after it (default 50 ms)."""
     _, dd = scripts
     hop, win, sr = 80, 200, 8000
     start, end = 2000.0, 4000.0  # samples
-    y, who = dd.frame_labels(100, [(start, end, 7, "b")], speakers=["a", "b"])
+    kw = {} if hang is None else {"hang_s": hang}
+    y, who = dd.frame_labels(100, [(start, end, 7, "b")], speakers=["a", "b"], **kw)
     centres = np.arange(100) * hop + win / 2
-    word = (centres >= start) & (centres <= end + 0.05 * sr)
+    word = (centres >= start) & (centres <= end + (0.05 if hang is None else hang) * sr)
     late = word & (centres >= start + 0.4 * (end - start))
     assert (y[late] == 7).all() and (y[word & ~late] == -100).all()
     assert (y[~word] == dd.BLANK).all()
@@ -262,6 +265,10 @@ def test_augment_refuses_bad_settings(scripts, kw, match):
         (["--folds", "--conv", "16"], "it needs --cell gru --layers 1 --cepstra 0"),
         (["--folds", "--conv", "16", "--cepstra", "0", "--cell", "lstm"], "it needs --cell gru"),
         (["--folds", "--conv", "16", "--cepstra", "0", "--adversary", "1"], "not with --conv"),
+        (["--folds", "--hang", "0.6"], "--hang must be in"),
+        (["--folds", "--distill", "0.5"], "--distill must be in (0, 1] with --teachers"),
+        (["--folds", "--teachers", "x"], "--distill must be in (0, 1] with --teachers"),
+        (["--folds", "--teachers", "x", "--distill", "1.5"], "--distill must be in"),
     ],
 )
 def test_command_line_refuses_bad_settings(scripts, capsys, argv, match):
@@ -270,3 +277,74 @@ def test_command_line_refuses_bad_settings(scripts, capsys, argv, match):
         td.parse_args(argv)
     assert exc.value.code == 2
     assert match in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ distillation
+
+
+def _tiny_args(td, distill: float):
+    argv = ["--folds", "--conv", "2", "--cepstra", "0", "--hidden", "8", "--epochs", "1"]
+    args = td.parse_args(argv)
+    args.distill = distill  # the teachers are handed to train() directly
+    return args
+
+
+def _teacher(seed: int) -> RecurrentModel:
+    return RecurrentModel(ConvGRU(40, 6, channels=2, seed=seed), Readout(6, 11, seed=seed)).eval()
+
+
+@pytest.mark.parametrize("distill, same", [(1.0, True), (0.5, False)])
+def test_distillation_at_weight_one_learns_from_the_teachers_alone(scripts, distill, same):
+    """With ``--distill 1`` the frame loss is the teachers' KL alone: relabelling every
+    clip changes nothing, bit for bit; at 0.5 the labels count."""
+    td, _ = scripts
+    base = [_tone_clip(3) for _ in range(4)]
+    relabelled = [{**c, "digit": 5} for c in base]
+    teachers = [_teacher(0), _teacher(1)]
+    quiet = lambda *a: None  # noqa: E731
+    a = td.train(base, _tiny_args(td, distill), 0, log=quiet, teachers=teachers)
+    b = td.train(relabelled, _tiny_args(td, distill), 0, log=quiet, teachers=teachers)
+    equal = all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    assert equal is same
+
+
+def test_teachers_hear_raw_log_mel_and_vote_with_their_mean_logits(scripts):
+    """The student trains on standardised frames; its teachers take raw log-mel."""
+    td, _ = scripts
+    gen = torch.Generator().manual_seed(0)
+    raw = torch.randn(3, 20, 40, generator=gen) * 2.0 - 6.0
+    mean, std = torch.randn(40, generator=gen) - 6.0, torch.rand(40, generator=gen) + 0.5
+    teachers = [_teacher(0), _teacher(1), _teacher(2)]
+    got = td.teacher_targets(teachers, (raw - mean) / std, mean, std)
+    with torch.no_grad():
+        probs = [torch.softmax(t(raw)[0], -1) for t in teachers]
+        logits = sum(t(raw)[0] for t in teachers) / 3
+    torch.testing.assert_close(got.exp(), torch.softmax(logits, -1), atol=1e-5, rtol=1e-4)
+    assert got.shape == (3, 20, 11) and not torch.allclose(got.exp(), probs[0], atol=1e-3)
+
+
+def test_teachers_of_picks_the_fold_s_models_from_every_folder(scripts, tmp_path):
+    """A fold's teachers are the models that never heard its held-out speaker."""
+    td, _ = scripts
+    from streamrnn.apps.speech import DigitRecognizer
+
+    fe = AudioFeatures(8000, n_mels=40, win_length=200, hop_length=80, f_min=100.0)
+    names = {"one": ["digits_without_george_seed0", "digits_without_lucas_seed0"],
+             "two": ["digits_without_george_seed1", "digits_seed0"]}  # fmt: skip
+    for folder, stems in names.items():
+        (tmp_path / folder).mkdir()
+        for i, stem in enumerate(stems):
+            info = {"training": {"seed": i, "folder": folder}}
+            DigitRecognizer(_teacher(i), fe).save(tmp_path / folder / f"{stem}.safetensors",
+                                                  info=info)  # fmt: skip
+    args = _tiny_args(td, 1.0)
+    args.teachers = [tmp_path / "one", tmp_path / "two"]
+    assert len(td.teachers_of(args, "george")) == 2
+    assert len(td.teachers_of(args, "lucas")) == 1 and len(td.teachers_of(args, None)) == 1
+    (final,) = td.teacher_files(args, None)  # its provenance goes into the student's header
+    assert final.name == "digits_seed0.safetensors"
+    assert td.training_info(final) == {"training": {"seed": 1, "folder": "two"}}
+    with pytest.raises(SystemExit, match="no digits_without_jackson_seed"):
+        td.teachers_of(args, "jackson")
+    args.teachers = []
+    assert td.teachers_of(args, "george") == []
