@@ -60,8 +60,12 @@ def listen_main(argv: list[str] | None = None) -> int:
     >>> times = [d["time_s"] for d in lines]  # each digit once, as it is spoken
     >>> code, [d["digit"] for d in lines], times == sorted(times)
     (0, [2, 7, 5, 0, 9], True)
-    >>> lines[0]
-    {'digit': 2, 'time_s': 1.285, 'latency_ms': 110.0}
+    >>> import pathlib  # each digit comes within 0.5 s after its word ends (the demo's json)
+    >>> words = json.loads(pathlib.Path(demo_path()).with_suffix(".json").read_text())["clips"]
+    >>> [0 < d["time_s"] - w["word_end_s"] < 0.5 for d, w in zip(lines, words, strict=True)]
+    [True, True, True, True, True]
+    >>> sorted(lines[0])
+    ['digit', 'latency_ms', 'time_s']
     """
     from streamrnn.adapters.audio import WavSource
 
