@@ -20,7 +20,12 @@ from _data import demo_digits
 from streamrnn.adapters.audio import WavSource
 from streamrnn.apps.speech import demo_path
 
-_MAIN = "import sys; from streamrnn.cli import main; sys.exit(main())"
+# Ctrl-C at a terminal is what this stands for; a child inherits an ignored SIGINT (a shell
+# that starts the test run in the background ignores it), so the child restores Python's own
+_MAIN = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from streamrnn.cli import main; sys.exit(main())"
+)
 
 
 def _free_port() -> int:
@@ -59,7 +64,11 @@ def test_the_command_serves_the_page_and_the_speech_socket():
         page, digits = asyncio.run(asyncio.wait_for(client(), 60))
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(20)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave the server running
+            raise
     assert "<canvas" in page and "/static/speech.js" in page
     assert [d["digit"] for d in digits] == expected
     assert all(d["latency_ms"] >= 0 and d["time_s"] > 0 for d in digits)
