@@ -124,7 +124,6 @@ from digits_data import (
     spec_augment,
     vtlp,
 )
-from safetensors import safe_open
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchaudio.functional import create_dct
 
@@ -133,6 +132,7 @@ from streamrnn import ConvGRU
 from streamrnn.adapters.audio import AudioFeatures, write_wav
 from streamrnn.apps.speech import LABELS, DigitRecognizer, word_bounds
 from streamrnn.heads import Readout, RecurrentModel
+from streamrnn.utils import read_header
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fsdd"
@@ -219,9 +219,8 @@ def teachers_of(args, held: str | None) -> list[RecurrentModel]:
 
 
 def training_info(path: Path) -> dict:
-    """The ``info`` header of a recogniser file (its provenance; ``{}`` if none)."""
-    with safe_open(path, "pt") as f:
-        return json.loads((f.metadata() or {}).get("info", "{}"))
+    """The ``info`` header of a recogniser file (its provenance), by the project's reader."""
+    return read_header(path).json("info")
 
 
 def teacher_targets(teachers: list, x: torch.Tensor, mean, std) -> torch.Tensor:
